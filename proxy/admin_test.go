@@ -1,0 +1,129 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// The admin console answers SHOW statements with ordinary result sets.
+func TestAdminConsole(t *testing.T) {
+	t.Parallel()
+	var asked []string
+	admin := func(_ context.Context, what string) ([]string, [][]string, error) {
+		asked = append(asked, what)
+		if what == "POOLS" {
+			return nil, nil, &sqlStateError{"XX000", "pool catalog unavailable"}
+		}
+		return []string{"name", "hash"}, [][]string{{"app", "abc123"}, {"other", "def456"}}, nil
+	}
+	s := startProxy(t, Config{Provider: &testProvider{t: t}, Admin: admin, Version: "1.2.3"})
+	ctx := testContext(t)
+	c := connect(t, proxyURL(s, adminDatabase, "default_query_exec_mode=simple_protocol"))
+
+	tests := []struct {
+		sql  string
+		cols []string
+		rows [][]string
+		code string
+	}{
+		{"SHOW VERSION", []string{"version"}, [][]string{{"pgtestproxy 1.2.3"}}, ""},
+		{"show templates;", []string{"name", "hash"}, [][]string{{"app", "abc123"}, {"other", "def456"}}, ""},
+		{"SHOW POOLS", nil, nil, "XX000"},
+		{"SHOW STATS", []string{"sessions_total", "sessions_active", "leases_total", "leases_active",
+			"bytes_in", "bytes_out", "cancels", "errors"}, nil, ""},
+		{"SHOW HELP", []string{"command", "description"}, adminCommands, ""},
+		{"SHOW NONSENSE", nil, nil, codeUndefinedObject},
+		{"DROP DATABASE app", nil, nil, codeSyntaxError},
+	}
+	for _, tc := range tests {
+		cols, rows, err := queryStrings(ctx, c, tc.sql)
+		if tc.code != "" {
+			e := wantSQLState(t, err, tc.code)
+			if tc.code != "XX000" && !strings.Contains(e.Hint, "SHOW TEMPLATES") {
+				t.Errorf("%s: hint %q does not list the commands", tc.sql, e.Hint)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", tc.sql, err)
+		}
+		if strings.Join(cols, ",") != strings.Join(tc.cols, ",") {
+			t.Errorf("%s: columns %v, want %v", tc.sql, cols, tc.cols)
+		}
+		if tc.rows != nil && !equalRows(rows, tc.rows) {
+			t.Errorf("%s: rows %v, want %v", tc.sql, rows, tc.rows)
+		}
+		if tc.sql == "SHOW STATS" && (len(rows) != 1 || rows[0][1] != "1") {
+			t.Errorf("SHOW STATS: %v, want one row with one active session", rows)
+		}
+	}
+	if strings.Join(asked, ",") != "TEMPLATES,POOLS" {
+		t.Errorf("admin func asked for %v", asked)
+	}
+
+	// The extended protocol is refused with an ERROR, and the console goes on.
+	_, err := c.PgConn().ExecParams(ctx, "SHOW VERSION", nil, nil, nil, nil).Close()
+	wantSQLState(t, err, codeFeatureNotSupported)
+	if _, _, err := queryStrings(ctx, c, "SHOW VERSION"); err != nil {
+		t.Fatalf("console unusable after an extended-protocol error: %v", err)
+	}
+}
+
+func TestAdminConsoleWithoutAdminFunc(t *testing.T) {
+	t.Parallel()
+	s := startProxy(t, Config{Provider: &testProvider{t: t}})
+	c := connect(t, proxyURL(s, adminDatabase, "default_query_exec_mode=simple_protocol"))
+	_, _, err := queryStrings(testContext(t), c, "SHOW LEASES")
+	wantSQLState(t, err, codeFeatureNotSupported)
+
+	psql, lookErr := exec.LookPath("psql")
+	if lookErr != nil {
+		return
+	}
+	out, err := exec.Command(psql, "-X", "-At", "-c", "SHOW VERSION", proxyURL(s, adminDatabase)).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "pgtestproxy devel" {
+		t.Fatalf("psql SHOW VERSION: %v\n%s", err, out)
+	}
+}
+
+func queryStrings(ctx context.Context, c *pgx.Conn, sql string) (cols []string, rows [][]string, err error) {
+	r, err := c.Query(ctx, sql, pgx.QueryExecModeSimpleProtocol)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer r.Close()
+	for _, f := range r.FieldDescriptions() {
+		cols = append(cols, f.Name)
+	}
+	for r.Next() {
+		var row []string
+		for _, v := range r.RawValues() {
+			row = append(row, string(v))
+		}
+		rows = append(rows, row)
+	}
+	if err := r.Err(); err != nil {
+		return nil, nil, err
+	}
+	if cols == nil {
+		return nil, nil, errors.New("no result set")
+	}
+	return cols, rows, nil
+}
+
+func equalRows(a, b [][]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if strings.Join(a[i], "\x00") != strings.Join(b[i], "\x00") {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,63 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+)
+
+// onceConn is a socket whose Close closes it exactly once, whoever calls it first
+// (the session that owns it or a shutdown that force-closes it).
+type onceConn struct {
+	net.Conn
+	once sync.Once
+	err  error
+}
+
+func newOnceConn(c net.Conn) *onceConn { return &onceConn{Conn: c} }
+
+func (c *onceConn) Close() error {
+	c.once.Do(func() { c.err = c.Conn.Close() })
+	return c.err
+}
+
+// CloseWrite half-closes the socket when it supports that (TCP, Unix).
+func (c *onceConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// closeWrite half-closes c: a TCP FIN, or a TLS close_notify.
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+}
+
+// interrupt makes a Read blocked on c (or the next one) return at once.
+func interrupt(c net.Conn) { _ = c.SetReadDeadline(time.Now()) }
+
+// isInterrupted reports whether err is what interrupt causes.
+func isInterrupted(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
+
+// Bounds on the polite goodbyes to a client that is being refused or cut.
+const (
+	goodbyeWriteTimeout = 2 * time.Second
+	goodbyeDrainTimeout = 500 * time.Millisecond
+	goodbyeDrainBytes   = 64 << 10
+)
+
+// lingeringClose closes c after a refusal so that an ErrorResponse just written is not
+// lost to a TCP reset: it half-closes, reads what the client still sends for a
+// moment, then closes.
+func lingeringClose(c net.Conn) {
+	closeWrite(c)
+	_ = c.SetReadDeadline(time.Now().Add(goodbyeDrainTimeout))
+	_, _ = io.CopyN(io.Discard, c, goodbyeDrainBytes)
+	_ = c.Close()
+}

@@ -1,0 +1,28 @@
+// Package proxy is pgtestproxy's front door: it speaks the PostgreSQL v3 wire protocol
+// to clients and gives each one a leased database. It answers the startup phase itself
+// (SSLRequest and GSSENCRequest, protocol version negotiation down to 3.0,
+// CancelRequest, SCRAM-SHA-256 when a password is set), takes the proxy's own settings
+// out of the startup packet (`-c pgtestproxy.mode=…`/`-c pgtestproxy.session=…` in
+// `options`, or the plain parameters `mode` and `session`), asks a LeaseProvider for a
+// database (connections with the same template, mode and session key share one lease,
+// which lingers briefly after its last connection), connects to it with pgconn and the
+// client's other runtime parameters, and then relays bytes both ways without decoding
+// them. It issues its own BackendKeyData and forwards cancel requests to the real
+// backend. The database name "pgtestproxy" is an admin console answering SHOW
+// statements. The proxy never imports the pool: what it needs is the LeaseProvider
+// interface declared here.
+//
+// Lease modes: db mode is complete. tx mode (SPEC §6) is not implemented yet: a client
+// that asks for mode=tx gets a tx-mode lease from the provider, but its session is
+// relayed like db mode, without the transaction rewriting that tx mode needs. The
+// rewriting session belongs beside the relay in Server.runSession.
+//
+// Choices where the SPEC is silent: a setting given both as a plain parameter and in
+// `options` takes the plain parameter's value (PostgreSQL applies startup parameters
+// after `options`); the client's user name is only used in messages, the upstream
+// always sees the proxy's own role; admin console sessions count towards MaxSessions;
+// SHOW HELP lists the console's commands as a result set and anything else is an
+// ERROR whose hint lists them; new clients during shutdown get 57P01, and sessions cut
+// at the end of the grace period get a FATAL 57P01 when the server's byte stream is
+// between messages (otherwise the socket is closed).
+package proxy

@@ -1,0 +1,159 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// relayBufSize is the copy buffer of each relay direction.
+const relayBufSize = 32 << 10
+
+var relayBufs = sync.Pool{New: func() any { b := make([]byte, relayBufSize); return &b }}
+
+// relay is the db-mode session: it copies bytes both ways between client and upstream
+// without decoding them. It tracks only where the upstream's messages begin, so that
+// a shutdown can end an idle session with a FATAL ErrorResponse instead of a dropped
+// socket.
+type relay struct {
+	client   net.Conn
+	upstream net.Conn
+	stats    *counters
+	cutting  atomic.Bool
+}
+
+func newRelay(client, upstream net.Conn, stats *counters) *relay {
+	return &relay{client: client, upstream: upstream, stats: stats}
+}
+
+// run relays until both directions are done, then closes both sockets. It reports
+// whether the upstream connection ended without a failure.
+func (r *relay) run() (clean bool) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.clientToUpstream()
+	}()
+	clean = r.upstreamToClient()
+	<-done
+	_ = r.client.Close()
+	_ = r.upstream.Close()
+	return clean && !r.cutting.Load()
+}
+
+// clientToUpstream copies client bytes to the upstream. On the client's EOF it
+// half-closes the upstream, which then ends the backend and so the other direction;
+// on any other end it interrupts the other direction.
+func (r *relay) clientToUpstream() {
+	bp := relayBufs.Get().(*[]byte)
+	defer relayBufs.Put(bp)
+	buf := *bp
+	for {
+		n, err := r.client.Read(buf)
+		if n > 0 {
+			if _, werr := r.upstream.Write(buf[:n]); werr != nil {
+				interrupt(r.upstream)
+				return
+			}
+			r.stats.bytesIn.Add(int64(n))
+		}
+		if errors.Is(err, io.EOF) {
+			closeWrite(r.upstream)
+			return
+		}
+		if err != nil {
+			interrupt(r.upstream)
+			return
+		}
+	}
+}
+
+// upstreamToClient copies upstream bytes to the client until the upstream ends, then
+// stops the other direction: without a backend the session is over. It reports
+// whether the upstream ended by closing normally (or the client went away first).
+func (r *relay) upstreamToClient() (clean bool) {
+	defer interrupt(r.client)
+	bp := relayBufs.Get().(*[]byte)
+	defer relayBufs.Put(bp)
+	buf := *bp
+	var frames frameTracker
+	for {
+		n, err := r.upstream.Read(buf)
+		if n > 0 {
+			if _, werr := r.client.Write(buf[:n]); werr != nil {
+				return true // the client went away; the upstream is fine
+			}
+			frames.advance(buf[:n])
+			r.stats.bytesOut.Add(int64(n))
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, io.EOF):
+			return true
+		case isInterrupted(err) && r.cutting.Load():
+			if frames.atBoundary() {
+				r.sayShutdown()
+			}
+			return false
+		case isInterrupted(err):
+			return true // the client direction ended: the client went away
+		default:
+			return false
+		}
+	}
+}
+
+// sayShutdown tells the client, between two upstream messages, that the proxy is
+// ending its session.
+func (r *relay) sayShutdown() {
+	var out msgBuffer
+	out.add(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL",
+		Code: codeAdminShutdown, Message: "terminating connection because pgtestproxy is shutting down"})
+	_ = r.client.SetWriteDeadline(time.Now().Add(goodbyeWriteTimeout))
+	if out.flush(r.client) == nil {
+		r.stats.errors.Add(1)
+	}
+}
+
+// cut ends the session from outside (shutdown): both reads return at once and the
+// client is told why if the upstream stream is between messages.
+func (r *relay) cut() {
+	r.cutting.Store(true)
+	interrupt(r.upstream)
+	interrupt(r.client)
+	_ = r.client.SetWriteDeadline(time.Now().Add(goodbyeWriteTimeout))
+}
+
+// frameTracker follows the message boundaries of a backend byte stream (a type byte
+// and a 4-byte length per message) without decoding anything else.
+type frameTracker struct {
+	header    [5]byte
+	headerLen int   // bytes of the current header seen so far
+	remaining int64 // body bytes of the current message still to come
+}
+
+func (f *frameTracker) advance(p []byte) {
+	for len(p) > 0 {
+		if f.remaining > 0 {
+			k := min(int64(len(p)), f.remaining)
+			f.remaining -= k
+			p = p[k:]
+			continue
+		}
+		k := copy(f.header[f.headerLen:], p)
+		f.headerLen += k
+		p = p[k:]
+		if f.headerLen == len(f.header) {
+			f.remaining = int64(binary.BigEndian.Uint32(f.header[1:])) - 4
+			f.headerLen = 0
+		}
+	}
+}
+
+func (f *frameTracker) atBoundary() bool { return f.headerLen == 0 && f.remaining <= 0 }

@@ -1,0 +1,149 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// ErrServerClosed is returned by Serve after Close.
+var ErrServerClosed = errors.New("proxy: server closed")
+
+// forceCloseAfter is how long cut sessions get to say goodbye before their sockets
+// are closed under them.
+const forceCloseAfter = 3 * time.Second
+
+// Server accepts PostgreSQL clients and gives each one a leased database.
+type Server struct {
+	cfg     Config
+	ln      net.Listener
+	log     *zap.Logger
+	auth    *authenticator // nil: trust
+	router  *router
+	cancels *cancelRegistry
+	stats   counters
+
+	// baseCtx bounds the work done for sessions (lease acquisition, upstream
+	// connects); it is cancelled when shutdown cuts the sessions.
+	baseCtx    context.Context
+	cancelBase context.CancelFunc
+	shutting   atomic.Bool
+	panics     atomic.Int64 // sessions that panicked (a bug), for tests
+
+	mu           sync.Mutex
+	serving      bool
+	closed       bool
+	conns        map[*clientConn]struct{}
+	connsChanged chan struct{} // closed and replaced whenever a connection ends
+	cutAll       bool          // shutdown cut the sessions: cut new connections too
+	sessions     int           // sessions past startup, for MaxSessions
+
+	closeOnce sync.Once
+	closeCh   chan struct{} // closed by Close
+	doneCh    chan struct{} // closed when Serve has shut down
+}
+
+// New validates cfg and starts listening; clients may connect as soon as it returns
+// (they wait in the listen backlog until Serve). Addr tells where.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	s := &Server{cfg: cfg, log: cfg.Logger, cancels: newCancelRegistry(),
+		conns: map[*clientConn]struct{}{}, connsChanged: make(chan struct{}),
+		closeCh: make(chan struct{}), doneCh: make(chan struct{})}
+	s.router = newRouter(cfg.Provider, cfg.Linger, cfg.Logger, &s.stats)
+	if cfg.Password != "" {
+		var err error
+		if s.auth, err = newAuthenticator(cfg.Password); err != nil {
+			return nil, err
+		}
+	}
+	s.ln = cfg.Listener
+	if s.ln == nil {
+		var err error
+		if s.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+			return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+		}
+	}
+	s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// Addr returns the address the server listens on.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Stats returns the server's counters.
+func (s *Server) Stats() Stats { return s.stats.snapshot() }
+
+// Serve accepts clients until ctx is done or Close is called, then shuts down
+// gracefully: new clients are refused with 57P01, open sessions get ShutdownGrace to
+// end, the rest are cut. It returns nil after a shutdown it performed, or
+// ErrServerClosed when the server was closed before Serve was called.
+func (s *Server) Serve(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closed || s.serving {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.serving = true
+	s.mu.Unlock()
+	s.log.Info("proxy listening", zap.Stringer("addr", s.ln.Addr()))
+
+	acceptDone := make(chan struct{})
+	go func() {
+		defer close(acceptDone)
+		s.acceptLoop()
+	}()
+	select {
+	case <-ctx.Done():
+	case <-s.closeCh:
+	}
+	s.shutdown(acceptDone)
+	close(s.doneCh)
+	return nil
+}
+
+// Close shuts the server down as Serve does and waits until it has. It is safe to
+// call more than once and from several goroutines.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() { close(s.closeCh) })
+	s.mu.Lock()
+	serving := s.serving
+	first := !s.closed
+	s.closed = true
+	s.mu.Unlock()
+	if serving {
+		<-s.doneCh
+		return nil
+	}
+	if first {
+		s.cancelBase()
+		return s.ln.Close()
+	}
+	return nil
+}
+
+func (s *Server) acceptLoop() {
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors or similar: back off instead of spinning.
+			s.log.Warn("accept failed", zap.Error(err))
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		cc := s.track(c)
+		go s.serveConn(cc)
+	}
+}
