@@ -1,0 +1,285 @@
+package main
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"io"
+	"slices"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/pgtestproxy/pgtestproxy/internal/pgserver"
+	"github.com/pgtestproxy/pgtestproxy/migrations"
+	"github.com/pgtestproxy/pgtestproxy/pool"
+	"github.com/pgtestproxy/pgtestproxy/proxy"
+)
+
+// app runs one subcommand with its configuration.
+type app struct {
+	cfg            *config
+	log            *zap.Logger
+	stdout, stderr io.Writer
+	hooks          hooks
+}
+
+// stack is what a running proxy is made of, closed in reverse order.
+type stack struct {
+	server    *pgserver.Server // nil with --upstream
+	pool      *pool.Pool
+	proxy     *proxy.Server
+	defaultDB string // the database name a `run` command is given
+}
+
+func (s *stack) close(log *zap.Logger) {
+	if s.proxy != nil {
+		_ = s.proxy.Close()
+	}
+	if s.pool != nil {
+		if err := s.pool.Close(); err != nil {
+			log.Warn("close pool", zap.Error(err))
+		}
+	}
+	if s.server != nil {
+		if err := s.server.Close(); err != nil {
+			log.Warn("stop embedded postgres", zap.Error(err))
+		}
+	}
+}
+
+// noMigrations is the default template when no --migrations is given: an empty
+// database.
+var noMigrations embed.FS
+
+// startPool connects to (or starts) the upstream and opens the template pool. The gc
+// command runs GC itself (to report it), so it asks for no start-up GC.
+func (a *app) startPool(ctx context.Context, st *stack, gcAtStart bool) error {
+	upstream := a.cfg.upstream
+	if upstream == "" {
+		// The stack stops the server itself, after the pool: its life must not end
+		// with ctx, which ends first on SIGTERM.
+		srv, err := pgserver.Start(context.WithoutCancel(ctx), pgserver.Config{BinDir: a.cfg.pgBinDir, DataDir: a.cfg.dataDir,
+			Logger: a.log.Named("postgres")})
+		if err != nil {
+			return fmt.Errorf("embedded postgres: %w", err)
+		}
+		st.server, upstream = srv, srv.ConnString("postgres")
+	}
+	templates, defaultDB, err := a.migrators()
+	if err != nil {
+		return err
+	}
+	st.defaultDB = defaultDB
+	p, err := pool.New(ctx, pool.Config{
+		ConnString:     upstream,
+		Templates:      templates,
+		PoolSize:       a.cfg.poolSize,
+		MaxClones:      a.cfg.maxClones,
+		AcquireTimeout: a.cfg.acquireTimeout,
+		TTL:            a.cfg.ttl,
+		NoStartupGC:    !gcAtStart,
+		Logger:         a.log.Named("pool"),
+	})
+	if err != nil {
+		return err
+	}
+	st.pool = p
+	return nil
+}
+
+// migrators opens the --migrations directories. Without any, the default template is
+// an empty database. defaultDB is the database name `run` hands its command: any name
+// selects the default template, else the first named one.
+func (a *app) migrators() (map[string]pool.Migrator, string, error) {
+	templates := map[string]pool.Migrator{}
+	if len(a.cfg.migrations) == 0 {
+		d, err := migrations.OpenFS(noMigrations, ".")
+		if err != nil {
+			return nil, "", err
+		}
+		templates[""] = d
+	}
+	for _, m := range a.cfg.migrations {
+		d, err := migrations.Open(m.dir)
+		if err != nil {
+			return nil, "", fmt.Errorf("--migrations %s: %w", m.dir, err)
+		}
+		templates[m.name] = d
+	}
+	if _, ok := templates[""]; ok {
+		return templates, "test", nil
+	}
+	names := make([]string, 0, len(templates))
+	for name := range templates {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return templates, names[0], nil
+}
+
+// start brings up the whole stack: upstream, pool, proxy listening on listen.
+func (a *app) start(ctx context.Context, listen string) (*stack, error) {
+	st := &stack{}
+	if err := a.startPool(ctx, st, true); err != nil {
+		st.close(a.log)
+		return nil, err
+	}
+	srv, err := proxy.New(proxy.Config{
+		Addr:             listen,
+		Provider:         provider{st.pool},
+		Admin:            adminTables(st.pool),
+		Password:         a.cfg.password,
+		AllowNonLoopback: a.cfg.allowNonLoopback,
+		DefaultMode:      proxy.Mode(a.cfg.mode),
+		MaxSessions:      a.cfg.maxSessions,
+		Version:          versionString(),
+		Logger:           a.log.Named("proxy"),
+	})
+	if err != nil {
+		st.close(a.log)
+		return nil, err
+	}
+	st.proxy = srv
+	return st, nil
+}
+
+// serve runs the proxy until ctx ends.
+func (a *app) serve(ctx context.Context) int {
+	st, err := a.start(ctx, a.cfg.listen)
+	if err != nil {
+		a.log.Error("start", zap.Error(err))
+		return 1
+	}
+	defer st.close(a.log)
+	if a.hooks.ready != nil {
+		a.hooks.ready(st.proxy.Addr().String())
+	}
+	if err := st.proxy.Serve(ctx); err != nil {
+		a.log.Error("serve", zap.Error(err))
+		return 1
+	}
+	return 0
+}
+
+// runCommand starts the proxy (on a free port unless --listen was given), runs argv
+// against it and stops everything; it returns argv's exit status.
+func (a *app) runCommand(ctx context.Context, argv []string) int {
+	listen := a.cfg.listen
+	if !a.cfg.listenGiven {
+		listen = "127.0.0.1:0"
+	}
+	st, err := a.start(ctx, listen)
+	if err != nil {
+		a.log.Error("start", zap.Error(err))
+		return 1
+	}
+	defer st.close(a.log)
+	serveCtx, stopServe := context.WithCancel(ctx)
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		if err := st.proxy.Serve(serveCtx); err != nil {
+			a.log.Error("serve", zap.Error(err))
+		}
+	}()
+	addr := st.proxy.Addr().String()
+	if a.hooks.ready != nil {
+		a.hooks.ready(addr)
+	}
+	code := runChild(ctx, argv, clientEnv(addr, st.defaultDB), a.stdout, a.stderr)
+	stopServe()
+	<-served
+	return code
+}
+
+// gc reclaims dead pools' clones and drops what is unused for --ttl, then exits.
+func (a *app) gc(ctx context.Context) int {
+	st := &stack{}
+	defer st.close(a.log)
+	if err := a.startPool(ctx, st, false); err != nil {
+		a.log.Error("gc", zap.Error(err))
+		return 1
+	}
+	rep, err := st.pool.GC(ctx)
+	if err != nil {
+		a.log.Error("gc", zap.Error(err))
+		return 1
+	}
+	fmt.Fprintf(a.stdout, "reclaimed %d clones of dead proxies, dropped %d idle clones and %d templates, forgot %d missing databases\n",
+		len(rep.Reclaimed), len(rep.Clones), len(rep.Templates), rep.Forgotten)
+	return 0
+}
+
+// provider adapts the pool to the proxy's LeaseProvider.
+type provider struct{ p *pool.Pool }
+
+func (pr provider) Acquire(ctx context.Context, req proxy.LeaseRequest) (proxy.Lease, error) {
+	l, err := pr.p.Acquire(ctx, req.Database, pool.Mode(req.Mode))
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// adminTables answers the console's SHOW TEMPLATES, POOLS and LEASES from the pool.
+func adminTables(p *pool.Pool) proxy.AdminFunc {
+	return func(ctx context.Context, what string) ([]string, [][]string, error) {
+		switch what {
+		case "TEMPLATES":
+			stats, err := p.Stats(ctx)
+			if err != nil {
+				return nil, nil, err
+			}
+			rows := make([][]string, len(stats))
+			for i, s := range stats {
+				rows[i] = []string{templateName(s.Name), s.Database, s.Hash, ms(s.BuildTime),
+					stamp(s.BuiltAt), s.Strategy, ms(s.WALLog), ms(s.FileCopy)}
+			}
+			return []string{"name", "database", "hash", "build_ms", "built_at", "strategy", "wal_log_ms", "file_copy_ms"}, rows, nil
+		case "POOLS":
+			stats, err := p.Stats(ctx)
+			if err != nil {
+				return nil, nil, err
+			}
+			rows := make([][]string, len(stats))
+			for i, s := range stats {
+				rows[i] = []string{templateName(s.Name), fmt.Sprint(s.Ready), fmt.Sprint(s.Leased), fmt.Sprint(s.Creating)}
+			}
+			return []string{"template", "ready", "leased", "creating"}, rows, nil
+		case "LEASES":
+			leases, err := p.Leases(ctx)
+			if err != nil {
+				return nil, nil, err
+			}
+			rows := make([][]string, len(leases))
+			for i, l := range leases {
+				rows[i] = []string{l.Database, templateName(l.Template), string(l.Mode), stamp(l.Since),
+					fmt.Sprint(l.OwnerPID), l.OwnerHost, fmt.Sprint(l.Mine)}
+			}
+			return []string{"database", "template", "mode", "since", "owner_pid", "owner_host", "mine"}, rows, nil
+		}
+		return nil, nil, fmt.Errorf("unknown admin table %q", what)
+	}
+}
+
+func templateName(n string) string {
+	if n == "" {
+		return "(default)"
+	}
+	return n
+}
+
+func ms(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.1f", float64(d)/float64(time.Millisecond))
+}
+
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}

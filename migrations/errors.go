@@ -1,0 +1,153 @@
+package migrations
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/golang-migrate/migrate/v4/database"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Error is a migration that failed: which file, where in it, and what the upstream said.
+type Error struct {
+	Dir     string // the migrations directory as given to Open/OpenFS
+	File    string // the migration file, relative to Dir
+	Line    int    // 1-based line in File of the failing statement; 0 when unknown
+	Code    string // the upstream's SQLSTATE; "" when the failure did not come from the server
+	Message string // the upstream's message (or what went wrong)
+	Detail  string // the upstream's DETAIL, if any
+	Hint    string // the upstream's HINT, if any
+	Err     error  // the underlying error
+
+	data []byte // the file's contents, to locate the statement by replay
+}
+
+// SQLState returns the upstream's SQLSTATE, or XX000 (internal_error) when it gave none.
+func (e *Error) SQLState() string {
+	if e.Code == "" {
+		return "XX000"
+	}
+	return e.Code
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("migration ")
+	b.WriteString(path.Join(e.Dir, e.File))
+	if e.Line > 0 {
+		fmt.Fprintf(&b, " line %d", e.Line)
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Message)
+	if e.Code != "" {
+		fmt.Fprintf(&b, " (SQLSTATE %s)", e.Code)
+	}
+	if e.Detail != "" {
+		b.WriteString("; detail: " + e.Detail)
+	}
+	if e.Hint != "" {
+		b.WriteString("; hint: " + e.Hint)
+	}
+	return b.String()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// newError turns what golang-migrate's driver returned for f into an *Error, with the
+// line of the error position when the server reported one.
+func newError(f file, err error) *Error {
+	e := &Error{File: f.name, Message: err.Error(), Err: err, data: f.data}
+	cause := err
+	var dbErr database.Error // golang-migrate's wrapper has no Unwrap
+	if errors.As(err, &dbErr) && dbErr.OrigErr != nil {
+		cause = dbErr.OrigErr
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(cause, &pgErr) {
+		e.Code, e.Message, e.Detail, e.Hint, e.Err = pgErr.Code, pgErr.Message, pgErr.Detail, pgErr.Hint, pgErr
+		if pgErr.Position > 0 {
+			e.Line = lineAt(f.data, int(pgErr.Position))
+		}
+	} else {
+		e.Err = cause
+		e.Message = cause.Error()
+	}
+	return e
+}
+
+// lineAt returns the 1-based line of the pos'th character (1-based, counted in
+// characters as PostgreSQL reports it) of data.
+func lineAt(data []byte, pos int) int {
+	line := 1
+	for i := 0; i < len(data) && pos > 1; pos-- {
+		r, size := utf8.DecodeRune(data[i:])
+		if r == '\n' {
+			line++
+		}
+		i += size
+	}
+	return line
+}
+
+// replay finds the statement of e's file that fails when the server reported no error
+// position: it runs the file's statements one at a time in a transaction it rolls back
+// and returns the line of the first one failing with e's SQLSTATE. It returns 0 when it
+// cannot tell (transaction control in the file, a different failure, no failure).
+func replay(ctx context.Context, cfg *pgx.ConnConfig, e *Error) int {
+	stmts := split(string(e.data))
+	switch {
+	case len(stmts) == 0 || e.Code == "":
+		return 0
+	case len(stmts) == 1:
+		return stmts[0].line
+	}
+	for _, s := range stmts {
+		if controlsTransaction(s.text) {
+			return 0
+		}
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return 0
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return 0
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	for _, s := range stmts {
+		if _, err := tx.Exec(ctx, s.text); err != nil {
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) && pgErr.Code == e.Code {
+				return s.line
+			}
+			return 0
+		}
+	}
+	return 0
+}
+
+// controlsTransaction reports whether a statement begins, ends or cannot run inside a
+// transaction block, which would make a replay inside one misleading.
+func controlsTransaction(stmt string) bool {
+	upper := strings.ToUpper(stmt)
+	f := strings.Fields(upper)
+	if len(f) == 0 {
+		return false
+	}
+	switch strings.TrimSuffix(f[0], ";") {
+	case "BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT", "SAVEPOINT", "RELEASE",
+		"PREPARE", "VACUUM", "REINDEX", "CLUSTER":
+		return true
+	case "CREATE", "DROP", "ALTER":
+		return len(f) > 1 && (f[1] == "DATABASE" || f[1] == "TABLESPACE" || f[1] == "SYSTEM" ||
+			strings.Contains(upper, "CONCURRENTLY"))
+	}
+	return false
+}

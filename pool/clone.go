@@ -1,0 +1,250 @@
+package pool
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+)
+
+const (
+	// backendExitWait bounds the wait for a database's backends to go before it is
+	// dropped or sealed: DROP DATABASE issued while a backend is still exiting sleeps
+	// 100 ms inside PostgreSQL, a poll of pg_stat_activity costs well under 1 ms. An
+	// exiting backend is gone within a few ms; one still in use after this long is not
+	// exiting, and FORCE terminates it.
+	backendExitWait = 100 * time.Millisecond
+	backendPoll     = 2 * time.Millisecond
+	// dropTimeout bounds one background drop.
+	dropTimeout = 30 * time.Second
+)
+
+// cloneName returns a fresh name for a clone of gen.
+func (p *Pool) cloneName(gen *generation) string {
+	var b [5]byte
+	_, _ = crand.Read(b[:])
+	return p.cfg.Prefix + gen.hash[:8] + "_" + hex.EncodeToString(b[:])
+}
+
+// reserve records a new clone of gen as 'creating', provided fewer than MaxClones
+// clones exist; the check and the insert run under a transaction-level advisory lock in
+// one round trip, so the cap holds across processes. It returns errAtCap at the cap.
+func (p *Pool) reserve(ctx context.Context, gen *generation, strategy string) (string, error) {
+	name := p.cloneName(gen)
+	b := &pgx.Batch{}
+	b.Queue("SELECT pg_advisory_xact_lock($1, $2)", lockClassPool, lockCap)
+	b.Queue(`INSERT INTO migrated_dbs (datname, template_db, state, owner, strategy)
+		SELECT $1, $2, 'creating', $3, $4 WHERE (SELECT count(*) FROM migrated_dbs) < $5`,
+		name, gen.datname, p.owner, strategy, p.cfg.MaxClones)
+	p.mu.Lock()
+	p.busy[name] = true
+	p.mu.Unlock()
+	br := p.cat.SendBatch(ctx, b) // one implicit transaction: the lock is held until the insert commits
+	_, err := br.Exec()
+	var inserted int64
+	if err == nil {
+		var tag interface{ RowsAffected() int64 }
+		tag, err = br.Exec()
+		if err == nil {
+			inserted = tag.RowsAffected()
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil || inserted == 0 {
+		p.unbusy(name)
+		if err != nil {
+			return "", p.upstreamErr("reserve clone of "+gen.datname, err)
+		}
+		return "", errAtCap
+	}
+	return name, nil
+}
+
+func (p *Pool) unbusy(name string) {
+	p.mu.Lock()
+	delete(p.busy, name)
+	p.mu.Unlock()
+}
+
+// createClone makes one ready clone of gen with the given strategy ("" = gen's) and
+// returns how long CREATE DATABASE took.
+func (p *Pool) createClone(ctx context.Context, gen *generation, strategy string) (time.Duration, error) {
+	if strategy == "" {
+		strategy = gen.strategy
+	}
+	name, err := p.reserve(ctx, gen, strategy)
+	if err != nil {
+		return 0, err
+	}
+	defer p.unbusy(name)
+	sql := "CREATE DATABASE " + ident(name) + " TEMPLATE " + ident(gen.datname)
+	if strategy != "" {
+		sql += " STRATEGY " + strategy
+	}
+	began := time.Now()
+	_, err = p.admin.Exec(ctx, sql)
+	took := time.Since(began)
+	if err == nil {
+		_, err = p.cat.Exec(ctx, `UPDATE migrated_dbs SET state = 'ready', clone_ms = $2, last_used = now()
+			WHERE datname = $1 AND state = 'creating'`, name, ms(took))
+	}
+	if err != nil {
+		if sqlState(err) == "3D000" {
+			gen.dead.Store(true) // the template was dropped elsewhere
+			gen.signal()
+		}
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dropTimeout)
+		defer cancel()
+		if derr := p.dropClone(cctx, name); derr != nil {
+			p.log.Warn("clean up failed clone", zap.String("clone", name), zap.Error(derr))
+		}
+		return 0, p.upstreamErr(fmt.Sprintf("clone %s from %s", name, gen.datname), err)
+	}
+	gen.signal()
+	return took, nil
+}
+
+// dropClone drops a clone the caller owns in the catalog (leased, creating or dropping
+// by this pool) and forgets it.
+func (p *Pool) dropClone(ctx context.Context, name string) error {
+	p.mu.Lock()
+	k := p.kept[name]
+	delete(p.kept, name)
+	p.busy[name] = true
+	p.mu.Unlock()
+	defer p.unbusy(name)
+	if k != nil {
+		k.Close()
+	}
+	if _, err := p.cat.Exec(ctx, `UPDATE migrated_dbs SET state = 'dropping', owner = $2, kept_by = NULL
+		WHERE datname = $1`, name, p.owner); err != nil {
+		return p.upstreamErr("mark clone "+name+" dropping", err)
+	}
+	if err := p.dropDatabase(ctx, name); err != nil {
+		return err
+	}
+	_, err := p.cat.Exec(ctx, `DELETE FROM migrated_dbs WHERE datname = $1`, name)
+	return p.upstreamErr("forget clone "+name, err)
+}
+
+// dropDatabase drops a database the pool created: its name comes from the catalog, and
+// a name without the pool's prefix is refused whatever the catalog says. A template is
+// unsealed first. It waits briefly for the database's backends to exit, then drops
+// WITH (FORCE).
+func (p *Pool) dropDatabase(ctx context.Context, name string) error {
+	if !strings.HasPrefix(name, p.cfg.Prefix) {
+		return fmt.Errorf("refusing to drop database %q: it does not start with the pool's prefix %q", name, p.cfg.Prefix)
+	}
+	var isTemplate, invalid bool
+	err := p.cat.QueryRow(ctx, "SELECT datistemplate, datconnlimit = -2 FROM pg_database WHERE datname = $1",
+		name).Scan(&isTemplate, &invalid)
+	if err == pgx.ErrNoRows {
+		return nil
+	}
+	if err != nil {
+		return p.upstreamErr("look up database "+name, err)
+	}
+	// An interrupted DROP DATABASE leaves the database invalid (datconnlimit -2): it can
+	// only be dropped, and ALTER on it is FATAL. So the drop itself is never cancelled.
+	if isTemplate && !invalid {
+		if _, err := p.admin.Exec(ctx, "ALTER DATABASE "+ident(name)+" IS_TEMPLATE false"); err != nil && sqlState(err) != "3D000" {
+			return p.upstreamErr("unseal template "+name, err)
+		}
+	}
+	if err := p.waitNoBackends(ctx, name); err != nil {
+		return err
+	}
+	sql := "DROP DATABASE IF EXISTS " + ident(name)
+	if p.major >= 13 {
+		sql += " WITH (FORCE)"
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dropTimeout)
+	defer cancel()
+	_, err = p.admin.Exec(dctx, sql)
+	return p.upstreamErr("drop database "+name, err)
+}
+
+// dropTemplate drops a template database and forgets it; conn holds the template's
+// lock.
+func (p *Pool) dropTemplate(ctx context.Context, conn *pgx.Conn, datname string) error {
+	if err := p.dropDatabase(ctx, datname); err != nil {
+		return err
+	}
+	_, err := conn.Exec(ctx, "DELETE FROM template_dbs WHERE datname = $1", datname)
+	return p.upstreamErr("forget template "+datname, err)
+}
+
+// waitNoBackends polls pg_stat_activity until no backend is connected to datname, for
+// at most backendExitWait (after which FORCE or PostgreSQL's own wait takes over).
+func (p *Pool) waitNoBackends(ctx context.Context, datname string) error {
+	deadline := time.Now().Add(backendExitWait)
+	for {
+		var n int
+		err := p.cat.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE datname = $1", datname).Scan(&n)
+		if err != nil {
+			return p.upstreamErr("look for backends on "+datname, err)
+		}
+		if n == 0 || time.Now().After(deadline) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backendPoll):
+		}
+	}
+}
+
+// retireReady drops the ready clones of a template no name uses any more.
+func (p *Pool) retireReady(gen *generation) {
+	ctx, cancel := context.WithTimeout(context.Background(), dropTimeout)
+	defer cancel()
+	rows, err := p.cat.Query(ctx, `UPDATE migrated_dbs SET state = 'dropping', owner = $2, kept_by = NULL
+		WHERE template_db = $1 AND state = 'ready' RETURNING datname`, gen.datname, p.owner)
+	names, err2 := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || err2 != nil {
+		p.log.Warn("retire clones of a replaced template", zap.String("template", gen.datname), zap.Error(err), zap.Error(err2))
+		return
+	}
+	p.dropAll(ctx, names)
+}
+
+// dropAll drops clones, RefillParallelism at a time.
+func (p *Pool) dropAll(ctx context.Context, names []string) {
+	for _, name := range names {
+		select {
+		case p.dropSem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		err := p.dropClone(ctx, name)
+		<-p.dropSem
+		if err != nil {
+			p.log.Warn("drop clone", zap.String("clone", name), zap.Error(err))
+		}
+	}
+	p.kickRefill()
+}
+
+// urlWithDatabase points a postgres:// URL at database db.
+func urlWithDatabase(s, db string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return s
+	}
+	u.Path, u.RawPath = "/"+db, ""
+	q := u.Query()
+	if q.Has("dbname") {
+		q.Del("dbname")
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
+}

@@ -1,0 +1,149 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"go.uber.org/zap"
+)
+
+// Migrator is what the pool needs from a set of migrations (package migrations provides
+// one per directory).
+type Migrator interface {
+	// Hash identifies the migrations' current contents for a server of the given major
+	// version and a catalog of the given schema version. The pool calls it on every
+	// Acquire, so it must be cheap when nothing changed.
+	Hash(ctx context.Context, serverMajor, catalogVersion int) (string, error)
+	// Migrate applies the migrations that produced hash to the empty database at
+	// connString, within ctx. An error that implements SQLState() string reaches the
+	// client with that SQLSTATE.
+	Migrate(ctx context.Context, connString, hash string) error
+}
+
+// Config configures a Pool. The zero value of every field but ConnString and Templates
+// is a sensible default.
+type Config struct {
+	// ConnString is the upstream to administer, as a postgres:// URL or key=value DSN,
+	// for a role with CREATEDB (superuser is not required). Clones are reached with its
+	// credentials. Its database is used only to create CatalogDB when it is missing.
+	ConnString string
+
+	// Templates maps a template's name (what a client asks for as its database) to its
+	// migrations. The name "" is the default template, used for any name not listed.
+	// At least one is required.
+	Templates map[string]Migrator
+
+	// CatalogDB is the database on the upstream holding the pool's catalog; every pool
+	// sharing one upstream and CatalogDB cooperates. Default "pgtestproxy".
+	CatalogDB string
+
+	// Prefix starts the name of every database the pool creates (lower-case letters,
+	// digits and _, at most 32 bytes). The pool never drops a database without it.
+	// Default "pgtp_".
+	Prefix string
+
+	// PoolSize is the number of ready clones kept per template. Default 4.
+	PoolSize int
+
+	// MaxClones caps the clones that exist at once across all templates (and all pools
+	// sharing the catalog). Default 64.
+	MaxClones int
+
+	// AcquireTimeout is how long Acquire waits for a ready clone before failing with
+	// SQLSTATE 53300. Default 30s.
+	AcquireTimeout time.Duration
+
+	// RefillParallelism bounds how many clones are created (and, separately, dropped)
+	// at once. Default 2.
+	RefillParallelism int
+
+	// TTL is how long a template or an idle clone may go unused before GC drops it.
+	// Default 24h.
+	TTL time.Duration
+
+	// ReclaimInterval is how often the pool reclaims leases of dead processes and runs
+	// GC in the background. Default 1m.
+	ReclaimInterval time.Duration
+
+	// BuildTimeout bounds one template build (create, migrate, seal, measure).
+	// Default 10m.
+	BuildTimeout time.Duration
+
+	// NoStartupGC skips the GC run New starts in the background, for a caller that
+	// runs GC itself and wants its report (the `gc` command). Default false.
+	NoStartupGC bool
+
+	// Logger receives the pool's logs. Default zap.NewNop().
+	Logger *zap.Logger
+}
+
+var prefixRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,31}$`)
+
+// withDefaults returns c with zero fields set to their defaults.
+func (c Config) withDefaults() Config {
+	set := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	if c.CatalogDB == "" {
+		c.CatalogDB = "pgtestproxy"
+	}
+	if c.Prefix == "" {
+		c.Prefix = "pgtp_"
+	}
+	if c.PoolSize == 0 {
+		c.PoolSize = 4
+	}
+	if c.MaxClones == 0 {
+		c.MaxClones = 64
+	}
+	if c.RefillParallelism == 0 {
+		c.RefillParallelism = 2
+	}
+	set(&c.AcquireTimeout, 30*time.Second)
+	set(&c.TTL, 24*time.Hour)
+	set(&c.ReclaimInterval, time.Minute)
+	set(&c.BuildTimeout, 10*time.Minute)
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	return c
+}
+
+// Validate reports the first problem with c (after defaults are applied).
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	if _, err := pgconn.ParseConfig(c.ConnString); err != nil {
+		return fmt.Errorf("pool: ConnString: %w", err)
+	}
+	if len(c.Templates) == 0 {
+		return errors.New("pool: Templates: at least one template is required")
+	}
+	for name, m := range c.Templates {
+		if m == nil {
+			return fmt.Errorf("pool: Templates[%q] is nil", name)
+		}
+	}
+	if !prefixRE.MatchString(c.Prefix) {
+		return fmt.Errorf("pool: Prefix %q: want 1-32 lower-case letters, digits or _, not starting with a digit", c.Prefix)
+	}
+	if len(c.CatalogDB) > 63 {
+		return fmt.Errorf("pool: CatalogDB %q is longer than 63 bytes", c.CatalogDB)
+	}
+	switch {
+	case c.PoolSize < 0:
+		return fmt.Errorf("pool: PoolSize %d is negative", c.PoolSize)
+	case c.MaxClones < 1:
+		return fmt.Errorf("pool: MaxClones %d: want at least 1", c.MaxClones)
+	case c.RefillParallelism < 1:
+		return fmt.Errorf("pool: RefillParallelism %d: want at least 1", c.RefillParallelism)
+	case c.AcquireTimeout < 0, c.TTL < 0, c.ReclaimInterval < 0, c.BuildTimeout < 0:
+		return errors.New("pool: durations must not be negative")
+	}
+	return nil
+}

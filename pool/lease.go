@@ -1,0 +1,262 @@
+package pool
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"go.uber.org/zap"
+)
+
+// pollInterval is how often a waiting Acquire looks for clones made by other processes
+// (clones this process makes wake it at once).
+const pollInterval = 50 * time.Millisecond
+
+// releaseTimeout bounds the catalog update Release makes.
+const releaseTimeout = 10 * time.Second
+
+// Lease is one clone handed out by Acquire, until Release.
+type Lease struct {
+	p        *Pool
+	gen      *generation
+	template string
+	name     string
+	mode     Mode
+	since    time.Time
+
+	mu       sync.Mutex
+	kept     io.Closer // left by the previous tx lease, until Kept takes it
+	keep     io.Closer // to leave in the clone for the next tx lease
+	released bool
+}
+
+// Database returns the clone's database name.
+func (l *Lease) Database() string { return l.name }
+
+// Template returns the name of the template the clone was made from ("" = default).
+func (l *Lease) Template() string { return l.template }
+
+// Mode returns the lease's mode.
+func (l *Lease) Mode() Mode { return l.mode }
+
+// ConnConfig returns a fresh copy of the upstream's connection settings (the pool's
+// own credentials) pointed at the clone.
+func (l *Lease) ConnConfig() *pgconn.Config {
+	c := l.p.base.Config.Copy()
+	c.Database = l.name
+	return c
+}
+
+// Keep attaches c (in tx mode, the backend connection in the clone) to the clone: when
+// the lease is released clean, the next tx lease of this clone in this process gets it
+// from Kept; otherwise the pool closes it. A second Keep replaces (and closes) the first.
+func (l *Lease) Keep(c io.Closer) {
+	l.mu.Lock()
+	prev := l.keep
+	l.keep = c
+	l.mu.Unlock()
+	if prev != nil && prev != c {
+		prev.Close()
+	}
+}
+
+// Kept returns what the previous tx lease of this clone kept in it, or nil; the caller
+// owns it from then on. A db-mode lease never has one.
+func (l *Lease) Kept() io.Closer {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k := l.kept
+	l.kept = nil
+	return k
+}
+
+// markReleased ends the lease without touching the clone; it reports whether the lease
+// was still out.
+func (l *Lease) markReleased() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	was := !l.released
+	l.released = true
+	return was
+}
+
+// Release ends the lease. A db-mode clone is dropped in the background. A tx-mode clone
+// goes back to the pool when clean is true (with what Keep attached), and is dropped
+// otherwise. Release is idempotent; ctx bounds only the catalog update, which has its
+// own deadline too.
+func (l *Lease) Release(ctx context.Context, clean bool) {
+	if !l.markReleased() {
+		return
+	}
+	l.mu.Lock()
+	kept, keep := l.kept, l.keep
+	l.kept, l.keep = nil, nil
+	l.mu.Unlock()
+	if kept != nil && kept != keep {
+		kept.Close() // not taken: nobody else will close it
+	}
+	p := l.p
+	if l.mode == ModeTx && clean && p.inUse(l.gen) && !l.gen.dead.Load() {
+		if p.putBack(ctx, l, keep) {
+			return
+		}
+	} else if keep != nil {
+		keep.Close()
+	}
+	p.retire(l)
+}
+
+// putBack returns a clean tx-mode clone to the ready pool with keep attached; it
+// reports false when the clone must be retired instead.
+func (p *Pool) putBack(ctx context.Context, l *Lease, keep io.Closer) bool {
+	p.mu.Lock()
+	if p.closed { // Close drops the clones of leases still out
+		p.mu.Unlock()
+		if keep != nil {
+			keep.Close()
+		}
+		return true
+	}
+	delete(p.leases, l.name)
+	var keptBy *int64
+	if keep != nil {
+		p.kept[l.name] = keep // before the row is ready, so our next claim finds it
+		keptBy = &p.owner
+	}
+	p.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	tag, err := p.cat.Exec(ctx, `UPDATE migrated_dbs SET state = 'ready', kept_by = $2, mode = NULL, last_used = now()
+		WHERE datname = $1 AND state = 'leased' AND owner = $3`, l.name, keptBy, p.owner)
+	if err == nil && tag.RowsAffected() == 1 {
+		l.gen.signal()
+		return true
+	}
+	p.mu.Lock()
+	if k := p.kept[l.name]; k != nil && k == keep {
+		delete(p.kept, l.name)
+	}
+	p.leases[l.name] = l // retire takes it from here
+	p.mu.Unlock()
+	if keep != nil {
+		keep.Close()
+	}
+	if err != nil {
+		p.log.Warn("return clone to the pool", zap.String("clone", l.name), zap.Error(err))
+	}
+	return false
+}
+
+// retire drops a leased clone in the background.
+func (p *Pool) retire(l *Lease) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return // Close drops it
+	}
+	delete(p.leases, l.name)
+	p.busy[l.name] = true
+	p.wg.Add(1) // under mu with the closed check: Close waits for this drop
+	p.mu.Unlock()
+	go func() {
+		defer p.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), dropTimeout)
+		defer cancel()
+		p.dropAll(ctx, []string{l.name})
+	}()
+}
+
+// claimOrWait claims a ready clone of gen, waiting for the refill up to AcquireTimeout.
+func (p *Pool) claimOrWait(ctx context.Context, tpl *template, gen *generation, mode Mode) (*Lease, error) {
+	if l, err := p.claim(ctx, tpl, gen, mode); l != nil || err != nil {
+		return l, err
+	}
+	gen.waiters.Add(1)
+	defer gen.waiters.Add(-1)
+	p.kickRefill()
+	timer := time.NewTimer(p.cfg.AcquireTimeout)
+	defer timer.Stop()
+	for {
+		ready := gen.ready()
+		if gen.dead.Load() {
+			return nil, errTemplateGone
+		}
+		if l, err := p.claim(ctx, tpl, gen, mode); l != nil || err != nil {
+			return l, err
+		}
+		select {
+		case <-ready:
+		case <-time.After(pollInterval):
+		case <-timer.C:
+			return nil, &Error{Code: "53300", Msg: fmt.Sprintf(
+				"no clone of template %q (%s) became ready within %v (pool size %d, at most %d clones)",
+				tpl.name, gen.datname, p.cfg.AcquireTimeout, p.cfg.PoolSize, p.cfg.MaxClones)}
+		case <-ctx.Done():
+			return nil, fmt.Errorf("wait for a clone of template %q: %w", tpl.name, ctx.Err())
+		case <-p.closing:
+			return nil, ErrClosed
+		}
+	}
+}
+
+// Claim statements: one round trip, FOR UPDATE SKIP LOCKED so concurrent claimers (in
+// any process) never get the same row. tx mode prefers clones holding a backend this
+// process kept; db mode prefers clones holding none.
+const (
+	claimTx = `WITH c AS (
+		SELECT datname FROM migrated_dbs WHERE template_db = $1 AND state = 'ready'
+		ORDER BY kept_by IS NOT DISTINCT FROM $2 DESC, kept_by IS NULL DESC, created_at
+		LIMIT 1 FOR UPDATE SKIP LOCKED)
+	UPDATE migrated_dbs m SET state = 'leased', owner = $2, mode = $3, lease_template = $4, kept_by = NULL,
+		leased_at = now(), last_used = now()
+	FROM c WHERE m.datname = c.datname RETURNING m.datname`
+	claimDB = `WITH c AS (
+		SELECT datname FROM migrated_dbs WHERE template_db = $1 AND state = 'ready'
+		ORDER BY kept_by IS NULL DESC, kept_by IS NOT DISTINCT FROM $2 DESC, created_at
+		LIMIT 1 FOR UPDATE SKIP LOCKED)
+	UPDATE migrated_dbs m SET state = 'leased', owner = $2, mode = $3, lease_template = $4, kept_by = NULL,
+		leased_at = now(), last_used = now()
+	FROM c WHERE m.datname = c.datname RETURNING m.datname`
+)
+
+// claim takes a ready clone of gen, or returns (nil, nil) when there is none.
+func (p *Pool) claim(ctx context.Context, tpl *template, gen *generation, mode Mode) (*Lease, error) {
+	q := claimDB
+	if mode == ModeTx {
+		q = claimTx
+	}
+	var name string
+	err := p.cat.QueryRow(ctx, q, gen.datname, p.owner, string(mode), tpl.name).Scan(&name)
+	if err == pgx.ErrNoRows {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, p.upstreamErr(fmt.Sprintf("claim a clone of template %q", tpl.name), err)
+	}
+	l := &Lease{p: p, gen: gen, template: tpl.name, name: name, mode: mode, since: time.Now()}
+	p.mu.Lock()
+	k := p.kept[name]
+	delete(p.kept, name)
+	closed := p.closed
+	if !closed {
+		p.leases[name] = l
+	}
+	p.mu.Unlock()
+	if closed { // lost a race with Close: nobody will drop it now but the next process
+		if k != nil {
+			k.Close()
+		}
+		return nil, ErrClosed
+	}
+	if mode == ModeTx {
+		l.kept = k
+	} else if k != nil {
+		k.Close() // a db-mode lease must not find someone else's backend in its database
+	}
+	p.kickRefill()
+	return l, nil
+}

@@ -1,0 +1,318 @@
+package pool
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
+)
+
+// Mode is how a lease uses its clone.
+type Mode string
+
+const (
+	// ModeDB leases a clone exclusively; it is dropped when the lease ends.
+	ModeDB Mode = "db"
+	// ModeTx leases a clone the caller keeps clean (inside its own transaction); it goes
+	// back to the pool when the caller reports it clean.
+	ModeTx Mode = "tx"
+)
+
+// closeTimeout bounds the clean-up Close does on the upstream.
+const closeTimeout = 15 * time.Second
+
+// Pool leases clones of template databases. Its methods are safe for concurrent use.
+type Pool struct {
+	cfg   Config
+	log   *zap.Logger
+	owner int64 // this instance's id and the key of the advisory lock it holds
+	major int   // upstream's major version
+	base  *pgx.ConnConfig
+	addr  string
+
+	cat   *pgxpool.Pool // short catalog statements: claims, releases, counts
+	admin *pgxpool.Pool // slow work: CREATE/DROP DATABASE, builds, GC
+	lockC *pgx.Conn     // holds the owner lock; used by the maintain goroutine only
+
+	templates map[string]*template // immutable after New
+	names     []string             // sorted template names, for messages
+
+	kick      chan struct{} // wakes the refill loop
+	createSem chan struct{}
+	dropSem   chan struct{}
+	gcMu      sync.Mutex // one GC at a time
+
+	refillFailing bool // the last refill scan failed; owned by the refill loop
+
+	ctx     context.Context // background work; cancelled by Close
+	cancel  context.CancelFunc
+	closing chan struct{}
+	wg      sync.WaitGroup
+	once    sync.Once
+
+	mu     sync.Mutex
+	closed bool
+	gens   map[string]*generation // built templates, by hash
+	builds map[string]*buildCall  // builds in flight, by hash
+	leases map[string]*Lease      // leases out, by clone
+	kept   map[string]io.Closer   // resources kept in ready clones, by clone
+	busy   map[string]bool        // clones being created or dropped by this process
+}
+
+// template is one configured template name.
+type template struct {
+	name string
+	mig  Migrator
+	cur  atomic.Pointer[generation] // the build its files hashed to last
+}
+
+// New connects to the upstream, sets up the catalog and starts the background work
+// (refill, reclaim, GC, the first run of which happens at once). Templates are built on
+// the first Acquire that needs them.
+func New(ctx context.Context, cfg Config) (*Pool, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	base, err := pgx.ParseConfig(cfg.ConnString)
+	if err != nil {
+		return nil, fmt.Errorf("pool: ConnString: %w", err)
+	}
+	p := &Pool{
+		cfg: cfg, log: cfg.Logger, owner: newOwnerID(), base: base, addr: address(&base.Config),
+		templates: make(map[string]*template), kick: make(chan struct{}, 1),
+		createSem: make(chan struct{}, cfg.RefillParallelism), dropSem: make(chan struct{}, cfg.RefillParallelism),
+		closing: make(chan struct{}), gens: make(map[string]*generation), builds: make(map[string]*buildCall),
+		leases: make(map[string]*Lease), kept: make(map[string]io.Closer), busy: make(map[string]bool),
+	}
+	for name, m := range cfg.Templates {
+		p.templates[name] = &template{name: name, mig: m}
+		p.names = append(p.names, name)
+	}
+	slices.Sort(p.names)
+	if err := p.connect(ctx); err != nil {
+		p.closeConns()
+		return nil, err
+	}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.wg.Add(2)
+	go p.refillLoop()
+	go p.maintainLoop()
+	p.log.Info("pool ready", zap.String("upstream", p.addr), zap.String("catalog", cfg.CatalogDB),
+		zap.Int("server_major", p.major), zap.Int64("owner", p.owner), zap.Strings("templates", p.names))
+	return p, nil
+}
+
+// connect opens the catalog, takes the owner lock and registers the owner.
+func (p *Pool) connect(ctx context.Context) error {
+	if err := p.ensureCatalogDB(ctx); err != nil {
+		return err
+	}
+	var err error
+	if p.cat, err = p.newPgxPool(int32(4 + p.cfg.RefillParallelism)); err != nil {
+		return err
+	}
+	if p.admin, err = p.newPgxPool(int32(2*p.cfg.RefillParallelism + 2)); err != nil {
+		return err
+	}
+	if p.lockC, err = p.lockOwner(ctx); err != nil {
+		return err
+	}
+	var num int
+	if err := p.cat.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&num); err != nil {
+		return p.upstreamErr("read server version", err)
+	}
+	p.major = num / 10000
+	if err := p.setupCatalog(ctx); err != nil {
+		return err
+	}
+	host, _ := os.Hostname()
+	_, err = p.cat.Exec(ctx, `INSERT INTO owners (id, pid, host) VALUES ($1, $2, $3)
+		ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, host = excluded.host, started_at = now()`,
+		p.owner, os.Getpid(), host)
+	return p.upstreamErr("register pool in catalog", err)
+}
+
+func (p *Pool) newPgxPool(maxConns int32) (*pgxpool.Pool, error) {
+	pc, err := pgxpool.ParseConfig(p.cfg.ConnString)
+	if err != nil {
+		return nil, fmt.Errorf("pool: ConnString: %w", err)
+	}
+	pc.ConnConfig.Database = p.cfg.CatalogDB
+	pc.MaxConns = maxConns
+	pc.MaxConnIdleTime = time.Minute
+	return pgxpool.NewWithConfig(context.Background(), pc)
+}
+
+// lockOwner opens the owner connection and takes the session advisory lock that tells
+// other pools this instance is alive.
+func (p *Pool) lockOwner(ctx context.Context) (*pgx.Conn, error) {
+	c, err := pgx.ConnectConfig(ctx, p.connConfig(p.cfg.CatalogDB))
+	if err != nil {
+		return nil, p.upstreamErr("connect to catalog "+p.cfg.CatalogDB, err)
+	}
+	if _, err := c.Exec(ctx, "SELECT pg_advisory_lock($1)", p.owner); err != nil {
+		c.Close(context.WithoutCancel(ctx))
+		return nil, p.upstreamErr("take owner lock", err)
+	}
+	return c, nil
+}
+
+// newOwnerID returns a random positive 62-bit id.
+func newOwnerID() int64 {
+	var b [8]byte
+	_, _ = crand.Read(b[:])
+	id := int64(binary.BigEndian.Uint64(b[:]) >> 2)
+	if id == 0 {
+		id = 1
+	}
+	return id
+}
+
+// Acquire leases a clone of the template that database selects: the template of that
+// name, else the default template. It builds the template first when its migrations
+// changed, and waits up to AcquireTimeout for a ready clone.
+func (p *Pool) Acquire(ctx context.Context, database string, mode Mode) (*Lease, error) {
+	switch mode {
+	case "":
+		mode = ModeDB
+	case ModeDB, ModeTx:
+	default:
+		return nil, &Error{Code: "22023", Msg: fmt.Sprintf("invalid lease mode %q: want %q or %q", mode, ModeDB, ModeTx)}
+	}
+	tpl, err := p.resolve(database)
+	if err != nil {
+		return nil, err
+	}
+	for attempt := 0; ; attempt++ {
+		if p.isClosed() {
+			return nil, ErrClosed
+		}
+		gen, err := p.generationFor(ctx, tpl)
+		if err != nil {
+			return nil, err
+		}
+		gen.lastUsed.Store(time.Now().UnixNano())
+		l, err := p.claimOrWait(ctx, tpl, gen, mode)
+		if errors.Is(err, errTemplateGone) && attempt < 2 {
+			continue // dropped under us (GC elsewhere); build it again
+		}
+		return l, err
+	}
+}
+
+// resolve maps the database a client asked for to a template.
+func (p *Pool) resolve(database string) (*template, error) {
+	if t, ok := p.templates[database]; ok {
+		return t, nil
+	}
+	if t, ok := p.templates[""]; ok {
+		return t, nil
+	}
+	known := make([]string, len(p.names))
+	for i, n := range p.names {
+		known[i] = strconv.Quote(n)
+	}
+	return nil, &Error{Code: "3D000", Msg: fmt.Sprintf("no template %q (known templates: %s; there is no default template)",
+		database, strings.Join(known, ", "))}
+}
+
+func (p *Pool) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
+}
+
+// kickRefill wakes the refill loop without blocking.
+func (p *Pool) kickRefill() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// goBackground runs f as a goroutine Close joins, unless Close has begun.
+func (p *Pool) goBackground(f func()) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// Close stops the background work and waits for it, drops the clones of leases still
+// out (nobody will release them now), closes kept resources and releases the owner lock.
+// Ready clones stay for the next process. Close is idempotent.
+func (p *Pool) Close() error {
+	p.once.Do(func() {
+		p.mu.Lock()
+		p.closed = true
+		close(p.closing)
+		p.mu.Unlock()
+		p.cancel()
+		p.wg.Wait()
+
+		ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+		defer cancel()
+		p.mu.Lock()
+		var out []string
+		for name, l := range p.leases {
+			l.markReleased()
+			out = append(out, name)
+		}
+		p.leases = map[string]*Lease{}
+		kept := p.kept
+		p.kept = map[string]io.Closer{}
+		p.mu.Unlock()
+		for _, c := range kept {
+			c.Close()
+		}
+		for _, name := range out {
+			if err := p.dropClone(ctx, name); err != nil {
+				p.log.Warn("drop clone of a lease still out at close", zap.String("clone", name), zap.Error(err))
+			}
+		}
+		if _, err := p.cat.Exec(ctx, `UPDATE migrated_dbs SET kept_by = NULL WHERE kept_by = $1`, p.owner); err != nil {
+			p.log.Warn("forget kept connections at close", zap.Error(err))
+		}
+		if _, err := p.cat.Exec(ctx, `DELETE FROM owners WHERE id = $1`, p.owner); err != nil {
+			p.log.Warn("unregister pool at close", zap.Error(err))
+		}
+		p.closeConns()
+		p.log.Info("pool closed", zap.Int("leases_cut", len(out)))
+	})
+	return nil
+}
+
+func (p *Pool) closeConns() {
+	if p.lockC != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		p.lockC.Close(ctx)
+		cancel()
+	}
+	if p.cat != nil {
+		p.cat.Close()
+	}
+	if p.admin != nil {
+		p.admin.Close()
+	}
+}

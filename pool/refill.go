@@ -1,0 +1,182 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+const (
+	// refillTick is how often the refill loop looks without being kicked (to notice
+	// clones other processes took).
+	refillTick = 500 * time.Millisecond
+	// failureBackoff pauses a template's refill after a failed clone.
+	failureBackoff = time.Second
+	// capBackoff pauses a template's refill while the clone cap is reached.
+	capBackoff = 100 * time.Millisecond
+)
+
+func (p *Pool) refillLoop() {
+	defer p.wg.Done()
+	tick := time.NewTicker(refillTick)
+	defer tick.Stop()
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case <-p.kick:
+		case <-tick.C:
+		}
+		p.refill(p.ctx)
+	}
+}
+
+// counts of one template's clones, as the refill sees them.
+type counts struct {
+	ready, leasedTx, creatingElsewhere int
+}
+
+// refill starts the clone creations each current template needs: PoolSize ready, plus
+// one per waiting Acquire, counting tx-mode leases (they come back) and clones being
+// made (by anyone). It trims ready clones beyond that (left by a burst, or by tx-mode
+// leases coming back), least recently used first.
+func (p *Pool) refill(ctx context.Context) {
+	gens := p.active()
+	if len(gens) == 0 {
+		return
+	}
+	names := make([]string, len(gens))
+	for i, g := range gens {
+		names[i] = g.datname
+	}
+	rows, err := p.cat.Query(ctx, `SELECT template_db,
+			count(*) FILTER (WHERE state = 'ready'),
+			count(*) FILTER (WHERE state = 'leased' AND mode = 'tx'),
+			count(*) FILTER (WHERE state = 'creating' AND owner <> $2)
+		FROM migrated_dbs WHERE template_db = ANY($1) GROUP BY template_db`, names, p.owner)
+	if err != nil {
+		if ctx.Err() == nil && !p.refillFailing {
+			p.log.Warn("count clones for refill (further failures not logged until it works again)", zap.Error(err))
+		}
+		p.refillFailing = true
+		return
+	}
+	if p.refillFailing {
+		p.log.Info("refill working again")
+		p.refillFailing = false
+	}
+	byName := make(map[string]counts)
+	for rows.Next() {
+		var name string
+		var c counts
+		if err := rows.Scan(&name, &c.ready, &c.leasedTx, &c.creatingElsewhere); err != nil {
+			rows.Close()
+			p.log.Warn("count clones for refill", zap.Error(err))
+			return
+		}
+		byName[name] = c
+	}
+	rows.Close()
+	now := time.Now()
+	for _, g := range gens {
+		g.mu.Lock()
+		backoff := now.Before(g.backoff)
+		g.mu.Unlock()
+		if backoff {
+			continue
+		}
+		c := byName[g.datname]
+		want := p.cfg.PoolSize + int(g.waiters.Load())
+		if excess := c.ready - want; excess > 0 && g.inflight.Load() == 0 && g.trimming.CompareAndSwap(false, true) {
+			if !p.goBackground(func() { p.trim(g, excess) }) {
+				g.trimming.Store(false)
+			}
+		}
+		need := want - c.ready - c.leasedTx - c.creatingElsewhere - int(g.inflight.Load())
+		for range need {
+			g.inflight.Add(1)
+			if !p.goBackground(func() { p.refillOne(g) }) {
+				g.inflight.Add(-1)
+				return
+			}
+		}
+	}
+}
+
+// refillOne creates one clone of g when a creation slot is free.
+func (p *Pool) refillOne(g *generation) {
+	defer g.inflight.Add(-1)
+	select {
+	case p.createSem <- struct{}{}:
+	case <-p.ctx.Done():
+		return
+	}
+	defer func() { <-p.createSem }()
+	if g.dead.Load() {
+		return
+	}
+	_, err := p.createClone(p.ctx, g, "")
+	switch {
+	case err == nil:
+		if !p.inUse(g) { // replaced while this clone was being made
+			p.retireReady(g)
+		}
+	case errors.Is(err, errAtCap):
+		p.pause(g, capBackoff)
+		if g.waiters.Load() > 0 && p.evictFor(g) {
+			p.kickRefill()
+		}
+	case p.ctx.Err() != nil:
+	default:
+		p.pause(g, failureBackoff)
+		p.log.Warn("refill clone", zap.String("template", g.template), zap.String("database", g.datname), zap.Error(err))
+	}
+}
+
+func (p *Pool) pause(g *generation, d time.Duration) {
+	g.mu.Lock()
+	g.backoff = time.Now().Add(d)
+	g.mu.Unlock()
+}
+
+// evictFor makes room under the cap for a template with waiters by dropping the least
+// recently used ready clone of another template.
+func (p *Pool) evictFor(g *generation) bool {
+	ctx, cancel := context.WithTimeout(p.ctx, dropTimeout)
+	defer cancel()
+	var name string
+	err := p.cat.QueryRow(ctx, `UPDATE migrated_dbs SET state = 'dropping', owner = $2, kept_by = NULL
+		WHERE datname = (SELECT datname FROM migrated_dbs WHERE state = 'ready' AND template_db <> $1
+			AND starts_with(datname, $3) ORDER BY last_used LIMIT 1 FOR UPDATE SKIP LOCKED)
+		RETURNING datname`, g.datname, p.owner, p.cfg.Prefix).Scan(&name)
+	if err != nil {
+		return false
+	}
+	p.log.Info("evicting an idle clone to make room under the cap", zap.String("clone", name),
+		zap.String("for_template", g.template))
+	if err := p.dropClone(ctx, name); err != nil {
+		p.log.Warn("evict clone", zap.String("clone", name), zap.Error(err))
+		return false
+	}
+	return true
+}
+
+// trim drops up to n ready clones of g, least recently used first.
+func (p *Pool) trim(g *generation, n int) {
+	defer g.trimming.Store(false)
+	ctx, cancel := context.WithTimeout(p.ctx, dropTimeout)
+	defer cancel()
+	names, err := p.claimNames(ctx, `UPDATE migrated_dbs SET state = 'dropping', owner = $3, kept_by = NULL
+		WHERE datname IN (SELECT datname FROM migrated_dbs WHERE template_db = $1 AND state = 'ready'
+			ORDER BY last_used LIMIT $2 FOR UPDATE SKIP LOCKED)
+		RETURNING datname`, g.datname, n, p.owner)
+	if err != nil {
+		if ctx.Err() == nil {
+			p.log.Warn("trim ready clones", zap.String("template", g.template), zap.Error(err))
+		}
+		return
+	}
+	p.dropAll(ctx, names)
+}

@@ -1,0 +1,336 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
+)
+
+// errTemplateGone means a template database vanished (dropped by GC elsewhere) after it
+// was built; the next Acquire builds it again.
+var errTemplateGone = errors.New("template database is gone")
+
+// generation is one built template database: the result of one hash.
+type generation struct {
+	hash     string
+	datname  string
+	template string // name of the template that built it
+	strategy string // CREATE DATABASE strategy for its clones ("" = server default)
+
+	waiters  atomic.Int32 // Acquires waiting for a clone
+	inflight atomic.Int32 // clones this process is creating
+	lastUsed atomic.Int64 // unix nanos of the last Acquire
+	flushed  atomic.Int64 // lastUsed as last written to the catalog
+	dead     atomic.Bool  // the template database vanished
+	trimming atomic.Bool  // a trim of excess ready clones is running
+
+	mu      sync.Mutex
+	notify  chan struct{} // closed when a clone becomes ready
+	backoff time.Time     // no refill before this (after a failure)
+}
+
+func newGeneration(hash, datname, template, strategy string) *generation {
+	return &generation{hash: hash, datname: datname, template: template, strategy: strategy, notify: make(chan struct{})}
+}
+
+// ready returns a channel closed at the next signal.
+func (g *generation) ready() <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.notify
+}
+
+// signal wakes everyone waiting for a clone of g.
+func (g *generation) signal() {
+	g.mu.Lock()
+	close(g.notify)
+	g.notify = make(chan struct{})
+	g.mu.Unlock()
+}
+
+// buildCall is a build in flight that Acquires of the same hash wait for.
+type buildCall struct {
+	done chan struct{}
+	gen  *generation
+	err  error
+}
+
+// templateName is the database name of the template for hash.
+func (p *Pool) templateName(hash string) string {
+	return p.cfg.Prefix + "tpl_" + hash[:min(24, len(hash))]
+}
+
+// generationFor returns the built template for tpl's current migrations, building it
+// (once, across all processes) when needed.
+func (p *Pool) generationFor(ctx context.Context, tpl *template) (*generation, error) {
+	hash, err := tpl.mig.Hash(ctx, p.major, CatalogVersion)
+	if err != nil {
+		return nil, fmt.Errorf("template %q: hash migrations: %w", tpl.name, err)
+	}
+	if len(hash) < 16 {
+		return nil, fmt.Errorf("template %q: migrator returned a short hash %q", tpl.name, hash)
+	}
+	if g := tpl.cur.Load(); g != nil && g.hash == hash && !g.dead.Load() {
+		return g, nil
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if g := p.gens[hash]; g != nil && !g.dead.Load() {
+		p.mu.Unlock()
+		p.setCurrent(tpl, g)
+		return g, nil
+	}
+	call := p.builds[hash]
+	if call == nil {
+		call = &buildCall{done: make(chan struct{})}
+		p.builds[hash] = call
+		p.wg.Add(1)
+		go p.runBuild(call, tpl, hash)
+	}
+	p.mu.Unlock()
+	select {
+	case <-call.done:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait for template %q to build: %w", tpl.name, ctx.Err())
+	case <-p.closing:
+		return nil, ErrClosed
+	}
+	if call.err != nil {
+		return nil, call.err
+	}
+	p.setCurrent(tpl, call.gen)
+	return call.gen, nil
+}
+
+// setCurrent makes g tpl's template; the previous one's ready clones are retired when
+// no template uses it any more.
+func (p *Pool) setCurrent(tpl *template, g *generation) {
+	old := tpl.cur.Swap(g)
+	p.kickRefill()
+	if old == nil || old == g || p.inUse(old) {
+		return
+	}
+	p.log.Info("template changed", zap.String("template", tpl.name),
+		zap.String("from", old.datname), zap.String("to", g.datname))
+	p.goBackground(func() { p.retireReady(old) })
+}
+
+// inUse reports whether g is the current template of any name.
+func (p *Pool) inUse(g *generation) bool {
+	for _, t := range p.templates {
+		if t.cur.Load() == g {
+			return true
+		}
+	}
+	return false
+}
+
+// active returns the distinct current templates.
+func (p *Pool) active() []*generation {
+	var gens []*generation
+	for _, t := range p.templates {
+		if g := t.cur.Load(); g != nil && !g.dead.Load() && !containsGen(gens, g) {
+			gens = append(gens, g)
+		}
+	}
+	return gens
+}
+
+func containsGen(gens []*generation, g *generation) bool {
+	for _, x := range gens {
+		if x == g {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *Pool) runBuild(call *buildCall, tpl *template, hash string) {
+	defer p.wg.Done()
+	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.BuildTimeout)
+	defer cancel()
+	gen, err := p.build(ctx, tpl, hash)
+	p.mu.Lock()
+	delete(p.builds, hash)
+	if err == nil {
+		p.gens[hash] = gen
+	}
+	p.mu.Unlock()
+	call.gen, call.err = gen, err
+	close(call.done)
+}
+
+// build makes the template database for hash unless another process already has. It
+// holds the template's advisory lock throughout, so one build happens across all
+// processes; a half-built template left by a crash is dropped and built again.
+func (p *Pool) build(ctx context.Context, tpl *template, hash string) (*generation, error) {
+	datname := p.templateName(hash)
+	// A connection of its own, not one of the admin pool's: it is held for the whole
+	// build (while the build itself needs admin connections), and closing it releases
+	// the lock whatever happens.
+	conn, err := pgx.ConnectConfig(ctx, p.connConfig(p.cfg.CatalogDB))
+	if err != nil {
+		return nil, p.upstreamErr("build template "+datname, err)
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		conn.Close(cctx)
+	}()
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1, hashtext($2))", lockClass, datname); err != nil {
+		return nil, p.upstreamErr("wait for template lock "+datname, err)
+	}
+
+	var state, strategy string
+	var sealed bool
+	err = conn.QueryRow(ctx, `SELECT t.state, t.strategy, coalesce(d.datistemplate, false)
+		FROM template_dbs t LEFT JOIN pg_database d ON d.datname = t.datname WHERE t.datname = $1`,
+		datname).Scan(&state, &strategy, &sealed)
+	switch {
+	case err == nil && state == "ready" && sealed:
+		_, err := conn.Exec(ctx, "UPDATE template_dbs SET last_used = now() WHERE datname = $1", datname)
+		return newGeneration(hash, datname, tpl.name, strategy), p.upstreamErr("touch template "+datname, err)
+	case err == nil:
+		p.log.Warn("dropping half-built template", zap.String("template", tpl.name),
+			zap.String("database", datname), zap.String("state", state))
+		if err := p.dropTemplate(ctx, conn, datname); err != nil {
+			return nil, err
+		}
+	case err != pgx.ErrNoRows:
+		return nil, p.upstreamErr("read template "+datname, err)
+	}
+	return p.buildLocked(ctx, conn, tpl, hash, datname)
+}
+
+// buildLocked creates, migrates, seals and measures a template; the caller holds its lock.
+func (p *Pool) buildLocked(ctx context.Context, conn *pgx.Conn, tpl *template, hash, datname string) (*generation, error) {
+	log := p.log.With(zap.String("template", tpl.name), zap.String("database", datname))
+	log.Info("building template")
+	began := time.Now()
+	if _, err := conn.Exec(ctx, `INSERT INTO template_dbs (datname, hash, template, state, builder)
+		VALUES ($1, $2, $3, 'building', $4)`, datname, hash, tpl.name, p.owner); err != nil {
+		return nil, p.upstreamErr("record template "+datname, err)
+	}
+	_, err := conn.Exec(ctx, "CREATE DATABASE "+ident(datname))
+	if sqlState(err) == "42P04" { // ours by its generated name, but lost from the catalog
+		if err = p.dropDatabase(ctx, datname); err == nil {
+			_, err = conn.Exec(ctx, "CREATE DATABASE "+ident(datname))
+		}
+	}
+	if err == nil {
+		err = tpl.mig.Migrate(ctx, p.connString(datname), hash)
+		if err != nil {
+			err = fmt.Errorf("build template %q (%s): %w", tpl.name, datname, err)
+		}
+	} else {
+		err = p.upstreamErr("create template database "+datname, err)
+	}
+	if err == nil {
+		err = p.seal(ctx, conn, datname)
+	}
+	if err != nil {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
+		defer cancel()
+		if derr := p.dropTemplate(cctx, conn, datname); derr != nil {
+			log.Warn("drop failed template", zap.Error(derr))
+		}
+		return nil, err
+	}
+	buildTime := time.Since(began)
+	gen := newGeneration(hash, datname, tpl.name, "")
+	walLog, fileCopy := p.measure(ctx, gen)
+	gen.strategy = faster(walLog, fileCopy)
+	_, err = conn.Exec(ctx, `UPDATE template_dbs SET state = 'ready', built_at = now(), last_used = now(),
+		build_ms = $2, strategy = $3, wal_log_ms = $4, file_copy_ms = $5 WHERE datname = $1`,
+		datname, ms(buildTime), gen.strategy, msOrNil(walLog), msOrNil(fileCopy))
+	if err != nil {
+		return nil, p.upstreamErr("record template "+datname, err)
+	}
+	log.Info("template built", zap.Duration("took", buildTime), zap.String("strategy", gen.strategy),
+		zap.Duration("wal_log", walLog), zap.Duration("file_copy", fileCopy))
+	return gen, nil
+}
+
+// seal marks a migrated database as a template no one can connect to, once the
+// migration's own backends have gone.
+func (p *Pool) seal(ctx context.Context, conn *pgx.Conn, datname string) error {
+	if err := p.waitNoBackends(ctx, datname); err != nil {
+		return err
+	}
+	_, err := conn.Exec(ctx, "ALTER DATABASE "+ident(datname)+" IS_TEMPLATE true ALLOW_CONNECTIONS false")
+	return p.upstreamErr("seal template "+datname, err)
+}
+
+func unlockTemplate(conn *pgxpool.Conn, datname string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_unlock($1, hashtext($2))", lockClass, datname); err != nil {
+		conn.Conn().Close(ctx) // a closed session releases its locks; the pool discards it
+	}
+}
+
+// measure clones the new template once with each strategy (PostgreSQL 15+), keeping
+// the clones as ready ones, and returns the times (0 = not measured).
+func (p *Pool) measure(ctx context.Context, gen *generation) (walLog, fileCopy time.Duration) {
+	if p.major < 15 {
+		return 0, 0
+	}
+	for _, s := range []string{"WAL_LOG", "FILE_COPY"} {
+		took, err := p.createClone(ctx, gen, s)
+		if err != nil {
+			p.log.Warn("measure clone strategy", zap.String("database", gen.datname), zap.String("strategy", s), zap.Error(err))
+			return 0, 0
+		}
+		if s == "WAL_LOG" {
+			walLog = took
+		} else {
+			fileCopy = took
+		}
+	}
+	return walLog, fileCopy
+}
+
+// faster picks the strategy with the shorter measured time.
+func faster(walLog, fileCopy time.Duration) string {
+	switch {
+	case walLog == 0 || fileCopy == 0:
+		return ""
+	case fileCopy < walLog:
+		return "FILE_COPY"
+	default:
+		return "WAL_LOG"
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func msOrNil(d time.Duration) any {
+	if d == 0 {
+		return nil
+	}
+	return ms(d)
+}
+
+// connString is the upstream's connection string pointed at database db.
+func (p *Pool) connString(db string) string {
+	s := p.cfg.ConnString
+	if strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://") {
+		return urlWithDatabase(s, db)
+	}
+	return s + " dbname=" + dsnQuote(db)
+}
+
+func dsnQuote(v string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
+}
