@@ -20,7 +20,24 @@ import (
 // binary is the pgtestproxy binary under test, built by TestMain.
 var binary string
 
+// envTestBinary names a pgtestproxy binary to test instead of building one from this
+// tree (e.g. a release build, or HEAD's while the working tree does not build).
+const envTestBinary = "PGTESTPROXY_TEST_BINARY"
+
 func TestMain(m *testing.M) {
+	if os.Getenv(envSuiteChild) != "" {
+		// A runner under `pgtestproxy run` (TestRunSuiteEmbedded): the binary is built.
+		os.Exit(m.Run())
+	}
+	if b := os.Getenv(envTestBinary); b != "" {
+		abs, err := filepath.Abs(b)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		binary = abs
+		os.Exit(testpg.Main(m))
+	}
 	dir, err := os.MkdirTemp("", "pgtestproxy-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

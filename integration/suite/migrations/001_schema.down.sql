@@ -1,0 +1,1 @@
+DROP TABLE children, parents, blobs, events, users;

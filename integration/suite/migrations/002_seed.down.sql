@@ -1,0 +1,2 @@
+DELETE FROM parents;
+DELETE FROM users;
