@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"context"
+	"io"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,16 +14,29 @@ import (
 )
 
 // warmProvider leases databases cloned before the benchmark starts, as the pool's warm
-// clones are, and takes them back on Release instead of dropping them.
+// clones are, and takes them back on Release instead of dropping them, with the
+// backend a tx-mode lease kept in them.
 type warmProvider struct {
 	cfgs  map[string]*pgconn.Config
 	ready chan string
+
+	mu   sync.Mutex
+	kept map[string]io.Closer
 }
 
-func newWarmProvider(b *testing.B, n int) *warmProvider {
+// newWarmProvider clones n databases from a test template, after running setup on it.
+func newWarmProvider(b *testing.B, n int, setup ...string) *warmProvider {
 	b.Helper()
 	tpl := newTemplate(b)
-	p := &warmProvider{cfgs: map[string]*pgconn.Config{}, ready: make(chan string, n)}
+	for _, sql := range setup {
+		testpg.Exec(b, testpg.URL(b, tpl), sql)
+	}
+	p := &warmProvider{cfgs: map[string]*pgconn.Config{}, ready: make(chan string, n), kept: map[string]io.Closer{}}
+	b.Cleanup(func() {
+		for _, k := range p.kept {
+			_ = k.Close()
+		}
+	})
 	for range n {
 		name := testpg.UniqueName(b, "w_")
 		testpg.Exec(b, testpg.AdminURL(b), "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()+" TEMPLATE "+pgx.Identifier{tpl}.Sanitize())
@@ -39,28 +54,61 @@ func newWarmProvider(b *testing.B, n int) *warmProvider {
 func (p *warmProvider) Acquire(ctx context.Context, _ LeaseRequest) (Lease, error) {
 	select {
 	case name := <-p.ready:
-		return &warmLease{p: p, name: name}, nil
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		l := &warmLease{p: p, name: name, kept: p.kept[name]}
+		delete(p.kept, name)
+		return l, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 }
 
 type warmLease struct {
-	p    *warmProvider
-	name string
+	p          *warmProvider
+	name       string
+	kept, keep io.Closer
 }
 
-func (l *warmLease) ConnConfig() *pgconn.Config    { return l.p.cfgs[l.name].Copy() }
-func (l *warmLease) Database() string              { return l.name }
-func (l *warmLease) Release(context.Context, bool) { l.p.ready <- l.name }
+func (l *warmLease) ConnConfig() *pgconn.Config { return l.p.cfgs[l.name].Copy() }
+func (l *warmLease) Database() string           { return l.name }
+func (l *warmLease) Keep(c io.Closer)           { l.keep = c }
+func (l *warmLease) Kept() io.Closer {
+	k := l.kept
+	l.kept = nil
+	return k
+}
+
+func (l *warmLease) Release(_ context.Context, clean bool) {
+	if l.kept != nil {
+		_ = l.kept.Close()
+	}
+	if l.keep != nil {
+		if clean {
+			l.p.mu.Lock()
+			l.p.kept[l.name] = l.keep
+			l.p.mu.Unlock()
+		} else {
+			_ = l.keep.Close()
+		}
+	}
+	l.p.ready <- l.name
+}
 
 // BenchmarkConnectSelect1 measures connect + SELECT 1 + close through the proxy in db
-// mode (warm leases) against the same on a direct connection to the same server,
-// interleaved in one run. It reports direct-ns/op, proxy-ns/op and proxy/direct (the
-// goal is at most 1.5).
+// mode (warm leases) and in tx mode against the same on a direct connection to the
+// same server, interleaved in one run. It reports direct-ns/op, proxy-ns/op and
+// proxy/direct (the goal is at most 1.5 in db mode, below 1 in tx mode, where the
+// lease reuses the backend that the clone kept instead of starting one).
 func BenchmarkConnectSelect1(b *testing.B) {
+	for _, mode := range []Mode{ModeDB, ModeTx} {
+		b.Run(string(mode), func(b *testing.B) { benchmarkConnectSelect1(b, mode) })
+	}
+}
+
+func benchmarkConnectSelect1(b *testing.B, mode Mode) {
 	p := newWarmProvider(b, 4)
-	s := startProxy(b, Config{Provider: p, Logger: nopLogger()})
+	s := startProxy(b, Config{Provider: p, Logger: nopLogger(), Linger: -1})
 	var direct string
 	for name := range p.cfgs {
 		direct = testpg.URL(b, name)
@@ -70,7 +118,7 @@ func BenchmarkConnectSelect1(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	proxyCfg, err := pgx.ParseConfig(proxyURL(s, "app"))
+	proxyCfg, err := pgx.ParseConfig(modeURL(s, mode, "app"))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -80,7 +80,13 @@ type cancelRegistry struct {
 
 type registered struct {
 	secret [4]byte
-	target *cancelTarget
+	target canceler
+}
+
+// canceler is what a proxy-issued key cancels: a backend directly (db mode), or a
+// tx-mode session, which decides whether its client's statement is the one running.
+type canceler interface {
+	send(ctx context.Context) error
 }
 
 func newCancelRegistry() *cancelRegistry {
@@ -88,7 +94,7 @@ func newCancelRegistry() *cancelRegistry {
 }
 
 // register issues a fresh random key for t.
-func (c *cancelRegistry) register(t *cancelTarget) (backendKey, error) {
+func (c *cancelRegistry) register(t canceler) (backendKey, error) {
 	var b [8]byte
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -116,7 +122,7 @@ func (c *cancelRegistry) unregister(k backendKey) {
 
 // lookup returns the target of a client's CancelRequest, or nil when the key is not
 // one the proxy issued.
-func (c *cancelRegistry) lookup(req *pgproto3.CancelRequest) *cancelTarget {
+func (c *cancelRegistry) lookup(req *pgproto3.CancelRequest) canceler {
 	c.mu.Lock()
 	r, ok := c.targets[req.ProcessID]
 	c.mu.Unlock()

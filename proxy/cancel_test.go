@@ -57,12 +57,16 @@ func wantCancelled(t *testing.T, done <-chan error) {
 
 // pgx's context cancellation sends a CancelRequest to the proxy with the proxy's key;
 // the proxy forwards it and the server cancels the query (57014 arrives well before
-// pgx's own deadline fallback would cut the connection).
+// pgx's own deadline fallback would cut the connection); the session goes on.
 func TestCancelByContext(t *testing.T) {
 	t.Parallel()
+	forEachMode(t, testCancelByContext)
+}
+
+func testCancelByContext(t *testing.T, mode Mode) {
 	p := newTestProvider(t)
 	s := startProxy(t, Config{Provider: p})
-	cfg, err := pgx.ParseConfig(proxyURL(s, "app"))
+	cfg, err := pgx.ParseConfig(modeURL(s, mode, "app"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,17 +89,30 @@ func TestCancelByContext(t *testing.T) {
 	if s.Stats().Cancels != 1 {
 		t.Fatalf("%d cancel requests forwarded, want 1", s.Stats().Cancels)
 	}
+	var n int
+	if err := c.QueryRow(testContext(t), "SELECT count(*) FROM items").Scan(&n); err != nil || n != 3 {
+		t.Fatalf("after the cancel: %d, %v", n, err)
+	}
 }
 
 // A raw CancelRequest (pgconn's, as libpq and psql send it) with the proxy-issued key
-// cancels that session's query and nothing else; also after SSL negotiation.
+// cancels that session's query and nothing else; also after SSL negotiation. In db
+// mode both sessions share a database through a session key.
 func TestCancelRequest(t *testing.T) {
 	t.Parallel()
+	forEachMode(t, testCancelRequest)
+}
+
+func testCancelRequest(t *testing.T, mode Mode) {
 	p := newTestProvider(t)
 	s := startProxy(t, Config{Provider: p})
 	ctx := testContext(t)
+	url := modeURL(s, mode, "app")
+	if mode == ModeDB {
+		url = modeURL(s, mode, "app", "session=cancel")
+	}
 	open := func() *pgconn.PgConn {
-		c, err := pgconn.Connect(ctx, proxyURL(s, "app", "session=cancel"))
+		c, err := pgconn.Connect(ctx, url)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -105,8 +122,9 @@ func TestCancelRequest(t *testing.T) {
 	victim, bystander := open(), open()
 	victimDone := sleepInBackground(victim)
 	bystanderDone := sleepInBackground(bystander)
-	db := p.liveNames()[0]
-	waitSleeping(t, db)
+	for _, db := range p.liveNames() {
+		waitSleeping(t, db)
+	}
 
 	// An unknown key is ignored silently: the connection just closes.
 	raw := rawConn(t, s)
@@ -151,11 +169,16 @@ func TestCancelPsql(t *testing.T) {
 	if err != nil {
 		t.Skip("psql not installed")
 	}
+	forEachMode(t, func(t *testing.T, mode Mode) { testCancelPsql(t, psql, mode) })
+}
+
+func testCancelPsql(t *testing.T, psql string, mode Mode) {
 	p := newTestProvider(t)
 	s := startProxy(t, Config{Provider: p})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, psql, "-X", "-c", "SELECT pg_sleep(60)", proxyURL(s, "app"))
+	cmd.Env = append(cmd.Environ(), "PGOPTIONS=-c pgtestproxy.mode="+string(mode))
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -166,7 +189,7 @@ func TestCancelPsql(t *testing.T) {
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
-	err = cmd.Wait()
+	err := cmd.Wait()
 	var exitErr *exec.ExitError
 	if !errors.As(err, &exitErr) || !strings.Contains(out.String(), "canceling statement due to user request") {
 		t.Fatalf("psql after Ctrl-C: %v\n%s", err, out.String())

@@ -16,7 +16,7 @@ import (
 	_ "github.com/lib/pq"
 )
 
-// What real applications do over pgx goes through the db-mode relay unchanged.
+// What real applications do over pgx works in every mode.
 func TestPgxThroughProxy(t *testing.T) {
 	t.Parallel()
 	p := newTestProvider(t)
@@ -36,16 +36,18 @@ func TestPgxThroughProxy(t *testing.T) {
 			}
 		}},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			url := proxyURL(s, "app")
-			if strings.Contains(tc.name, "3.2") {
-				url = proxyURL(s, "app", "max_protocol_version=3.2")
-			}
-			tc.run(t, testContext(t), connect(t, url))
-		})
-	}
+	forEachMode(t, func(t *testing.T, mode Mode) {
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				url := modeURL(s, mode, "app")
+				if strings.Contains(tc.name, "3.2") {
+					url = modeURL(s, mode, "app", "max_protocol_version=3.2")
+				}
+				tc.run(t, testContext(t), connect(t, url))
+			})
+		}
+	})
 }
 
 func pgxBatch(t *testing.T, ctx context.Context, c *pgx.Conn) {
@@ -141,6 +143,7 @@ func pgxBinary(t *testing.T, ctx context.Context, c *pgx.Conn) {
 }
 
 // LISTEN/NOTIFY works between connections that share a database through a session key.
+// db mode only: in tx mode notifications are never delivered (SPEC §6).
 func TestListenNotify(t *testing.T) {
 	t.Parallel()
 	p := newTestProvider(t)
@@ -166,7 +169,8 @@ func TestListenNotify(t *testing.T) {
 }
 
 // database/sql works with both common drivers, including runtime parameters and a
-// session key shared by the pool.
+// session key shared by the pool. db mode only until tx mode multiplexes the
+// connections of a session key (issue 6); txdrivers_test.go covers tx mode.
 func TestDatabaseSQLDrivers(t *testing.T) {
 	t.Parallel()
 	p := newTestProvider(t)
@@ -216,15 +220,17 @@ func TestLibpqProtocol32(t *testing.T) {
 	t.Parallel()
 	p := newTestProvider(t)
 	s := startProxy(t, Config{Provider: p})
-	db, err := sql.Open("postgres", proxyURL(s, "app", "max_protocol_version=3.2"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	var n int
-	if err := db.QueryRowContext(testContext(t), "SELECT count(*) FROM items").Scan(&n); err != nil || n != 3 {
-		t.Fatalf("count: %d, %v", n, err)
-	}
+	forEachMode(t, func(t *testing.T, mode Mode) {
+		db, err := sql.Open("postgres", modeURL(s, mode, "app", "max_protocol_version=3.2"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		var n int
+		if err := db.QueryRowContext(testContext(t), "SELECT count(*) FROM items").Scan(&n); err != nil || n != 3 {
+			t.Fatalf("count: %d, %v", n, err)
+		}
+	})
 }
 
 // psql with PGOPTIONS: the proxy's settings are taken out, the rest reaches the
@@ -237,27 +243,29 @@ func TestPsql(t *testing.T) {
 	}
 	p := newTestProvider(t)
 	s := startProxy(t, Config{Provider: p, Linger: 10 * time.Second})
-	run := func(sql string) string {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, psql, "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql, proxyURL(s, "app"))
-		cmd.Env = append(cmd.Environ(), `PGOPTIONS=-c pgtestproxy.session=psql\ key -c search_path=custom,public -c pgtestproxy.mode=db`)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("psql -c %q: %v\n%s", sql, err, out)
+	forEachMode(t, func(t *testing.T, mode Mode) {
+		run := func(sql string) string {
+			t.Helper()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, psql, "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql, proxyURL(s, "app"))
+			cmd.Env = append(cmd.Environ(), `PGOPTIONS=-c pgtestproxy.session=psql\ key -c search_path=custom,public -c pgtestproxy.mode=`+string(mode))
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("psql -c %q: %v\n%s", sql, err, out)
+			}
+			return strings.TrimSpace(string(out))
 		}
-		return strings.TrimSpace(string(out))
-	}
-	first := run("SELECT current_database() || ' ' || current_setting('search_path')")
-	db, path, _ := strings.Cut(first, " ")
-	if path != "custom,public" {
-		t.Errorf("search_path from PGOPTIONS is %q", path)
-	}
-	if got := run("SELECT current_database()"); got != db {
-		t.Errorf("second psql with the same session key got %s, want %s", got, db)
-	}
-	if got := run("SELECT coalesce(current_setting('pgtestproxy.session', true), 'unset')"); got != "unset" {
-		t.Errorf("pgtestproxy.session reached the upstream: %q", got)
-	}
+		first := run("SELECT current_database() || ' ' || current_setting('search_path')")
+		db, path, _ := strings.Cut(first, " ")
+		if path != "custom,public" {
+			t.Errorf("search_path from PGOPTIONS is %q", path)
+		}
+		if got := run("SELECT current_database()"); got != db {
+			t.Errorf("second psql with the same session key got %s, want %s", got, db)
+		}
+		if got := run("SELECT coalesce(current_setting('pgtestproxy.session', true), 'unset')"); got != "unset" {
+			t.Errorf("pgtestproxy.session reached the upstream: %q", got)
+		}
+	})
 }

@@ -12,10 +12,12 @@
 // statements. The proxy never imports the pool: what it needs is the LeaseProvider
 // interface declared here.
 //
-// Lease modes: db mode is complete. tx mode (SPEC §6) is not implemented yet: a client
-// that asks for mode=tx gets a tx-mode lease from the provider, but its session is
-// relayed like db mode, without the transaction rewriting that tx mode needs. The
-// rewriting session belongs beside the relay in Server.runSession.
+// Lease modes: in db mode (SPEC §5) the session is a byte relay (relay.go). In tx
+// mode (SPEC §6) the lease is a clone and one backend connection inside a transaction
+// of the proxy's, and the session decodes and rewrites what it must so that every
+// client sees an ordinary autocommit session; tx.go describes how. Connections that
+// share a tx-mode session key take turns on the lease's backend (a second one while
+// the first is open is refused with 55006) until tx mode multiplexes them.
 //
 // Choices where the SPEC is silent: a setting given both as a plain parameter and in
 // `options` takes the plain parameter's value (PostgreSQL applies startup parameters

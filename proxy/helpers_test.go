@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/url"
@@ -35,12 +36,14 @@ func testContext(t testing.TB) context.Context {
 	return ctx
 }
 
-// newTemplate creates a small template database for t: table items with three rows.
+// newTemplate creates a small template database for t: table items with three rows,
+// a sequence never used (fresh) and one used up to 42 (used).
 func newTemplate(t testing.TB) string {
 	t.Helper()
 	dbURL, name := testpg.NewDatabase(t)
 	testpg.Exec(t, dbURL, `CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);
-		INSERT INTO items VALUES (1, 'one'), (2, 'two'), (3, 'three');`)
+		INSERT INTO items VALUES (1, 'one'), (2, 'two'), (3, 'three');
+		CREATE SEQUENCE fresh START 100; CREATE SEQUENCE used; SELECT setval('used', 42);`)
 	return name
 }
 
@@ -51,7 +54,9 @@ func (e *sqlStateError) Error() string    { return e.msg }
 func (e *sqlStateError) SQLState() string { return e.code }
 
 // testProvider leases a fresh clone (CREATE DATABASE … TEMPLATE) of a test template
-// per Acquire and drops it on Release.
+// per db-mode Acquire and drops it on Release. A tx-mode lease, released clean, goes
+// back to a free list with the backend the proxy kept in it, and the next tx-mode
+// Acquire of the template takes it again, as the pool does.
 type testProvider struct {
 	t         testing.TB
 	templates map[string]string // database name asked for → template database
@@ -65,6 +70,11 @@ type testProvider struct {
 	requests []LeaseRequest
 	live     map[string]bool // clones leased and not released
 	released []releaseRecord
+	free     map[string][]*testLease // tx-mode clones released clean, by template
+	prefix   string                  // of the clones' names
+	clones   int                     // clones made
+	admin    string                  // the server's maintenance database
+	errs     []error                 // dropping clones failed; reported at cleanup
 }
 
 type releaseRecord struct {
@@ -74,13 +84,25 @@ type releaseRecord struct {
 
 func newTestProvider(t testing.TB) *testProvider {
 	t.Helper()
-	p := &testProvider{t: t, templates: map[string]string{"app": newTemplate(t)}, live: map[string]bool{}}
+	p := &testProvider{t: t, templates: map[string]string{"app": newTemplate(t)}, live: map[string]bool{},
+		prefix: testpg.UniqueName(t, "c_"), admin: testpg.AdminURL(t)}
 	t.Cleanup(func() {
 		p.mu.Lock()
 		defer p.mu.Unlock()
+		for _, err := range p.errs {
+			t.Error(err)
+		}
 		for db := range p.live {
 			t.Errorf("lease of %s never released", db)
 			dropDatabase(t, db)
+		}
+		for _, ls := range p.free {
+			for _, l := range ls {
+				if l.keep != nil {
+					_ = l.keep.Close()
+				}
+				dropDatabase(t, l.name)
+			}
 		}
 	})
 	return p
@@ -99,8 +121,14 @@ func (p *testProvider) Acquire(ctx context.Context, req LeaseRequest) (Lease, er
 		return nil, &sqlStateError{"3D000", fmt.Sprintf("unknown template %q (known: %s)",
 			req.Database, strings.Join(slices.Sorted(maps.Keys(p.templates)), ", "))}
 	}
-	name := testpg.UniqueName(p.t, "c_")
-	c, err := pgx.Connect(ctx, testpg.AdminURL(p.t))
+	if l := p.takeFree(req); l != nil {
+		return l, nil
+	}
+	p.mu.Lock()
+	p.clones++
+	name := fmt.Sprintf("%s_%d", p.prefix, p.clones)
+	p.mu.Unlock()
+	c, err := pgx.Connect(ctx, p.admin)
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +139,25 @@ func (p *testProvider) Acquire(ctx context.Context, req LeaseRequest) (Lease, er
 	p.mu.Lock()
 	p.live[name] = true
 	p.mu.Unlock()
-	return &testLease{p: p, name: name}, nil
+	return &testLease{p: p, name: name, req: req}, nil
+}
+
+// takeFree returns a free tx-mode clone of the template, with what its last lease
+// kept, or nil.
+func (p *testProvider) takeFree(req LeaseRequest) *testLease {
+	if req.Mode != ModeTx {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	free := p.free[req.Database]
+	if len(free) == 0 {
+		return nil
+	}
+	old := free[len(free)-1]
+	p.free[req.Database] = free[:len(free)-1]
+	p.live[old.name] = true
+	return &testLease{p: p, name: old.name, req: req, kept: old.keep}
 }
 
 func (p *testProvider) acquired() int {
@@ -135,13 +181,31 @@ func (p *testProvider) liveCount() int {
 type testLease struct {
 	p    *testProvider
 	name string
+	req  LeaseRequest
+
+	mu         sync.Mutex
+	kept, keep io.Closer
+}
+
+func (l *testLease) Keep(c io.Closer) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.keep = c
+}
+
+func (l *testLease) Kept() io.Closer {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k := l.kept
+	l.kept = nil
+	return k
 }
 
 func (l *testLease) ConnConfig() *pgconn.Config {
 	if l.p.connConfig != nil {
 		return l.p.connConfig(l.name)
 	}
-	cfg, err := pgconn.ParseConfig(testpg.URL(l.p.t, l.name))
+	cfg, err := pgconn.ParseConfig(dbURL(l.p.admin, l.name))
 	if err != nil {
 		panic(err)
 	}
@@ -151,25 +215,64 @@ func (l *testLease) ConnConfig() *pgconn.Config {
 func (l *testLease) Database() string { return l.name }
 
 func (l *testLease) Release(ctx context.Context, clean bool) {
-	dropDatabase(l.p.t, l.name)
+	l.mu.Lock()
+	kept, keep := l.kept, l.keep
+	l.mu.Unlock()
+	if kept != nil {
+		_ = kept.Close()
+	}
+	reuse := clean && l.req.Mode == ModeTx
+	if !reuse {
+		if keep != nil {
+			_ = keep.Close()
+		}
+		if err := dropDB(l.p.admin, l.name); err != nil {
+			l.p.mu.Lock()
+			l.p.errs = append(l.p.errs, err)
+			l.p.mu.Unlock()
+		}
+	}
 	l.p.mu.Lock()
 	defer l.p.mu.Unlock()
 	delete(l.p.live, l.name)
 	l.p.released = append(l.p.released, releaseRecord{database: l.name, clean: clean})
+	if reuse {
+		if l.p.free == nil {
+			l.p.free = map[string][]*testLease{}
+		}
+		l.p.free[l.req.Database] = append(l.p.free[l.req.Database], &testLease{name: l.name, keep: keep})
+	}
 }
 
 func dropDatabase(t testing.TB, name string) {
+	if err := dropDB(testpg.AdminURL(t), name); err != nil {
+		t.Error(err)
+	}
+}
+
+// dropDB drops database name through the maintenance database at admin.
+func dropDB(admin, name string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := pgx.Connect(ctx, testpg.AdminURL(t))
+	c, err := pgx.Connect(ctx, admin)
 	if err != nil {
-		t.Errorf("drop %s: %v", name, err)
-		return
+		return fmt.Errorf("drop %s: %w", name, err)
 	}
 	defer c.Close(ctx)
 	if _, err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-		t.Errorf("drop %s: %v", name, err)
+		return fmt.Errorf("drop %s: %w", name, err)
 	}
+	return nil
+}
+
+// dbURL is the URL of database db on the server of the maintenance URL admin.
+func dbURL(admin, db string) string {
+	u, err := url.Parse(admin)
+	if err != nil {
+		panic(err)
+	}
+	u.Path = "/" + db
+	return u.String()
 }
 
 // startProxy runs a proxy on an ephemeral loopback port until the test ends.
@@ -296,8 +399,18 @@ func (p *testProvider) liveNames() []string {
 // startRaw completes a trust start-up on c by hand and returns the frontend.
 func startRaw(t testing.TB, c net.Conn, db string) *pgproto3.Frontend {
 	t.Helper()
+	return startRawMode(t, c, db, "")
+}
+
+// startRawMode is startRaw asking for a lease mode ("" for the default).
+func startRawMode(t testing.TB, c net.Conn, db string, mode Mode) *pgproto3.Frontend {
+	t.Helper()
+	params := map[string]string{"user": "raw", "database": db}
+	if mode != "" {
+		params["mode"] = string(mode)
+	}
 	if _, err := c.Write(encode(t, &pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion30,
-		Parameters: map[string]string{"user": "raw", "database": db}})); err != nil {
+		Parameters: params})); err != nil {
 		t.Fatal(err)
 	}
 	fe := pgproto3.NewFrontend(c, c)

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"io"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -41,6 +42,18 @@ type Lease interface {
 	// with the lease's upstream connections (an upstream that died, a failed connect,
 	// a session cut at shutdown), so the provider should not reuse what it handed out.
 	Release(ctx context.Context, clean bool)
+}
+
+// BackendKeeper is implemented by leases that keep a tx-mode lease's backend
+// connection with the clone between leases (pool.Lease does). At the end of a clean
+// tx-mode lease the proxy rolls the backend's transaction back, resets it and hands it
+// to Keep; the next tx-mode lease of the clone takes it from Kept (nil when there is
+// none) instead of starting a backend. The proxy closes what Kept returns when it
+// cannot use it (other startup parameters); the provider closes what Keep was given
+// when it does not hand it out again.
+type BackendKeeper interface {
+	Keep(io.Closer)
+	Kept() io.Closer
 }
 
 // LeaseProvider hands out leases. Errors that implement SQLState() string reach the

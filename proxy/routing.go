@@ -103,6 +103,9 @@ func (r *router) fromProvider(ctx context.Context, req LeaseRequest) (Lease, err
 	if err != nil {
 		return nil, err
 	}
+	if req.Mode == ModeTx {
+		l = newTxLease(l, r.log)
+	}
 	r.stats.leasesTotal.Add(1)
 	r.stats.leasesActive.Add(1)
 	r.log.Debug("lease acquired", zap.String("template", req.Database),

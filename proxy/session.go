@@ -105,6 +105,10 @@ func (s *Server) runLease(cc *clientConn, conn net.Conn, p *clientParams, out *m
 	}
 	clean := false
 	defer func() { ref.release(clean) }()
+	if p.mode == ModeTx {
+		clean = s.runTx(cc, conn, ref, p, out)
+		return
+	}
 	up, err := connectUpstream(s.baseCtx, ref.lease, p.runtime)
 	if err != nil {
 		s.refuse(cc, conn, out, reportable(err))
@@ -130,8 +134,7 @@ func (s *Server) runLease(cc *clientConn, conn net.Conn, p *clientParams, out *m
 	log.Debug("session ended", zap.Bool("clean", clean))
 }
 
-// runSession runs an established session to its end. Every mode relays bytes for
-// now; tx mode's rewriting session will be chosen here.
+// runSession runs an established db-mode session to its end.
 func (s *Server) runSession(cc *clientConn, conn net.Conn, up *upstream, _ Mode) (clean bool) {
 	r := newRelay(conn, up.conn, &s.stats)
 	cc.setRunner(r, up.conn)

@@ -64,12 +64,16 @@ func TestRuntimeParamsForwarded(t *testing.T) {
 // sees the server's own FATAL), or the client vanishing mid-query.
 func TestLeaseReleasedWhenSessionBreaks(t *testing.T) {
 	t.Parallel()
+	forEachMode(t, testLeaseReleasedWhenSessionBreaks)
+}
+
+func testLeaseReleasedWhenSessionBreaks(t *testing.T, mode Mode) {
 	p := newTestProvider(t)
 	s := startProxy(t, Config{Provider: p})
 	ctx := testContext(t)
 
 	t.Run("upstream dies", func(t *testing.T) {
-		c := connect(t, proxyURL(s, "app"))
+		c := connect(t, modeURL(s, mode, "app"))
 		db := currentDatabase(t, c)
 		admin := connect(t, testpg.AdminURL(t))
 		if _, err := admin.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", db); err != nil {
@@ -81,7 +85,7 @@ func TestLeaseReleasedWhenSessionBreaks(t *testing.T) {
 	})
 	t.Run("client vanishes", func(t *testing.T) {
 		c := rawConn(t, s)
-		fe := startRaw(t, c, "app")
+		fe := startRawMode(t, c, "app", mode)
 		fe.SendQuery(&pgproto3.Query{String: "SELECT pg_sleep(60)"})
 		if err := fe.Flush(); err != nil {
 			t.Fatal(err)

@@ -19,6 +19,10 @@ import (
 // many it cut, and releases every lease.
 func TestShutdownWithOpenSessions(t *testing.T) {
 	t.Parallel()
+	forEachMode(t, testShutdownWithOpenSessions)
+}
+
+func testShutdownWithOpenSessions(t *testing.T, mode Mode) {
 	p := newTestProvider(t)
 	core, logs := observer.New(zap.InfoLevel)
 	s, err := New(Config{Provider: p, Addr: "127.0.0.1:0", ShutdownGrace: 3 * time.Second, Logger: zap.New(core)})
@@ -29,9 +33,9 @@ func TestShutdownWithOpenSessions(t *testing.T) {
 	go func() { served <- s.Serve(context.Background()) }()
 	ctx := testContext(t)
 
-	idle := connect(t, proxyURL(s, "app"))
-	leaving := connect(t, proxyURL(s, "app"))
-	busy := connect(t, proxyURL(s, "app", "session=busy"))
+	idle := connect(t, modeURL(s, mode, "app"))
+	leaving := connect(t, modeURL(s, mode, "app"))
+	busy := connect(t, modeURL(s, mode, "app", "session=busy"))
 	busyDB := currentDatabase(t, busy)
 	busyDone := make(chan error, 1)
 	go func() {
@@ -114,7 +118,8 @@ func TestServeContextAndEarlyClose(t *testing.T) {
 }
 
 // After Close returns, no goroutine of the proxy is left, whatever was open: relay
-// sessions, a lingering shared lease, the admin console, a client stuck in start-up.
+// and tx-mode sessions, lingering shared leases, the admin console, a client stuck in
+// start-up.
 // Not parallel, so that no other test's proxy runs meanwhile.
 func TestNoGoroutinesLeftAfterShutdown(t *testing.T) {
 	if n := proxyGoroutines(); n != "" {
@@ -132,12 +137,18 @@ func TestNoGoroutinesLeftAfterShutdown(t *testing.T) {
 	if _, err := relay.Exec(ctx, "SELECT 1"); err != nil {
 		t.Fatal(err)
 	}
-	lingering := connect(t, proxyURL(s, "app", "session=linger"))
-	_ = lingering.Close(ctx)
+	tx := connect(t, modeURL(s, ModeTx, "app"))
+	if _, err := tx.Exec(ctx, "BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range leaseModes {
+		lingering := connect(t, modeURL(s, mode, "app", "session=linger"))
+		_ = lingering.Close(ctx)
+	}
 	connect(t, proxyURL(s, adminDatabase))
 	stuck := rawConn(t, s)
 	_, _ = stuck.Write([]byte{0, 0}) // half a length word
-	waitFor(t, "sessions open", func() bool { return s.Stats().SessionsActive == 2 })
+	waitFor(t, "sessions open", func() bool { return s.Stats().SessionsActive == 3 })
 
 	if err := s.Close(); err != nil {
 		t.Fatal(err)

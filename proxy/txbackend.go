@@ -1,0 +1,181 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"maps"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// txBackend is the backend connection of a tx-mode lease: taken over from pgconn,
+// inside the proxy's transaction while the lease lasts, and kept with the clone
+// between leases so that the next lease does not start a backend.
+type txBackend struct {
+	conn    net.Conn
+	rd      *wireReader
+	wr      *bufio.Writer
+	params  map[string]string // the server's ParameterStatus values, kept current
+	runtime map[string]string // the startup parameters it was opened with
+	cancel  *cancelTarget
+	// watchConfig reaches the clone for watching the backend's activity (txwatch.go).
+	watchConfig *pgconn.Config
+	major       int    // the server's major version
+	restore     string // the statement that restores the clone's sequences; "" when it has none
+	snapped     bool   // restore was taken
+
+	st       txState // where the lease's transaction stands between sessions
+	sessions int     // sessions that ran in the current lease
+
+	mu       sync.Mutex
+	prepared map[string]*prepStmt // the proxy's statements by SQL
+	gen      atomic.Uint64        // bumped when prepared statements may be gone
+
+	closeOnce sync.Once
+}
+
+// prepStmt is one of the proxy's prepared statements on a backend.
+type prepStmt struct {
+	name, sql string
+	be        *txBackend
+	ready     atomic.Uint64 // 1 + the generation in which the server confirmed it
+}
+
+func (p *prepStmt) isReady() bool { return p.ready.Load() == p.be.gen.Load()+1 }
+
+// setReady records the server's ParseComplete for a Parse sent in generation gen.
+func (p *prepStmt) setReady(gen uint64) { p.ready.Store(gen + 1) }
+
+// prepStmt returns the proxy's statement for sql, named once per backend.
+func (b *txBackend) prepStmt(sql string) *prepStmt {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ps := b.prepared[sql]
+	if ps == nil {
+		ps = &prepStmt{name: "pgtestproxy_" + strconv.Itoa(len(b.prepared)+1), sql: sql, be: b}
+		b.prepared[sql] = ps
+	}
+	return ps
+}
+
+// forgetPrepared marks the proxy's statements unprepared (after DEALLOCATE or DISCARD).
+func (b *txBackend) forgetPrepared() { b.gen.Add(1) }
+
+// openTxBackend connects to the lease's database with the client's startup parameters.
+func openTxBackend(ctx context.Context, lease Lease, runtime map[string]string) (*txBackend, error) {
+	up, err := connectUpstream(ctx, lease, runtime)
+	if err != nil {
+		return nil, err
+	}
+	b := &txBackend{conn: up.conn, rd: newWireReader(up.conn), wr: bufio.NewWriterSize(up.conn, txBufSize),
+		params: up.params, runtime: maps.Clone(runtime), cancel: up.cancel, prepared: map[string]*prepStmt{},
+		watchConfig: lease.ConnConfig()}
+	if b.params == nil {
+		b.params = map[string]string{}
+	}
+	v := b.params["server_version"]
+	b.major, _ = strconv.Atoi(v[:len(v)-len(strings.TrimLeft(v, "0123456789"))])
+	return b, nil
+}
+
+// run sends the queries as simple-protocol Query messages in one write and reads their
+// replies, passing data rows (as text) to row. It returns the last ReadyForQuery's
+// status and the first error the server reported.
+func (b *txBackend) run(ctx context.Context, queries []string, row func(q int, vals []string)) (byte, error) {
+	if dl, ok := ctx.Deadline(); ok {
+		_ = b.conn.SetDeadline(dl)
+		defer func() { _ = b.conn.SetDeadline(time.Time{}) }()
+	}
+	var scratch []byte
+	for _, q := range queries {
+		if err := writeMsg(b.wr, &scratch, &pgproto3.Query{String: q}); err != nil {
+			return 0, err
+		}
+	}
+	if err := b.wr.Flush(); err != nil {
+		return 0, err
+	}
+	var first error
+	var status byte
+	for done := 0; done < len(queries); {
+		typ, n, err := b.rd.header()
+		if err != nil {
+			return 0, err
+		}
+		body, err := b.rd.body(typ, n)
+		if err != nil {
+			return 0, err
+		}
+		switch typ {
+		case 'E':
+			var e pgproto3.ErrorResponse
+			if e.Decode(body) == nil && first == nil {
+				first = &pgconn.PgError{Severity: e.Severity, Code: e.Code, Message: e.Message, Detail: e.Detail}
+			}
+			if e.Severity == "FATAL" || e.Severity == "PANIC" {
+				return 0, first
+			}
+		case 'S':
+			b.noteParam(body)
+		case 'D':
+			if row != nil {
+				row(done, dataRow(body))
+			}
+		case 'Z':
+			status = body[0]
+			done++
+		}
+	}
+	return status, first
+}
+
+func dataRow(body []byte) []string {
+	var d pgproto3.DataRow
+	if d.Decode(body) != nil {
+		return nil
+	}
+	vals := make([]string, len(d.Values))
+	for i, v := range d.Values {
+		vals[i] = string(v)
+	}
+	return vals
+}
+
+// noteParam records a ParameterStatus body.
+func (b *txBackend) noteParam(body []byte) {
+	name, rest, ok1 := cstring(body)
+	value, _, ok2 := cstring(rest)
+	if ok1 && ok2 {
+		b.params[name] = value
+	}
+}
+
+// greet completes a client's start-up on the backend: its parameters, the key the
+// proxy issued for cancel requests, and ReadyForQuery.
+func (b *txBackend) greet(out *msgBuffer, key backendKey) {
+	for _, name := range slices.Sorted(maps.Keys(b.params)) {
+		out.add(&pgproto3.ParameterStatus{Name: name, Value: b.params[name]})
+	}
+	out.add(&pgproto3.BackendKeyData{ProcessID: key.pid, SecretKey: key.secret[:]})
+	out.add(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+}
+
+// Close ends the backend connection (politely, with Terminate). It is what the pool
+// calls on a kept backend it does not hand out again.
+func (b *txBackend) Close() error {
+	b.closeOnce.Do(func() {
+		_ = b.conn.SetWriteDeadline(time.Now().Add(goodbyeWriteTimeout))
+		_ = writeMsg(b.wr, new([]byte), &pgproto3.Terminate{})
+		_ = b.wr.Flush()
+		_ = b.conn.Close()
+	})
+	return nil
+}

@@ -1,0 +1,213 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// txClient is the client pump of a tx-mode session: it reads the client's messages,
+// forwards them to the server (rewriting transaction control) and queues what the
+// server will answer. It keeps its own prediction of the txState: the state the
+// server will be in when the message now read runs, assuming what was sent before
+// succeeds. Where the rewrite depends on how earlier units ended, it waits for them.
+type txClient struct {
+	s  *txSession
+	st txState // predicted
+	// failed says the client's block has failed; failedKnown that the pump knows it.
+	failed, failedKnown bool
+
+	inUnit    bool // a unit (messages up to Sync, Query or FunctionCall) is open
+	mustWait  bool // the next unit needs the outcome of the ones before
+	skipMode  bool // the server skips this unit up to its Sync: forward it as is
+	unitBlock bool // the unit began in the client's block
+	unitCtl   bool // the unit holds BEGIN, COMMIT or ROLLBACK
+	unitSQL   bool // a message of the unit that runs SQL was sent
+	unitsSent int
+	// copyAt: a COPY was executed, as the copyAt-th message queued; until the client
+	// ends the copy, a Sync may come while the server is in copy-in mode, which
+	// ignores it (libpq sends Execute and Sync together).
+	copyAt int
+
+	stmts   map[string]txStmt // prepared statements that tx mode rewrites or hints
+	portals map[string]txStmt // portals bound to them
+	scratch []byte
+}
+
+func newTxClient(s *txSession) *txClient {
+	return &txClient{s: s, st: s.st, failedKnown: true, failed: s.st.block && s.st.status == 'E',
+		stmts: map[string]txStmt{}, portals: map[string]txStmt{}}
+}
+
+// run pumps until the client leaves (errClientDone) or something fails.
+func (c *txClient) run() error {
+	for {
+		if !c.s.crd.buffered() {
+			if err := c.flush(); err != nil {
+				return err
+			}
+		}
+		typ, n, err := c.s.crd.header()
+		if err != nil {
+			return c.readFailed(err)
+		}
+		c.s.srv.stats.bytesIn.Add(int64(n + 5))
+		if err := c.message(typ, n); err != nil {
+			return err
+		}
+	}
+}
+
+// readFailed says what a failed read from the client, with nothing of the message
+// sent on yet, means: the client left (EOF, reset), unless the session was stopped or
+// the client broke the protocol.
+func (c *txClient) readFailed(err error) error {
+	var own *pgError
+	if errors.As(err, &own) || isInterrupted(err) || c.s.failed() != nil {
+		return err
+	}
+	return errClientDone
+}
+
+// message handles one client message whose header was read.
+func (c *txClient) message(typ byte, n int) error {
+	switch typ {
+	case 'X': // Terminate: the backend belongs to the lease, not the connection
+		return errClientDone
+	case 'd', 'c', 'f', 'H': // copy data, copy done, copy fail, Flush
+		return c.stream(typ, n)
+	case 'B':
+		return c.bind(n)
+	case 'S':
+		return c.sync(n)
+	}
+	body, err := c.s.crd.body(typ, n)
+	if err != nil {
+		return c.readFailed(err)
+	}
+	switch typ {
+	case 'Q':
+		return c.query(body)
+	case 'P':
+		return c.parse(body)
+	case 'E':
+		return c.execute(body)
+	case 'D', 'C':
+		return c.describeOrClose(typ, body)
+	case 'F':
+		if err := c.beginSQL(); err != nil {
+			return err
+		}
+		return c.sendRaw(pending{msg: 'F'}, typ, body, true)
+	}
+	return newPgError(codeProtocolViolation, fmt.Sprintf("invalid frontend message type %q", typ))
+}
+
+// beginUnit opens a unit if none is open: it waits for the units before when its
+// rewriting depends on how they ended.
+func (c *txClient) beginUnit() error {
+	if c.inUnit {
+		return nil
+	}
+	c.inUnit, c.unitCtl, c.unitSQL, c.skipMode = true, false, false, false
+	if c.mustWait {
+		st, skip, err := c.s.awaitUnits(c.unitsSent, c.flush)
+		if err != nil {
+			return err
+		}
+		if skip {
+			c.skipMode = true
+			return nil
+		}
+		c.st = st
+		c.failed, c.failedKnown = st.block && st.status == 'E', true
+	} else if c.st.block {
+		c.failedKnown = false
+	}
+	c.unitBlock = c.st.block
+	return nil
+}
+
+// beginSQL prepares for a message that runs SQL: outside the client's block, a fresh
+// proxy savepoint must be set first, which at the start of a unit also commits (in the
+// client's view) the work of the units before. The savepoint statements go in the
+// same write as the client's message, and the server answers them in the same packet.
+func (c *txClient) beginSQL() error {
+	if err := c.beginUnit(); err != nil {
+		return err
+	}
+	first := !c.unitSQL
+	c.unitSQL = true
+	if c.skipMode || c.st.block || c.st.sp == spClean {
+		return nil
+	}
+	if first {
+		// No stale cancel may land on the savepoint statements.
+		if err := c.s.awaitCancels(c.flush); err != nil {
+			return err
+		}
+	}
+	if c.st.sp == spDirty {
+		if err := c.inject(planStmt{sql: sqlRelease, role: roleInfra}, first); err != nil {
+			return err
+		}
+	}
+	c.st.sp = spClean
+	return c.inject(planStmt{sql: sqlSavepoint, role: roleInfra, ok: effSavepoint}, first)
+}
+
+// endUnit closes the unit after its Sync, Query or FunctionCall was sent.
+func (c *txClient) endUnit() {
+	c.inUnit = false
+	c.unitsSent++
+	c.mustWait = c.skipMode || !c.unitBlock || c.unitCtl || !c.st.block
+}
+
+// sync forwards a Sync, which ends the unit.
+func (c *txClient) sync(n int) error {
+	if err := c.s.crd.skip(n); err != nil {
+		return c.readFailed(err)
+	}
+	if c.copyAt > 0 {
+		ignored, err := c.s.awaitCopyStart(c.copyAt, c.flush)
+		if err != nil {
+			return err
+		}
+		if ignored { // no reply, and the unit goes on
+			return c.locked(pending{}, func() error { return writeMsg(c.s.be.wr, &c.scratch, syncMsg) }, false)
+		}
+		c.copyAt = 0
+	}
+	if err := c.beginUnit(); err != nil {
+		return err
+	}
+	if err := c.send(pending{msg: 'S', work: c.unitSQL}, syncMsg); err != nil {
+		return err
+	}
+	c.endUnit()
+	return nil
+}
+
+// abandon finishes what a client that left (Terminate, EOF) started, so that the
+// server gets to ReadyForQuery: a COPY FROM STDIN fails, and a unit without its Sync
+// gets one.
+func (c *txClient) abandon() error {
+	c.s.mu.Lock()
+	copying := c.s.copyIn
+	c.s.mu.Unlock()
+	if copying {
+		if err := c.locked(pending{}, func() error {
+			return writeMsg(c.s.be.wr, &c.scratch, &pgproto3.CopyFail{Message: "the client went away"})
+		}, false); err != nil {
+			return err
+		}
+	}
+	if c.inUnit {
+		if err := c.send(pending{msg: 'S', work: c.unitSQL}, syncMsg); err != nil {
+			return err
+		}
+		c.endUnit()
+	}
+	return c.flush()
+}

@@ -1,0 +1,196 @@
+package proxy
+
+import (
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+const countItems = "SELECT count(*) FROM items"
+
+// deferredSetup creates a table whose foreign key is checked at commit.
+const deferredSetup = `CREATE TABLE parent (id int PRIMARY KEY);
+	CREATE TABLE child (pid int REFERENCES parent DEFERRABLE INITIALLY DEFERRED)`
+
+// diffCases are client message sequences whose replies through the proxy in tx mode
+// must be the ones a plain server sends (SPEC §6).
+var diffCases = []struct {
+	name string
+	sc   script
+}{
+	{"errors outside a transaction", script{
+		q("INSERT INTO items VALUES (1, 'dup')"),
+		q("INSERT INTO items VALUES (10, 'ten'); INSERT INTO items VALUES (1, 'dup')"),
+		q(countItems),
+		q("SELECT 1/0"), q("SET search_path = nowhere; SELECT 1/0"), q("SHOW search_path"),
+		run1("INSERT INTO items VALUES ($1, 'x')", "1"),
+		run1(countItems),
+	}},
+	{"errors inside a client transaction", script{
+		q("BEGIN"), q("INSERT INTO items VALUES (10, 'ten')"), q("SELECT 1/0"), q(countItems),
+		q("ROLLBACK"), q(countItems),
+	}},
+	{"commit of a failed block", script{
+		q("BEGIN"), q("INSERT INTO items VALUES (10, 'ten')"), q("SELECT 1/0"), q("COMMIT"), q(countItems),
+		q("START TRANSACTION"), q("SELECT 1/0"), q("END"), q(countItems),
+	}},
+	{"commit and rollback in every spelling", script{
+		q("begin"), q("INSERT INTO items VALUES (10, 'ten')"), q("commit"),
+		q("BEGIN WORK"), q("INSERT INTO items VALUES (11, 'x')"), q("ABORT"),
+		q("/* c */ Begin Transaction ;"), q("DELETE FROM items WHERE id = 1"), q("END WORK;"),
+		q("START TRANSACTION"), q("DELETE FROM items"), q("ROLLBACK WORK"),
+		q("BEGIN; INSERT INTO items VALUES (12, 'y'); COMMIT TRANSACTION"),
+		q(countItems),
+	}},
+	{"warnings for misplaced transaction control", script{
+		q("COMMIT"), q("ROLLBACK"), q("END"), q("ABORT"),
+		q("BEGIN"), q("BEGIN"), q("START TRANSACTION"), q("COMMIT"), q("COMMIT"),
+		q("SAVEPOINT a"), q("RELEASE a"), q("ROLLBACK TO a"), q("ROLLBACK TO SAVEPOINT a"),
+		q("COMMIT AND CHAIN"), q("ROLLBACK AND CHAIN"), q("SELECT 1; SAVEPOINT a"),
+		q("SET TRANSACTION READ ONLY"),
+	}},
+	{"nested savepoints", script{
+		q("BEGIN"), q("SAVEPOINT a"), q("INSERT INTO items VALUES (10, 'ten')"), q("SAVEPOINT b"),
+		q("INSERT INTO items VALUES (11, 'x')"), q("SELECT 1/0"), q("ROLLBACK TO b"), q(countItems),
+		q("SAVEPOINT c"), q("INSERT INTO items VALUES (12, 'y')"), q("RELEASE SAVEPOINT c"),
+		q("ROLLBACK TO SAVEPOINT a"), q(countItems), q("RELEASE a"), q("RELEASE a"), q("ROLLBACK"),
+		q("BEGIN; SAVEPOINT s; SELECT 1/0; ROLLBACK TO s; INSERT INTO items VALUES (13, 'z'); COMMIT"),
+		q(countItems),
+	}},
+	{"chained transactions", script{
+		q("BEGIN"), q("INSERT INTO items VALUES (10, 'ten')"), q("COMMIT AND CHAIN"),
+		q("INSERT INTO items VALUES (11, 'x')"), q("ROLLBACK AND CHAIN"), q("SELECT 1/0"),
+		q("COMMIT AND NO CHAIN"), q(countItems),
+	}},
+	{"multi-statement strings", script{
+		q("INSERT INTO items VALUES (10, 'a'); BEGIN; INSERT INTO items VALUES (11, 'b')"), q(countItems), q("ROLLBACK"),
+		q("INSERT INTO items VALUES (12, 'c'); COMMIT; INSERT INTO items VALUES (13, 'd'); SELECT 1/0"),
+		q("INSERT INTO items VALUES (14, 'e'); ROLLBACK; SELECT count(*) FROM items"),
+		q("BEGIN; INSERT INTO items VALUES (15, 'f'); COMMIT; INSERT INTO items VALUES (16, 'g'); SELECT 1/0"),
+		q("INSERT INTO items VALUES (17, 'h'); BEGIN; INSERT INTO items VALUES (18, 'i'); COMMIT; SELECT 1/0"),
+		q("BEGIN; SELECT 1; COMMIT; BEGIN; SELECT 2"), q("COMMIT; SELECT 3"),
+		q("SELECT 1;;; ; SELECT 2;"), q(""), q(" ; -- nothing"),
+		q(countItems),
+	}},
+	{"syntax errors keep their position", script{
+		q("BEGIN; SELECT 1 +"), q("SELECT 'é'; COMMIT; SELECT nosuchcolumn FROM items"), q("ROLLBACK"),
+		q("BEGIN; SELECT 'é' FROM nosuchtable"), q("COMMIT; SELECT 1 +"),
+	}},
+	{"extended-protocol errors in a pipeline", script{
+		ext(parse("", "INSERT INTO items VALUES ($1, 'p')"), bind("", "", "10"), execM(""),
+			parse("", "INSERT INTO items VALUES ($1, 'p')"), bind("", "", "1"), execM(""),
+			parse("", countItems), bind("", ""), execM(""), syncM()),
+		run1(countItems),
+		step{msgs: ext(parse("", "SELECT 1/0"), bind("", ""), execM(""), &pgproto3.Query{String: "SELECT 1"},
+			parse("", "SELECT 2"), bind("", ""), execM(""), syncM()).msgs, rfqs: 1},
+		ext(parse("s1", countItems), syncM(), bind("", "s1"), execM(""), syncM(),
+			parse("", "SELECT nosuch"), syncM(), bind("", "s1"), execM(""), syncM()),
+		q(countItems),
+	}},
+	{"pipelined autocommit units", script{
+		ext(parse("", "INSERT INTO items VALUES (20, 'a')"), bind("", ""), execM(""), syncM(),
+			parse("", "INSERT INTO items VALUES (20, 'a')"), bind("", ""), execM(""), syncM(),
+			parse("", "INSERT INTO items VALUES (21, 'b')"), bind("", ""), execM(""), syncM(),
+			&pgproto3.Query{String: countItems}),
+	}},
+	{"extended-protocol transaction control", script{
+		ext(parse("b", "BEGIN"), parse("c", "COMMIT"), parse("r", "ROLLBACK"), describe('S', "b"), syncM()),
+		ext(bind("", "b"), describe('P', ""), execM(""), syncM()),
+		run1("INSERT INTO items VALUES (30, 'x')"),
+		ext(bind("", "c"), execM(""), syncM()),
+		ext(bind("", "b"), execM(""), bind("", "b"), execM(""), syncM()),
+		ext(parse("", "SELECT 1/0"), bind("", ""), execM(""), syncM()),
+		ext(bind("", "b"), execM(""), syncM()),
+		ext(bind("", "c"), execM(""), syncM()),
+		ext(bind("", "c"), execM(""), syncM()),
+		ext(bind("p", "b"), execM("p"), run1(countItems).msgs[0], bind("", ""), execM(""), bind("", "r"), execM(""), syncM()),
+		ext(parse("", "SAVEPOINT x"), bind("", ""), execM(""), syncM()),
+		ext(closeMsg('S', "b"), parse("b", "START TRANSACTION READ WRITE"), syncM()),
+		q(countItems),
+	}},
+	{"extended begin and error before sync", script{
+		ext(parse("", "BEGIN"), bind("", ""), execM(""), parse("", "SELECT 1/0"), bind("", ""), execM(""), syncM()),
+		ext(parse("", "SELECT 1"), bind("", ""), execM(""), syncM()),
+		ext(parse("", "ROLLBACK"), bind("", ""), execM(""), syncM()),
+		ext(parse("", "COMMIT"), bind("", ""), execM(""), parse("", "SELECT 1/0"), bind("", ""), execM(""), syncM()),
+	}},
+	{"flush", script{
+		{msgs: []pgproto3.FrontendMessage{parse("f", "SELECT $1::int"), describe('S', "f"), flush()}, n: 3},
+		{msgs: []pgproto3.FrontendMessage{bind("", "f", "7"), execM(""), flush()}, n: 3},
+		ext(syncM()),
+		{msgs: []pgproto3.FrontendMessage{parse("", "BEGIN"), bind("", ""), execM(""), flush()}, n: 3},
+		ext(syncM()), q("COMMIT"),
+	}},
+	{"unnamed statement survives a failed unit", script{
+		ext(parse("", "SELECT $1::int"), describe('S', ""), syncM()),
+		ext(bind("", "", "1"), execM(""), syncM()),
+		ext(parse("x", "SELECT 1/$1::int"), bind("", "x", "0"), execM(""), syncM()),
+		ext(bind("", "", "2"), execM(""), syncM()),
+	}},
+	{"deferred constraints are checked at commit", script{
+		q(deferredSetup),
+		q("BEGIN"), q("INSERT INTO child VALUES (1)"), q("COMMIT"), q("SELECT count(*) FROM child"),
+		q("BEGIN"), q("INSERT INTO child VALUES (2)"), q("INSERT INTO parent VALUES (2)"), q("COMMIT"),
+		q("BEGIN; INSERT INTO child VALUES (3); COMMIT; SELECT 1"),
+		q("BEGIN"), q("SET CONSTRAINTS ALL IMMEDIATE"), q("INSERT INTO child VALUES (4)"), q("ROLLBACK"),
+		q("BEGIN"), q("INSERT INTO child VALUES (5)"), q("SAVEPOINT a"), q("ROLLBACK TO a"), q("COMMIT"),
+		q("SELECT count(*) FROM child"),
+	}},
+	{"settings and notices", script{
+		q("SET application_name = 'diff'"), q("SHOW application_name"),
+		q("BEGIN"), q("SET application_name = 'inner'"), q("SELECT 1/0"), q("ROLLBACK"), q("SHOW application_name"),
+		q("SET TimeZone = 'UTC'; SELECT 1/0"), q("SHOW TimeZone"),
+		q("DO $$BEGIN RAISE NOTICE 'hello %', 1; END$$"),
+	}},
+	{"copy", script{
+		{msgs: []pgproto3.FrontendMessage{&pgproto3.Query{String: "COPY items FROM STDIN"},
+			&pgproto3.CopyData{Data: []byte("40\tforty\n")}, &pgproto3.CopyDone{}}},
+		{msgs: []pgproto3.FrontendMessage{&pgproto3.Query{String: "COPY items FROM STDIN"},
+			&pgproto3.CopyData{Data: []byte("1\tdup\n")}, &pgproto3.CopyDone{}}},
+		q("COPY (SELECT id FROM items ORDER BY id) TO STDOUT"),
+		{msgs: []pgproto3.FrontendMessage{&pgproto3.Query{String: "BEGIN; COPY items FROM STDIN"},
+			&pgproto3.CopyData{Data: []byte("41\tx\n")}, &pgproto3.CopyFail{Message: "no"}}},
+		q("ROLLBACK"), q(countItems),
+	}},
+	{"function call", script{
+		ext(&pgproto3.FunctionCall{Function: 1397, ArgFormatCodes: []uint16{0}, Arguments: [][]byte{[]byte("-5")}}),
+		ext(&pgproto3.FunctionCall{Function: 1397, ArgFormatCodes: []uint16{0}, Arguments: [][]byte{[]byte("x")}}),
+		q("BEGIN"), ext(&pgproto3.FunctionCall{Function: 1397, Arguments: [][]byte{[]byte("x")}}), q("COMMIT"),
+	}},
+	{"copy failing outside a transaction", script{
+		{msgs: []pgproto3.FrontendMessage{&pgproto3.Query{String: "INSERT INTO items VALUES (50, 'a'); COPY items FROM STDIN"},
+			&pgproto3.CopyData{Data: []byte("51\tb\n")}, &pgproto3.CopyFail{Message: "changed my mind"}}},
+		{msgs: []pgproto3.FrontendMessage{&pgproto3.Query{String: "COPY items FROM STDIN"},
+			&pgproto3.CopyData{Data: []byte("52\tc\nnot a number\tx\n")}, &pgproto3.CopyDone{}}},
+		q(countItems),
+	}},
+	{"extended copy as libpq sends it", script{
+		{msgs: []pgproto3.FrontendMessage{parse("", "COPY items FROM STDIN"), bind("", ""), execM(""), syncM(),
+			&pgproto3.CopyData{Data: []byte("60\tsixty\n")}, &pgproto3.CopyDone{}, syncM()}, rfqs: 1},
+		{msgs: []pgproto3.FrontendMessage{parse("", "COPY nosuchtable FROM STDIN"), bind("", ""), execM(""), syncM()}},
+		{msgs: []pgproto3.FrontendMessage{parse("", "COPY items FROM STDIN"), bind("", ""), execM(""), syncM(),
+			&pgproto3.CopyData{Data: []byte("61\tx\n1\tdup\n")}, &pgproto3.CopyDone{}, syncM()}, rfqs: 1},
+		q("BEGIN"),
+		{msgs: []pgproto3.FrontendMessage{parse("c", "COPY items FROM STDIN"), bind("", "c"), execM(""), syncM(),
+			&pgproto3.CopyData{Data: []byte("62\ty\n")}, &pgproto3.CopyFail{Message: "no"}, syncM()}, rfqs: 1},
+		q("ROLLBACK"), q(countItems),
+	}},
+	{"temporary tables and cursors", script{
+		q("CREATE TEMP TABLE tt (v int)"), q("INSERT INTO tt VALUES (1)"), q("SELECT * FROM tt"),
+		q("BEGIN"), q("DECLARE cur CURSOR FOR SELECT id FROM items ORDER BY id"), q("FETCH 2 FROM cur"),
+		q("CLOSE cur"), q("COMMIT"),
+	}},
+}
+
+// Every scripted sequence gets the same replies through the proxy in tx mode as from
+// a plain server.
+func TestTxMatchesPlainServer(t *testing.T) {
+	t.Parallel()
+	env := newDiffEnv(t)
+	for _, tc := range diffCases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			env.compare(t, tc.sc)
+		})
+	}
+}

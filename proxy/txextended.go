@@ -1,0 +1,165 @@
+package proxy
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgtestproxy/pgtestproxy/internal/sqllex"
+)
+
+// The extended protocol: the client pump keeps, per prepared statement and portal
+// name, what tx mode must know of the statement, so that it can rewrite transaction
+// control when a portal is executed, whatever was prepared and bound before.
+
+// parse forwards a Parse, with a stand-in for a statement that must not run as written.
+func (c *txClient) parse(body []byte) error {
+	name, rest, ok1 := cstring(body)
+	sql, params, ok2 := cstring(rest)
+	if !ok1 || !ok2 {
+		return newPgError(codeProtocolViolation, "invalid Parse message")
+	}
+	if err := c.beginSQL(); err != nil {
+		return err
+	}
+	c.noteDeallocate(sql)
+	st := sqllex.Classify(sql)
+	t := newTxStmt(&st)
+	if !t.control() && !t.noTx() && !t.copy {
+		delete(c.stmts, name)
+		return c.sendRaw(pending{msg: 'P'}, 'P', body, false)
+	}
+	c.stmts[name] = t
+	stand := standIn(t)
+	if stand == "" {
+		return c.sendRaw(pending{msg: 'P'}, 'P', body, false)
+	}
+	msg := &pgproto3.Parse{Name: name, Query: stand}
+	if len(params) >= 2 {
+		n := int(binary.BigEndian.Uint16(params))
+		for i := 0; i < n && len(params) >= 2+4*(i+1); i++ {
+			msg.ParameterOIDs = append(msg.ParameterOIDs, binary.BigEndian.Uint32(params[2+4*i:]))
+		}
+	}
+	return c.send(pending{msg: 'P'}, msg)
+}
+
+// standIn returns what the server prepares in place of a client's statement that
+// must never run as written (it would end the proxy's transaction), or "" when the
+// statement is prepared as written. The stand-in describes as the statement does (no
+// columns) and, like it, can be prepared and bound in a failed transaction; the proxy
+// runs its rewrite when the client executes it.
+func standIn(t txStmt) string {
+	switch t.kind {
+	case sqllex.Commit, sqllex.Rollback, sqllex.PrepareTransaction:
+		return sqlRollbackTo
+	}
+	return ""
+}
+
+// bind forwards a Bind without reading its parameters into memory: only the portal
+// and statement names are decoded.
+func (c *txClient) bind(n int) error {
+	portalName, err := c.bindName()
+	if err != nil {
+		return err
+	}
+	stmtName, err := c.bindName()
+	if err != nil {
+		return err
+	}
+	rest := n - len(portalName) - len(stmtName) - 2
+	if rest < 0 {
+		return newPgError(codeProtocolViolation, "invalid Bind message")
+	}
+	if t, ok := c.stmts[stmtName]; ok {
+		c.portals[portalName] = t
+	} else {
+		delete(c.portals, portalName)
+	}
+	if err := c.beginSQL(); err != nil {
+		return err
+	}
+	return c.locked(pending{msg: 'B'}, func() error {
+		if err := writeHeader(c.s.be.wr, 'B', n); err != nil {
+			return err
+		}
+		_, _ = c.s.be.wr.WriteString(portalName)
+		_ = c.s.be.wr.WriteByte(0)
+		_, _ = c.s.be.wr.WriteString(stmtName)
+		_ = c.s.be.wr.WriteByte(0)
+		return c.copyBody(rest)
+	}, true)
+}
+
+// bindName reads a NUL-terminated name at the start of a Bind.
+func (c *txClient) bindName() (string, error) {
+	b, err := c.s.crd.r.ReadSlice(0)
+	switch {
+	case errors.Is(err, bufio.ErrBufferFull):
+		return "", newPgError(codeProtocolViolation, "invalid Bind message: name too long")
+	case err != nil:
+		return "", c.readFailed(err)
+	}
+	return string(b[:len(b)-1]), nil
+}
+
+// execute forwards an Execute, or runs the rewrite of the transaction control the
+// portal holds.
+func (c *txClient) execute(body []byte) error {
+	portal, _, ok := cstring(body)
+	if !ok {
+		return newPgError(codeProtocolViolation, "invalid Execute message")
+	}
+	if err := c.beginSQL(); err != nil {
+		return err
+	}
+	t, tracked := c.portals[portal]
+	if t.copy {
+		c.copyAt = c.s.pushed() + 1
+	}
+	if !tracked || !t.control() || c.skipMode {
+		return c.sendRaw(pending{msg: 'E', hint: t.noTx()}, 'E', body, false)
+	}
+	plan, err := c.rewrite(t, false)
+	if err != nil {
+		return err
+	}
+	switch {
+	case plan == nil:
+		return c.sendRaw(pending{msg: 'E'}, 'E', body, false)
+	case len(plan) == 1 && plan[0].sql == standIn(t):
+		// The client's portal holds the very statement: run it, so the server treats
+		// the client's portal as a plain server would.
+		ps := plan[0]
+		return c.sendRaw(pending{msg: 'E', role: ps.role, tag: ps.tag, ok: ps.ok, fail: ps.fail}, 'E', body, false)
+	}
+	for _, ps := range plan {
+		if err := c.inject(ps, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// describeOrClose forwards a Describe or Close, forgetting what a Close removes.
+func (c *txClient) describeOrClose(typ byte, body []byte) error {
+	if len(body) < 2 {
+		return newPgError(codeProtocolViolation, fmt.Sprintf("invalid message type %q", typ))
+	}
+	if typ == 'C' {
+		name, _, _ := cstring(body[1:])
+		if body[0] == 'S' {
+			delete(c.stmts, name)
+		} else {
+			delete(c.portals, name)
+		}
+	}
+	if err := c.beginSQL(); err != nil {
+		return err
+	}
+	return c.sendRaw(pending{msg: typ}, typ, body, false)
+}

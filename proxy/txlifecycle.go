@@ -1,0 +1,160 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+)
+
+// timeoutsOff turns off the server timeouts that would end the proxy's long
+// transaction: idle_in_transaction_session_timeout, and transaction_timeout (17+).
+func (b *txBackend) timeoutsOff() string {
+	s := "SET idle_in_transaction_session_timeout = 0"
+	if b.major >= 17 {
+		s += ";SET transaction_timeout = 0"
+	}
+	return s
+}
+
+// start begins the lease's transaction and sets the proxy's savepoint; on the
+// clone's first lease in this backend it also takes the sequences' values.
+func (b *txBackend) start(ctx context.Context) error {
+	queries := []string{b.timeoutsOff() + ";BEGIN;" + sqlSavepoint}
+	if !b.snapped {
+		queries = append(queries, `SELECT pg_catalog.format('%I.%I', schemaname, sequencename),
+			coalesce(last_value, start_value), last_value IS NOT NULL FROM pg_catalog.pg_sequences`)
+	}
+	var seqs [][]string
+	status, err := b.run(ctx, queries, func(_ int, row []string) { seqs = append(seqs, row) })
+	if err != nil {
+		return fmt.Errorf("begin the lease's transaction: %w", err)
+	}
+	if status != 'T' {
+		return fmt.Errorf("begin the lease's transaction: status %q", status)
+	}
+	if !b.snapped {
+		b.restore, b.snapped = restoreSequences(seqs), true
+	}
+	b.st, b.sessions = txState{sp: spClean, status: 'T'}, 0
+	return nil
+}
+
+// restoreSequences builds the statement that sets every sequence back to its value
+// and is_called flag in rows (name, value, called).
+func restoreSequences(rows [][]string) string {
+	if len(rows) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("SELECT pg_catalog.setval(v.seq::pg_catalog.regclass, v.val, v.called) FROM (VALUES ")
+	for i, r := range rows {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "(%s, %s::int8, %s::bool)", quoteLiteral(r[0]), quoteLiteral(r[1]), quoteLiteral(r[2]))
+	}
+	b.WriteString(") AS v(seq, val, called)")
+	return b.String()
+}
+
+// finish ends the lease on the backend: it rolls the proxy's transaction back,
+// restores the sequences and resets the session, so that the backend and the clone are
+// as the template left them.
+func (b *txBackend) finish(ctx context.Context) error {
+	queries := []string{"ROLLBACK"}
+	if b.restore != "" {
+		queries = append(queries, b.restore)
+	}
+	queries = append(queries, "DISCARD ALL")
+	status, err := b.run(ctx, queries, nil)
+	if err == nil && status != 'I' {
+		err = fmt.Errorf("status %q", status)
+	}
+	if err != nil {
+		return fmt.Errorf("reset the clone at lease end: %w", err)
+	}
+	b.forgetPrepared()
+	return nil
+}
+
+// resetSession prepares the lease's backend for another connection with the same
+// session key: the work of the connections before stays, but what a plain server keeps
+// per connection goes (an open transaction block, cursors, prepared statements,
+// advisory locks, temporary tables, settings), and the new client's startup parameters
+// apply. A parameter the server refuses refuses the client (a *clientRefusal) and
+// leaves the session as it was.
+func (b *txBackend) resetSession(ctx context.Context, runtime map[string]string) error {
+	var q strings.Builder
+	switch {
+	case b.st.block:
+		q.WriteString(sqlRollbackTo + ";")
+	case b.st.sp == spNone:
+		q.WriteString(sqlSavepoint + ";")
+	}
+	q.WriteString("CLOSE ALL;DEALLOCATE ALL;DISCARD TEMP;SELECT pg_catalog.pg_advisory_unlock_all();RESET ALL;")
+	q.WriteString(b.timeoutsOff() + ";" + sqlRelease + ";" + sqlSavepoint)
+	if err := b.runT(ctx, q.String()); err != nil {
+		return fmt.Errorf("reset the tx session for a new connection: %w", err)
+	}
+	b.forgetPrepared()
+	b.st = txState{sp: spClean, status: 'T'}
+	if maps.Equal(runtime, b.runtime) {
+		return nil
+	}
+	q.Reset()
+	for i, kv := range runtimeSettings(runtime) {
+		if i > 0 {
+			q.WriteByte(';')
+		}
+		fmt.Fprintf(&q, "SELECT pg_catalog.set_config(%s, %s, false)", quoteLiteral(kv[0]), quoteLiteral(kv[1]))
+	}
+	if q.Len() == 0 {
+		return nil
+	}
+	if err := b.runT(ctx, q.String()); err != nil {
+		if rerr := b.runT(ctx, sqlRollbackTo); rerr != nil {
+			return fmt.Errorf("undo startup parameters: %w", rerr)
+		}
+		return &clientRefusal{err: err}
+	}
+	b.st.sp = spDirty
+	return nil
+}
+
+// runT runs one query that must leave the proxy's transaction in good order.
+func (b *txBackend) runT(ctx context.Context, q string) error {
+	status, err := b.run(ctx, []string{q}, nil)
+	if err == nil && status != 'T' {
+		err = fmt.Errorf("status %q", status)
+	}
+	return err
+}
+
+// clientRefusal is an error that refuses one client without harming its lease.
+type clientRefusal struct{ err error }
+
+func (e *clientRefusal) Error() string { return e.err.Error() }
+func (e *clientRefusal) Unwrap() error { return e.err }
+
+// runtimeSettings lists the settings a client's startup parameters make: the plain
+// ones and the -c settings in options, in a stable order.
+func runtimeSettings(runtime map[string]string) [][2]string {
+	var out [][2]string
+	for _, k := range slices.Sorted(maps.Keys(runtime)) {
+		if k != "options" {
+			out = append(out, [2]string{k, runtime[k]})
+			continue
+		}
+		args := splitOptions(runtime[k])
+		for i := 0; i < len(args); i++ {
+			arg, n := settingArg(args, i)
+			if name, value, ok := strings.Cut(arg, "="); n > 0 && ok {
+				out = append(out, [2]string{strings.ReplaceAll(name, "-", "_"), value})
+			}
+			i += max(n, 1) - 1
+		}
+	}
+	return out
+}

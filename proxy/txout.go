@@ -1,0 +1,71 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"io"
+)
+
+// clientSink writes to the client for the server pump; once the client is gone it
+// drops what it is given, so the pump can go on draining the server.
+type clientSink struct{ s *txSession }
+
+func (w clientSink) Write(p []byte) (int, error) {
+	if !w.s.gone {
+		if _, err := w.s.cwr.Write(p); err != nil {
+			w.s.gone = true
+		}
+	}
+	return len(p), nil
+}
+
+func (s *txSession) toClient(msg interface{ Encode([]byte) ([]byte, error) }) {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	b, err := msg.Encode(s.scratch[:0])
+	if err != nil {
+		s.gone = true
+		return
+	}
+	s.scratch = b
+	_, _ = clientSink{s}.Write(b)
+}
+
+func (s *txSession) toClientRaw(typ byte, body []byte) {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	var h [5]byte
+	h[0] = typ
+	putLen(h[1:], len(body)+4)
+	_, _ = clientSink{s}.Write(h[:])
+	_, _ = clientSink{s}.Write(body)
+}
+
+// toClientStream forwards a server message whose header was read, streaming its body.
+func (s *txSession) toClientStream(typ byte, n int) error {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	var h [5]byte
+	h[0] = typ
+	putLen(h[1:], n+4)
+	_, _ = clientSink{s}.Write(h[:])
+	s.cmid = true
+	_, err := copyN(clientSink{s}, s.be.rd, n)
+	s.cmid = err != nil
+	return err
+}
+
+func (s *txSession) flushClient() {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	if !s.gone && s.cwr.Flush() != nil {
+		s.gone = true
+	}
+}
+
+func putLen(b []byte, n int) { binary.BigEndian.PutUint32(b, uint32(n)) }
+
+// copyN copies a body of n bytes from the server to w.
+func copyN(w io.Writer, r *wireReader, n int) (int64, error) {
+	m, err := io.CopyN(w, r.r, int64(n))
+	return m, unexpectedEOF(err)
+}

@@ -1,0 +1,135 @@
+package proxy
+
+import (
+	"strings"
+	"unicode/utf8"
+
+	"github.com/pgtestproxy/pgtestproxy/internal/sqllex"
+)
+
+// queryPlan is a client's simple-protocol Query as the proxy rewrote it: the server
+// statements of the new query string in order, each with what to do with its replies,
+// and how to map an error position in the new string back to the client's.
+type queryPlan struct {
+	stmts []planStmt
+	cur   int // the statement whose replies arrive now
+	segs  []segment
+	orig  string // the client's query string
+	text  string // the string sent to the server
+}
+
+// segment maps a piece of the server's query string to the client's.
+type segment struct {
+	newStart, newEnd   int
+	origStart, origEnd int
+	same               bool // the client's own text: positions map one to one
+}
+
+// stmt returns the statement whose replies arrive now; past the end (a server that
+// sent more results than planned) it is the client's.
+func (p *queryPlan) stmt() *planStmt {
+	if p.cur < len(p.stmts) {
+		return &p.stmts[p.cur]
+	}
+	return &planStmt{role: roleClient}
+}
+
+// queryBuilder assembles a queryPlan piece by piece.
+type queryBuilder struct {
+	plan    queryPlan
+	b       strings.Builder
+	changed bool
+}
+
+// keep adds a piece of the client's query as written; real says it is a statement
+// (not only whitespace and comments), which the server answers.
+func (qb *queryBuilder) keep(st *sqllex.Statement, real bool) {
+	qb.sep()
+	start := qb.b.Len()
+	qb.b.WriteString(st.Text)
+	qb.plan.segs = append(qb.plan.segs, segment{newStart: start, newEnd: qb.b.Len(),
+		origStart: st.Start, origEnd: st.End, same: true})
+	if real {
+		qb.plan.stmts = append(qb.plan.stmts, planStmt{role: roleClient})
+	}
+}
+
+// replace adds the server statements that stand for a piece of the client's query.
+func (qb *queryBuilder) replace(st *sqllex.Statement, stmts []planStmt) {
+	qb.sep()
+	qb.changed = true
+	start := qb.b.Len()
+	for i, ps := range stmts {
+		if i > 0 {
+			qb.b.WriteByte(';')
+		}
+		qb.b.WriteString(ps.sql)
+	}
+	qb.plan.segs = append(qb.plan.segs, segment{newStart: start, newEnd: qb.b.Len(),
+		origStart: st.Start, origEnd: st.End})
+	qb.plan.stmts = append(qb.plan.stmts, stmts...)
+}
+
+func (qb *queryBuilder) sep() {
+	if len(qb.plan.segs) > 0 {
+		qb.b.WriteByte(';')
+	}
+}
+
+// done returns the plan, or nil when nothing was rewritten.
+func (qb *queryBuilder) done(orig string) *queryPlan {
+	if !qb.changed {
+		return nil
+	}
+	qb.plan.orig, qb.plan.text = orig, qb.b.String()
+	return &qb.plan
+}
+
+// lastReal reports whether no piece after i is a statement.
+func lastReal(pieces []sqllex.Statement, i int) bool {
+	for _, p := range pieces[i+1:] {
+		if p.Kind != sqllex.Empty {
+			return false
+		}
+	}
+	return true
+}
+
+// mapPosition maps a 1-based character position in the server's query string to the
+// client's; a position inside text the proxy wrote maps to the start of the client
+// statement it stands for.
+func (p *queryPlan) mapPosition(pos int32) int32 {
+	if pos <= 0 {
+		return pos
+	}
+	b := byteOffset(p.text, int(pos)-1)
+	for _, s := range p.segs {
+		if b < s.newStart || b > s.newEnd {
+			continue
+		}
+		o := s.origStart
+		if s.same {
+			o += b - s.newStart
+		} else {
+			o += leadingSpace(p.orig[s.origStart:s.origEnd])
+		}
+		return int32(utf8.RuneCountInString(p.orig[:min(o, len(p.orig))])) + 1
+	}
+	return int32(utf8.RuneCountInString(p.orig)) + 1
+}
+
+// byteOffset returns the byte offset of the n-th character of s (0-based).
+func byteOffset(s string, n int) int {
+	for i := range s {
+		if n == 0 {
+			return i
+		}
+		n--
+	}
+	return len(s)
+}
+
+// leadingSpace returns the length of the whitespace at the start of s.
+func leadingSpace(s string) int {
+	return len(s) - len(strings.TrimLeft(s, " \t\n\r\f\v"))
+}

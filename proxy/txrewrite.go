@@ -1,0 +1,254 @@
+package proxy
+
+import (
+	"strings"
+
+	"github.com/pgtestproxy/pgtestproxy/internal/sqllex"
+)
+
+// The statements the proxy runs on the server. spName is the proxy's savepoint; the
+// check savepoint only lives during a client's COMMIT.
+const (
+	spName          = "pgtestproxy"
+	sqlSavepoint    = "SAVEPOINT pgtestproxy"
+	sqlRelease      = "RELEASE SAVEPOINT pgtestproxy"
+	sqlRollbackTo   = "ROLLBACK TO SAVEPOINT pgtestproxy"
+	sqlCarrier      = "SELECT" // a statement that does nothing, to carry a client's tag
+	sqlCheckSet     = "SAVEPOINT pgtestproxy_check"
+	sqlCheckRun     = "SET CONSTRAINTS ALL IMMEDIATE"
+	sqlCheckUndo    = "ROLLBACK TO SAVEPOINT pgtestproxy_check"
+	sqlCheckRelease = "RELEASE SAVEPOINT pgtestproxy_check"
+)
+
+// Messages and hints of what tx mode refuses or ignores.
+const (
+	hintModeDB = "tx mode runs the session inside one transaction of the proxy; " +
+		"connect with mode=db (options=-c pgtestproxy.mode=db) for this statement."
+	hintModes = "tx mode runs the session inside one transaction that the proxy began " +
+		"with the server's defaults; connect with mode=db to use other transaction modes."
+	msgReserved = `savepoint names beginning with "pgtestproxy" are reserved in tx mode`
+)
+
+// role says what happens to the replies of a message the proxy sent to the server.
+type role uint8
+
+const (
+	// roleClient: the client's own message; its replies are the client's.
+	roleClient role = iota
+	// rolePart: part of the proxy's rewrite of a client statement; its replies are
+	// swallowed but its errors and notices are the client statement's.
+	rolePart
+	// roleCarrier: the part that completes the client's statement: as rolePart, and
+	// its CommandComplete reaches the client with the client statement's tag.
+	roleCarrier
+	// roleInfra: the proxy's own bookkeeping; its replies are swallowed and an error
+	// ends the session, because the proxy no longer knows where its transaction stands.
+	roleInfra
+)
+
+// planStmt is one server statement of the proxy's rewrite of a client statement.
+type planStmt struct {
+	sql      string // empty for the client's statement, sent as written
+	role     role
+	tag      string // roleCarrier: the client statement's command tag
+	ok, fail effect // applied to the txState when the statement completes or fails
+	raise    bool   // a DO block raising a message the proxy emulates
+}
+
+// txStmt is what tx mode keeps of a client statement, for rewriting it now or when a
+// prepared statement is executed later.
+type txStmt struct {
+	kind     sqllex.Kind
+	tag      string
+	chain    bool
+	modes    string
+	reserved bool // a savepoint name of the proxy's
+	ignore   bool // SET SESSION CHARACTERISTICS or SET TRANSACTION SNAPSHOT: passed on
+	copy     bool // COPY: executing it may start copy-in mode
+}
+
+func newTxStmt(st *sqllex.Statement) txStmt {
+	return txStmt{
+		kind:     st.Kind,
+		tag:      st.Tag,
+		chain:    st.Chain,
+		modes:    st.Modes.String(),
+		reserved: strings.HasPrefix(st.Name.Name, spName),
+		ignore:   st.Kind == sqllex.SetTransaction && (st.Session || st.Literal != ""),
+		copy:     st.Kind == sqllex.Other && strings.EqualFold(sqllex.Keyword(st.Text), "copy"),
+	}
+}
+
+// noTx reports whether the server refuses st inside a transaction block, so its
+// error gets the mode=db hint.
+func (t txStmt) noTx() bool {
+	return t.kind == sqllex.NoTxBlock || t.kind == sqllex.CommitPrepared || t.kind == sqllex.RollbackPrepared
+}
+
+// control reports whether st is transaction control that tx mode rewrites in some
+// state; every other statement reaches the server as written.
+func (t txStmt) control() bool {
+	switch t.kind {
+	case sqllex.Begin, sqllex.Commit, sqllex.Rollback, sqllex.Savepoint, sqllex.Release,
+		sqllex.RollbackTo, sqllex.PrepareTransaction:
+		return true
+	case sqllex.SetTransaction:
+		return !t.ignore
+	}
+	return false
+}
+
+// ends reports whether st may end the client's block: the next unit must then wait
+// for its outcome.
+func (t txStmt) ends() bool {
+	return t.kind == sqllex.Begin || t.kind == sqllex.Commit || t.kind == sqllex.Rollback
+}
+
+// rewrite returns the server statements that stand for st in state s (failed: the
+// client's block has failed), or nil when st reaches the server as written. last
+// says no statement follows in the unit; a COMMIT then leaves the next savepoint to
+// the next unit.
+func rewrite(t txStmt, s txState, failed, last bool) []planStmt {
+	switch t.kind {
+	case sqllex.Begin:
+		return rewriteBegin(t, s)
+	case sqllex.Commit:
+		if s.block {
+			return rewriteCommit(t, failed, last)
+		}
+		if t.chain {
+			return carrierOnly(t.tag, raiseError("25P01", "COMMIT AND CHAIN can only be used in transaction blocks", ""))
+		}
+		if last {
+			return carrierOnly(t.tag, raiseWarning("25P01", "there is no transaction in progress"))
+		}
+		// As a plain server does in an implicit transaction: warn, and commit what the
+		// unit did so far.
+		return []planStmt{warnPart(raiseWarning("25P01", "there is no transaction in progress")),
+			{sql: sqlRelease, role: roleCarrier, tag: t.tag, ok: effReleased},
+			{sql: sqlSavepoint, role: roleInfra, ok: effSavepoint}}
+	case sqllex.Rollback:
+		return rewriteRollback(t, s)
+	case sqllex.Savepoint, sqllex.Release, sqllex.RollbackTo:
+		return rewriteSavepoint(t, s)
+	case sqllex.PrepareTransaction:
+		return carrierOnly(t.tag, raiseError("0A000", "PREPARE TRANSACTION is not supported in tx mode", hintModeDB))
+	case sqllex.SetTransaction:
+		if t.ignore {
+			return nil
+		}
+		if !s.block {
+			return carrierOnly(t.tag, raiseWarning("25P01", "SET TRANSACTION can only be used in transaction blocks"))
+		}
+		return carrierOnly(t.tag, raiseNotice("tx mode does not apply transaction modes: "+t.modes, hintModes))
+	}
+	return nil
+}
+
+func rewriteBegin(t txStmt, s txState) []planStmt {
+	if s.block {
+		return carrierOnly(t.tag, raiseWarning("25001", "there is already a transaction in progress"))
+	}
+	sql := sqlCarrier
+	raise := false
+	if t.modes != "" {
+		sql, raise = raiseNotice("tx mode does not apply transaction modes: "+t.modes, hintModes), true
+	}
+	return []planStmt{{sql: sql, role: roleCarrier, tag: t.tag, ok: effBegin, raise: raise}}
+}
+
+// rewriteCommit ends the client's block: a failed block is rolled back (tagged
+// ROLLBACK, as a plain server does); a good one has its deferred constraints checked
+// and is released. The check fires the deferred triggers in a savepoint that is then
+// rolled back, which restores the SET CONSTRAINTS state of the proxy's transaction
+// (and leaves those triggers pending, to fire again at a later COMMIT).
+func rewriteCommit(t txStmt, failed, last bool) []planStmt {
+	if failed {
+		ok := effEnded
+		if t.chain {
+			ok = effChained
+		}
+		return []planStmt{{sql: sqlRollbackTo, role: roleCarrier, tag: "ROLLBACK", ok: ok}}
+	}
+	plan := []planStmt{
+		{sql: sqlCheckSet, role: rolePart, fail: effAbandon},
+		{sql: sqlCheckRun, role: rolePart, fail: effAbandon},
+		{sql: sqlCheckUndo, role: rolePart, fail: effAbandon},
+		{sql: sqlCheckRelease, role: rolePart, fail: effAbandon},
+	}
+	if t.chain {
+		return append(plan, planStmt{sql: sqlRelease, role: rolePart, ok: effReleased, fail: effAbandon},
+			planStmt{sql: sqlSavepoint, role: roleCarrier, tag: t.tag, ok: effChained})
+	}
+	plan = append(plan, planStmt{sql: sqlRelease, role: roleCarrier, tag: t.tag, ok: effReleased, fail: effAbandon})
+	if !last {
+		plan = append(plan, planStmt{sql: sqlSavepoint, role: roleInfra, ok: effSavepoint})
+	}
+	return plan
+}
+
+func rewriteRollback(t txStmt, s txState) []planStmt {
+	switch {
+	case s.block && t.chain:
+		return []planStmt{{sql: sqlRollbackTo, role: roleCarrier, tag: t.tag, ok: effChained}}
+	case s.block:
+		return []planStmt{{sql: sqlRollbackTo, role: roleCarrier, tag: t.tag, ok: effEnded}}
+	case t.chain:
+		return carrierOnly(t.tag, raiseError("25P01", "ROLLBACK AND CHAIN can only be used in transaction blocks", ""))
+	}
+	// As a plain server does in an implicit transaction: warn, and undo what the
+	// unit did so far.
+	return []planStmt{warnPart(raiseWarning("25P01", "there is no transaction in progress")),
+		{sql: sqlRollbackTo, role: roleCarrier, tag: t.tag, ok: effSavepoint}}
+}
+
+func rewriteSavepoint(t txStmt, s txState) []planStmt {
+	if !s.block {
+		what := map[sqllex.Kind]string{sqllex.Savepoint: "SAVEPOINT", sqllex.Release: "RELEASE SAVEPOINT",
+			sqllex.RollbackTo: "ROLLBACK TO SAVEPOINT"}[t.kind]
+		return carrierOnly(t.tag, raiseError("25P01", what+" can only be used in transaction blocks", ""))
+	}
+	if t.reserved {
+		return carrierOnly(t.tag, raiseError("42939", msgReserved, ""))
+	}
+	return nil
+}
+
+func carrierOnly(tag, sql string) []planStmt {
+	return []planStmt{{sql: sql, role: roleCarrier, tag: tag, raise: true}}
+}
+
+// warnPart is a warning the proxy raises as part of a rewrite.
+func warnPart(sql string) planStmt { return planStmt{sql: sql, role: rolePart, raise: true} }
+
+// The proxy emulates PostgreSQL's warnings and errors for transaction control with
+// PL/pgSQL RAISE in a DO block, so that the server orders them and skips them after
+// an error exactly as it would its own. The proxy drops the PL/pgSQL context from
+// what they raise.
+func raiseWarning(code, msg string) string { return raise("WARNING", code, msg, "") }
+func raiseError(code, msg, hint string) string {
+	return raise("EXCEPTION", code, msg, hint)
+}
+func raiseNotice(msg, hint string) string { return raise("NOTICE", "", msg, hint) }
+
+func raise(level, code, msg, hint string) string {
+	var b strings.Builder
+	b.WriteString("DO $pgtestproxy$BEGIN RAISE ")
+	b.WriteString(level)
+	b.WriteString(" USING MESSAGE = ")
+	b.WriteString(quoteLiteral(msg))
+	if code != "" {
+		b.WriteString(", ERRCODE = ")
+		b.WriteString(quoteLiteral(code))
+	}
+	if hint != "" {
+		b.WriteString(", HINT = ")
+		b.WriteString(quoteLiteral(hint))
+	}
+	b.WriteString("; END$pgtestproxy$")
+	return b.String()
+}
+
+// quoteLiteral quotes s as a standard SQL string literal. The texts it quotes are the
+// proxy's own and never hold "$pgtestproxy$".
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
