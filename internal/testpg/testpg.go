@@ -79,7 +79,45 @@ func startShared() (string, *pgserver.Server, error) {
 	if err != nil {
 		return "", nil, err
 	}
+	if s.Started() {
+		// Nobody else uses the server: whatever databases it holds were left by test runs
+		// that were killed before their cleanup. The data directory is the tests' alone.
+		if err := dropLeftovers(s.ConnString("postgres")); err != nil {
+			s.Close()
+			return "", nil, err
+		}
+	}
 	return s.ConnString("postgres"), s, nil
+}
+
+// dropLeftovers drops every database but the system ones.
+func dropLeftovers(admin string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	c, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		return err
+	}
+	defer c.Close(ctx)
+	rows, err := c.Query(ctx, "SELECT datname FROM pg_database WHERE datname NOT IN ('postgres', 'template0', 'template1')")
+	if err != nil {
+		return err
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		id := pgx.Identifier{name}.Sanitize()
+		// A leftover template must be unmarked before it can be dropped.
+		if _, err := c.Exec(ctx, "ALTER DATABASE "+id+" IS_TEMPLATE false"); err != nil {
+			return fmt.Errorf("drop leftover test database %s: %w", name, err)
+		}
+		if _, err := c.Exec(ctx, "DROP DATABASE "+id+" WITH (FORCE)"); err != nil {
+			return fmt.Errorf("drop leftover test database %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // URL returns the URL of database db on the shared server.

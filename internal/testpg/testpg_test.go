@@ -5,7 +5,11 @@ import (
 	"os"
 	"testing"
 
+	"strings"
+
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgtestproxy/pgtestproxy/internal/pgserver"
 )
 
 func TestMain(m *testing.M) { os.Exit(Main(m)) }
@@ -49,5 +53,40 @@ func TestDatabaseDroppedAtCleanup(t *testing.T) {
 	}
 	if n != 0 {
 		t.Fatalf("database %s still exists after its test ended", name)
+	}
+}
+
+// TestDropLeftovers runs on a scratch server of its own: databases a killed run left
+// behind (a template among them) go, the system databases stay.
+func TestDropLeftovers(t *testing.T) {
+	dir, err := os.MkdirTemp("/dev/shm", "testpg-leftovers-")
+	if err != nil {
+		dir = t.TempDir()
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	s, err := pgserver.Start(t.Context(), pgserver.Config{DataDir: dir + "/pg"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	admin := s.ConnString("postgres")
+	Exec(t, admin, "CREATE DATABASE leftover")
+	Exec(t, admin, "CREATE DATABASE leftover_tpl IS_TEMPLATE true ALLOW_CONNECTIONS false")
+	if err := dropLeftovers(admin); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	rows, _ := c.Query(ctx, "SELECT datname FROM pg_database ORDER BY datname")
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(names, ","); got != "postgres,template0,template1" {
+		t.Fatalf("databases after dropLeftovers: %s", got)
 	}
 }
