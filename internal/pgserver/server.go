@@ -36,6 +36,10 @@ type Config struct {
 	StartTimeout time.Duration
 	// Logger receives what the launcher does. Nil means zap.NewNop().
 	Logger *zap.Logger
+	// OnStart, when set, runs after this launcher started the server (not when it
+	// attached), before any other launcher can attach: the place for clean-up that
+	// must not race with other users. An error fails Start and stops the server.
+	OnStart func(ctx context.Context, admin string) error
 }
 
 // Server is a running PostgreSQL server this process started or attached to.
@@ -85,6 +89,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if err := s.attachOrStart(startCtx); err != nil {
 		return nil, err
+	}
+	if s.started && cfg.OnStart != nil {
+		if err := cfg.OnStart(startCtx, s.ConnString("postgres")); err != nil {
+			_ = s.stop(context.WithoutCancel(startCtx))
+			return nil, fmt.Errorf("start postgres on %s: %w", s.dataDir, err)
+		}
 	}
 	if s.users, err = lockFile(startCtx, s.dataDir+".users", unix.LOCK_SH); err != nil {
 		return nil, err

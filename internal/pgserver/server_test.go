@@ -359,3 +359,32 @@ func waitGone(t *testing.T, pid int) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestOnStartRunsOnlyForTheStarter(t *testing.T) {
+	requireInstalled(t)
+	dataDir := scratchDataDir(t)
+	var calls []string
+	onStart := func(ctx context.Context, admin string) error {
+		calls = append(calls, admin)
+		return nil
+	}
+	first, err := Start(t.Context(), Config{DataDir: dataDir, OnStart: onStart})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	second, err := Start(t.Context(), Config{DataDir: dataDir, OnStart: onStart})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	if len(calls) != 1 || calls[0] != first.ConnString("postgres") {
+		t.Fatalf("OnStart calls %q, want one, for the launcher that started the server", calls)
+	}
+	_, err = Start(t.Context(), Config{DataDir: scratchDataDir(t), OnStart: func(context.Context, string) error {
+		return errors.New("refused")
+	}})
+	if err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("Start with a failing OnStart: %v", err)
+	}
+}

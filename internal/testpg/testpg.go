@@ -75,49 +75,50 @@ func startShared() (string, *pgserver.Server, error) {
 	def, _ := pgserver.DefaultDataDir(major)
 	dataDir := filepath.Join(filepath.Dir(def), "test-"+filepath.Base(def))
 	// The server outlives any one test; its life is bounded by Main.
-	s, err := pgserver.Start(context.Background(), pgserver.Config{BinDir: bin, DataDir: dataDir})
+	// When this process starts the server nobody else uses it, so whatever databases it
+	// holds were left by test runs killed before their cleanup (the data directory is the
+	// tests' alone); OnStart drops them before another process can attach.
+	s, err := pgserver.Start(context.Background(), pgserver.Config{BinDir: bin, DataDir: dataDir,
+		OnStart: func(ctx context.Context, admin string) error { dropLeftovers(ctx, admin); return nil }})
 	if err != nil {
 		return "", nil, err
-	}
-	if s.Started() {
-		// Nobody else uses the server: whatever databases it holds were left by test runs
-		// that were killed before their cleanup. The data directory is the tests' alone.
-		if err := dropLeftovers(s.ConnString("postgres")); err != nil {
-			s.Close()
-			return "", nil, err
-		}
 	}
 	return s.ConnString("postgres"), s, nil
 }
 
-// dropLeftovers drops every database but the system ones.
-func dropLeftovers(admin string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
+// dropLeftovers drops every database but the system ones. It is best effort: a
+// leftover it cannot drop is reported on stderr and costs only disk.
+func dropLeftovers(ctx context.Context, admin string) {
+	warn := func(err error) { fmt.Fprintln(os.Stderr, "testpg: drop leftover test databases:", err) }
 	c, err := pgx.Connect(ctx, admin)
 	if err != nil {
-		return err
+		warn(err)
+		return
 	}
 	defer c.Close(ctx)
-	rows, err := c.Query(ctx, "SELECT datname FROM pg_database WHERE datname NOT IN ('postgres', 'template0', 'template1')")
-	if err != nil {
-		return err
+	rows, _ := c.Query(ctx, `SELECT datname, datistemplate FROM pg_database
+		WHERE datname NOT IN ('postgres', 'template0', 'template1')`)
+	type db struct {
+		Name     string
+		Template bool
 	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	dbs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[db])
 	if err != nil {
-		return err
+		warn(err)
+		return
 	}
-	for _, name := range names {
-		id := pgx.Identifier{name}.Sanitize()
-		// A leftover template must be unmarked before it can be dropped.
-		if _, err := c.Exec(ctx, "ALTER DATABASE "+id+" IS_TEMPLATE false"); err != nil {
-			return fmt.Errorf("drop leftover test database %s: %w", name, err)
+	for _, d := range dbs {
+		id := pgx.Identifier{d.Name}.Sanitize()
+		if d.Template { // a template must be unmarked before it can be dropped
+			if _, err := c.Exec(ctx, "ALTER DATABASE "+id+" IS_TEMPLATE false"); err != nil {
+				warn(fmt.Errorf("%s: %w", d.Name, err))
+				continue
+			}
 		}
 		if _, err := c.Exec(ctx, "DROP DATABASE "+id+" WITH (FORCE)"); err != nil {
-			return fmt.Errorf("drop leftover test database %s: %w", name, err)
+			warn(fmt.Errorf("%s: %w", d.Name, err))
 		}
 	}
-	return nil
 }
 
 // URL returns the URL of database db on the shared server.

@@ -72,10 +72,8 @@ func TestDropLeftovers(t *testing.T) {
 	admin := s.ConnString("postgres")
 	Exec(t, admin, "CREATE DATABASE leftover")
 	Exec(t, admin, "CREATE DATABASE leftover_tpl IS_TEMPLATE true ALLOW_CONNECTIONS false")
-	if err := dropLeftovers(admin); err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
+	dropLeftovers(ctx, admin)
 	c, err := pgx.Connect(ctx, admin)
 	if err != nil {
 		t.Fatal(err)
