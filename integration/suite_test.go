@@ -24,17 +24,6 @@ import (
 // suiteModes are the lease modes every driver is driven in, in matrix order.
 var suiteModes = []string{"db", "tx"}
 
-// reportPending lists, as skipped subtests of a mode, the cases that do not run in it
-// yet and say why (tx_pending in cases.json), so the matrix shows them.
-func reportPending(t *testing.T, cases []suiteCase, mode string) {
-	t.Helper()
-	for _, c := range cases {
-		if mode == "tx" && c.TxPending != "" && !inMode(c.Modes, mode) {
-			t.Run(c.Name, func(t *testing.T) { t.Skip(c.TxPending) })
-		}
-	}
-}
-
 // Paths of the suite, relative to this package's directory (go test's working dir).
 const (
 	suiteCasesFile     = "suite/cases.json"
@@ -48,14 +37,12 @@ type suiteFile struct {
 
 // suiteCase is one behaviour: connections, and steps on them with expectations.
 type suiteCase struct {
-	Name  string   `json:"name"`
-	Doc   string   `json:"doc"`
-	Modes []string `json:"modes"` // empty: every mode
-	// TxPending says why a case limited to db mode does not run in tx mode yet.
-	TxPending string              `json:"tx_pending"`
-	Needs     []string            `json:"needs"` // driver capabilities the case needs
-	Conns     map[string]connSpec `json:"conns"`
-	Steps     []suiteStep         `json:"steps"`
+	Name  string              `json:"name"`
+	Doc   string              `json:"doc"`
+	Modes []string            `json:"modes"` // empty: every mode
+	Needs []string            `json:"needs"` // driver capabilities the case needs
+	Conns map[string]connSpec `json:"conns"`
+	Steps []suiteStep         `json:"steps"`
 }
 
 // connSpec describes one of a case's connections.

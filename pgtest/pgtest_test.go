@@ -17,16 +17,6 @@ import (
 // These tests use the package as its users do; testdata/migrations is the template: a
 // users table holding alice.
 
-// skipUntilMultiplexed skips a tx-mode test whose pool opens several connections on
-// the test's session key: that needs the proxy to multiplex them onto the lease's one
-// backend (issue 6); until then the second connection is refused with 55006.
-func skipUntilMultiplexed(t *testing.T, mode string) {
-	t.Helper()
-	if mode == "tx" {
-		t.Skip("issue 6: several connections on one tx-mode session key are not multiplexed yet")
-	}
-}
-
 func count(t *testing.T, db *sql.DB) int {
 	t.Helper()
 	var n int
@@ -150,7 +140,6 @@ func TestNewPool(t *testing.T) {
 		open func(testing.TB) *pgxpool.Pool
 	}{{"db", pgtest.NewPool}, {"tx", pgtest.NewTxPool}} {
 		t.Run(mode.name, func(t *testing.T) {
-			skipUntilMultiplexed(t, mode.name)
 			pool := mode.open(t)
 			ctx := t.Context()
 			b := &pgx.Batch{}

@@ -97,7 +97,9 @@ func testCancelByContext(t *testing.T, mode Mode) {
 
 // A raw CancelRequest (pgconn's, as libpq and psql send it) with the proxy-issued key
 // cancels that session's query and nothing else; also after SSL negotiation. In db
-// mode both sessions share a database through a session key.
+// mode both sessions share a database through a session key; in tx mode connections
+// of one key take turns on the backend (TestTxSharedCancel), so these have a lease
+// each.
 func TestCancelRequest(t *testing.T) {
 	t.Parallel()
 	forEachMode(t, testCancelRequest)

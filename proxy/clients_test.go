@@ -169,17 +169,21 @@ func TestListenNotify(t *testing.T) {
 }
 
 // database/sql works with both common drivers, including runtime parameters and a
-// session key shared by the pool. db mode only until tx mode multiplexes the
-// connections of a session key (issue 6); txdrivers_test.go covers tx mode.
+// session key shared by the pool.
 func TestDatabaseSQLDrivers(t *testing.T) {
 	t.Parallel()
 	p := newTestProvider(t)
 	s := startProxy(t, Config{Provider: p})
+	forEachMode(t, func(t *testing.T, mode Mode) { testDatabaseSQLDrivers(t, s, mode) })
+}
+
+func testDatabaseSQLDrivers(t *testing.T, s *Server, mode Mode) {
 	for _, driver := range []string{"pgx", "postgres"} {
 		t.Run(driver, func(t *testing.T) {
 			t.Parallel()
 			ctx := testContext(t)
-			db, err := sql.Open(driver, proxyURL(s, "app", "session=sql-"+driver, "application_name=drv-"+driver))
+			db, err := sql.Open(driver, proxyURL(s, "app", "session=sql-"+driver+string(mode), "application_name=drv-"+driver,
+				"options=-c%20pgtestproxy.mode%3D"+string(mode)))
 			if err != nil {
 				t.Fatal(err)
 			}

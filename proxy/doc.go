@@ -16,8 +16,8 @@
 // mode (SPEC §6) the lease is a clone and one backend connection inside a transaction
 // of the proxy's, and the session decodes and rewrites what it must so that every
 // client sees an ordinary autocommit session; tx.go describes how. Connections that
-// share a tx-mode session key take turns on the lease's backend (a second one while
-// the first is open is refused with 55006) until tx mode multiplexes them.
+// share a tx-mode session key are multiplexed onto the lease's one backend and
+// transaction.
 //
 // Choices where the SPEC is silent: a setting given both as a plain parameter and in
 // `options` takes the plain parameter's value (PostgreSQL applies startup parameters

@@ -61,7 +61,7 @@ type leaseRef struct {
 // shared by every connection with the same database, mode and session key.
 func (r *router) acquire(ctx context.Context, req LeaseRequest, session string) (*leaseRef, error) {
 	if session == "" {
-		l, err := r.fromProvider(ctx, req)
+		l, err := r.fromProvider(ctx, req, false)
 		if err != nil {
 			return nil, err
 		}
@@ -84,7 +84,7 @@ func (r *router) acquire(ctx context.Context, req LeaseRequest, session string) 
 	r.shared[key] = e
 	r.mu.Unlock()
 
-	l, err := r.fromProvider(ctx, req)
+	l, err := r.fromProvider(ctx, req, true)
 	r.mu.Lock()
 	e.lease, e.err = l, err
 	if err != nil {
@@ -98,13 +98,15 @@ func (r *router) acquire(ctx context.Context, req LeaseRequest, session string) 
 	return &leaseRef{r: r, lease: l, shared: e, key: key}, nil
 }
 
-func (r *router) fromProvider(ctx context.Context, req LeaseRequest) (Lease, error) {
+// fromProvider acquires a lease; a tx-mode lease gets the proxy's tx-mode wrapping,
+// shared says connections with a session key share it.
+func (r *router) fromProvider(ctx context.Context, req LeaseRequest, shared bool) (Lease, error) {
 	l, err := r.provider.Acquire(ctx, req)
 	if err != nil {
 		return nil, err
 	}
 	if req.Mode == ModeTx {
-		l = newTxLease(l, r.log)
+		l = newTxLease(l, r.log, shared)
 	}
 	r.stats.leasesTotal.Add(1)
 	r.stats.leasesActive.Add(1)

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -66,10 +65,12 @@ import (
 // (ROLLBACK TO SAVEPOINT pgtestproxy); the proxy tracks which statement and portal
 // names hold transaction control and runs the rewrite when the portal is executed.
 //
-// The pumps. The client pump (txclient.go) reads a message, decides, writes, and
-// queues what the server will answer (txqueue.go); the server pump (txserver.go)
-// reads the replies and handles each by the role at the head of the queue, skipping
-// the queue to the next Sync after an extended-protocol error as the server does.
+// The pumps. Each session's client pump (txclient.go) reads a message, decides,
+// writes, and queues what the server will answer (txqueue.go); the backend's one
+// server pump (txserver.go, on the lease's txConn) reads the replies and handles each
+// by the role at the head of the queue, and gives it to the session that sent the
+// message, skipping the queue to the next Sync after an extended-protocol error as the
+// server does.
 // Bodies the proxy does not rewrite are streamed, never buffered whole; nothing waits
 // for a Sync. The client pump predicts the state each message will run in; it waits
 // for the server only when a rewrite depends on how earlier units ended: before a unit
@@ -95,10 +96,18 @@ import (
 // (BackendKeeper) so that the next lease skips the backend's start; any failure
 // retires the clone instead. A kept backend serves a later lease only for a client
 // with the same startup parameters (those are the backend's reset values); otherwise
-// the lease opens a fresh one. Connections sharing a session key take turns: the next
-// one waits up to txTurnWait for the one before to end, then is refused; what a
-// connection left open (a block, cursors, prepared statements, temporary tables,
-// advisory locks, settings) is reset before the next one runs.
+// the lease opens a fresh one.
+//
+// Connections sharing a session key (SPEC §6) are sessions on the lease's one backend
+// and transaction (txconn.go): they take turns one unit at a time, or one client
+// transaction block, which holds the backend until it ends; each session's prepared
+// statements and portals get names of their own on the server (txnames.go), and
+// errors name them as the client did. A session that leaves has its block rolled back
+// and its statements and portals closed while the others go on. The first connection
+// after all others left finds what a plain server keeps per connection reset
+// (cursors, prepared statements, temporary tables, advisory locks, settings);
+// connections that are open together share settings, temporary tables and advisory
+// locks, as they share the backend.
 //
 // What tx mode does not do as a plain server does (documented, not hidden): SET
 // LOCAL and set_config(…, true) in a client transaction last until the lease ends;
@@ -112,7 +121,9 @@ import (
 // default) turns the proxy's protection off; portals outlive the unit that made
 // them; now() is the lease's start time; NOTIFY is never delivered; a query string
 // that goes on after a COMMIT inside it cannot be cancelled (its savepoint statement
-// could be hit).
+// could be hit); a connection of a shared session key that waits, in its transaction
+// block, for another connection of the same key waits forever (the block holds the
+// backend); SQL-level PREPARE names are shared by those connections.
 
 // txDrainTimeout bounds how long a tx-mode session whose client went away waits for
 // the server to answer what the client sent (after cancelling it), so that the
@@ -122,20 +133,18 @@ const txDrainTimeout = 10 * time.Second
 var (
 	// errClientDone ends the client direction of a session normally (Terminate, EOF).
 	errClientDone = errors.New("client ended the session")
-	// errStopped ends the server direction when the session stops it at a message
-	// boundary.
+	// errStopped ends the server pump when the lease stops it at a message boundary.
 	errStopped = errors.New("server direction stopped")
 )
 
-// txSession is one client connection on a tx-mode lease's backend (SPEC §6): the
-// client pump (txclient.go) forwards and rewrites what the client sends, the server
-// pump (txserver.go) forwards, swallows and re-tags what the server answers, and the
-// reply queue between them says which is which. See doc.go for the design.
+// txSession is one client connection on a tx-mode lease's backend (SPEC §6): its
+// client pump (txclient.go) forwards and rewrites what the client sends; the
+// backend's txConn forwards, swallows and re-tags what the server answers. See the
+// design above.
 type txSession struct {
-	srv    *Server
-	log    *zap.Logger
-	be     *txBackend
+	c      *txConn
 	client net.Conn
+	names  *txNames // the session's prepared statement and portal names on the server; nil: as the client's
 
 	crd *wireReader   // the client's messages; client pump only
 	cwr *bufio.Writer // to the client; under cmu
@@ -144,150 +153,109 @@ type txSession struct {
 	cmid bool
 	gone bool // writing to the client failed: the client is gone, replies are dropped
 
-	wmu sync.Mutex // the backend's writer (be.wr)
-
-	mu        sync.Mutex
-	changed   *sync.Cond // a unit completed, skipping started, a cancel ended, or the session failed
-	q         replyQueue
-	st        txState // where the server's transaction stands, as replies show it
-	unitsDone int     // units (up to Sync, Query, FunctionCall) answered with ReadyForQuery
-	skipping  bool    // an extended-protocol error: the server skips to the next Sync
-	retry     bool    // a cancel hit the recovery: run it again
-	failure   error   // the session failed; both pumps stop
-	stopping  bool    // the session stops the server pump
-	finished  bool    // the session no longer touches the backend
-	copyIn    bool    // the server is in COPY FROM STDIN for the client
-	cancelled bool    // a CancelRequest is held until a client statement runs
-	watching  bool    // a watch of the backend runs for the held request (txwatch.go)
-	inflight  int     // CancelRequests being delivered
-	cancels   sync.WaitGroup
-
 	cutting atomic.Bool
-	scratch []byte // encoding buffer of the server pump
+	// Under c.mu: the client left; the session opened a unit and sent nothing of it
+	// yet (it waits for its turn or for the units before); a CancelRequest came
+	// meanwhile, for the statement it sends first.
+	left, waiting, cancelFirst bool
 }
 
-func newTxSession(srv *Server, client net.Conn, be *txBackend) *txSession {
-	s := &txSession{srv: srv, log: srv.log, be: be, client: client,
-		crd: newWireReader(client), cwr: bufio.NewWriterSize(client, txBufSize), st: be.st}
-	s.changed = sync.NewCond(&s.mu)
-	return s
+func newTxSession(c *txConn, client net.Conn, names *txNames) *txSession {
+	return &txSession{c: c, client: client, names: names,
+		crd: newWireReader(client), cwr: bufio.NewWriterSize(client, txBufSize)}
 }
 
 // run runs the session until the client leaves or something breaks, and reports
-// whether the backend is idle and fit for the next session.
+// whether it left the backend fit for the next session.
 func (s *txSession) run() (clean bool) {
-	served := make(chan error, 1)
-	go func() {
-		err := s.serverPump()
-		if !errors.Is(err, errStopped) {
-			s.fail(err) // the client direction cannot go on without the server
-		}
-		served <- err
-	}()
 	cl := newTxClient(s)
 	err := cl.run()
+	s.c.leaving(s)
 	var own *pgError
 	if errors.As(err, &own) { // the client broke the protocol
 		s.toClientFatal(errorResponse("FATAL", own))
 	}
-	drained := s.drain(err, cl)
-	s.mu.Lock()
-	s.stopping = true
-	s.mu.Unlock()
-	interrupt(s.be.conn)
-	serr := <-served
-	s.finish()
+	clean = s.leave(err, cl)
 	if s.cutting.Load() {
 		s.sayShutdown()
 	}
 	s.cmu.Lock()
-	_ = s.cwr.Flush()
+	if !s.gone {
+		_ = s.cwr.Flush()
+	}
 	s.cmu.Unlock()
 	_ = s.client.Close()
-	s.be.st = s.st
-	clean = drained && errors.Is(serr, errStopped) && s.failure == nil && !s.cutting.Load()
-	s.log.Debug("tx session ended", zap.Bool("clean", clean), zap.NamedError("client", err), zap.NamedError("server", serr))
+	s.c.log.Debug("tx session ended", zap.Bool("clean", clean), zap.NamedError("client", err))
 	return clean
 }
 
-// finish waits until no CancelRequest of the session is on its way to the backend and
-// marks the session finished: from then on nothing of it touches the backend, which
-// may serve the next session.
-func (s *txSession) finish() {
-	s.cancels.Wait()
-	s.mu.Lock()
-	for s.inflight > 0 {
-		s.changed.Wait()
+// leave finishes what the client left (a COPY, a unit without its Sync, a statement
+// still running, its transaction block, its prepared statements and portals) so that
+// the backend can serve the lease's other sessions, and detaches the session. It
+// reports whether the backend is still fit.
+func (s *txSession) leave(err error, cl *txClient) bool {
+	c := s.c
+	defer c.detach(s)
+	if errors.Is(c.failed(), errShuttingDown) {
+		s.cutting.Store(true) // another session of the lease was cut first
 	}
-	s.finished = true
-	s.mu.Unlock()
-	_ = s.be.conn.SetReadDeadline(time.Time{})
-}
-
-// drain waits, after the client direction ended with err, until the server answered
-// everything sent to it, cancelling a statement still running when the client went
-// away. It reports whether the backend got there.
-func (s *txSession) drain(err error, cl *txClient) bool {
-	if !errors.Is(err, errClientDone) || s.cutting.Load() {
+	var own *pgError
+	switch {
+	case s.cutting.Load():
+		c.fail(errShuttingDown)
+		return false
+	case !errors.Is(err, errClientDone) && !errors.As(err, &own):
+		if c.failed() == nil {
+			_ = c.lost("a session broke off", err)
+		}
 		return false
 	}
 	if err := cl.abandon(); err != nil {
+		_ = c.lost("finish what a session left", err)
 		return false
 	}
-	s.mu.Lock()
-	busy := s.q.len() > 0 && s.failure == nil
-	s.mu.Unlock()
+	if !s.drain() {
+		return false
+	}
+	if s.names != nil { // other connections of the session key go on
+		if err := cl.cleanup(); err != nil {
+			_ = c.lost("clean up after a session", err)
+			return false
+		}
+		if !s.drain() {
+			return false
+		}
+	}
+	return c.failed() == nil
+}
+
+// drain waits until the server answered everything the session sent, cancelling a
+// statement still running when the client went away.
+func (s *txSession) drain() bool {
+	c := s.c
+	c.mu.Lock()
+	busy := c.owns(s) && c.failure == nil
+	c.mu.Unlock()
 	if busy {
 		ctx, cancel := context.WithTimeout(context.Background(), cancelTimeout)
 		_ = s.send(ctx)
 		cancel()
 	}
-	timer := time.AfterFunc(txDrainTimeout, func() { s.fail(errors.New("server did not answer in time after the client left")) })
+	timer := time.AfterFunc(txDrainTimeout, func() { c.fail(errors.New("server did not answer in time after the client left")) })
 	defer timer.Stop()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for (s.q.len() > 0 || s.inflight > 0) && s.failure == nil {
-		s.changed.Wait()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for (c.owns(s) || c.inflight > 0) && c.failure == nil {
+		c.changed.Wait()
 	}
-	return s.failure == nil
+	return c.failure == nil
 }
 
-// fail ends the session because of err: both pumps stop. The first failure counts.
-func (s *txSession) fail(err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.failure != nil || s.finished {
-		return
-	}
-	s.failure = err
-	s.changed.Broadcast()
-	interrupt(s.client)
-	interrupt(s.be.conn)
-}
-
-// failed returns the session's failure, if any.
-func (s *txSession) failed() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.failure
-}
-
-// lost ends the session because the proxy no longer knows where its transaction
-// stands; the client is told so with a FATAL error instead of being served wrongly.
-func (s *txSession) lost(what string, cause error) error {
-	err := fmt.Errorf("%s: %w", what, cause)
-	s.log.Warn("tx session lost its transaction", zap.Error(err))
-	s.toClientFatal(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: codeInternal,
-		Message: "pgtestproxy lost track of the session's transaction: " + err.Error(),
-		Hint:    "The lease's database is retired; reconnect to get a fresh one."})
-	s.fail(err)
-	return err
-}
-
-// cut ends the session from outside (shutdown).
+// cut ends the session from outside (shutdown); the lease's other sessions are cut too.
 func (s *txSession) cut() {
 	s.cutting.Store(true)
-	s.fail(errShuttingDown)
+	s.c.fail(errShuttingDown)
+	interrupt(s.client)
 }
 
 // sayShutdown tells the client, between two messages, that the proxy ends its session.
@@ -306,7 +274,7 @@ func (s *txSession) toClientFatal(e *pgproto3.ErrorResponse) {
 	_ = s.client.SetWriteDeadline(time.Now().Add(goodbyeWriteTimeout))
 	var b []byte
 	if err := writeMsg(s.cwr, &b, e); err == nil && s.cwr.Flush() == nil {
-		s.srv.stats.errors.Add(1)
+		s.c.srv.stats.errors.Add(1)
 	}
 	s.gone = true
 }

@@ -23,7 +23,8 @@ type txBackend struct {
 	conn    net.Conn
 	rd      *wireReader
 	wr      *bufio.Writer
-	params  map[string]string // the server's ParameterStatus values, kept current
+	pmu     sync.Mutex
+	params  map[string]string // the server's ParameterStatus values, kept current; under pmu
 	runtime map[string]string // the startup parameters it was opened with
 	cancel  *cancelTarget
 	// watchConfig reaches the clone for watching the backend's activity (txwatch.go).
@@ -154,13 +155,17 @@ func (b *txBackend) noteParam(body []byte) {
 	name, rest, ok1 := cstring(body)
 	value, _, ok2 := cstring(rest)
 	if ok1 && ok2 {
+		b.pmu.Lock()
 		b.params[name] = value
+		b.pmu.Unlock()
 	}
 }
 
 // greet completes a client's start-up on the backend: its parameters, the key the
 // proxy issued for cancel requests, and ReadyForQuery.
 func (b *txBackend) greet(out *msgBuffer, key backendKey) {
+	b.pmu.Lock()
+	defer b.pmu.Unlock()
 	for _, name := range slices.Sorted(maps.Keys(b.params)) {
 		out.add(&pgproto3.ParameterStatus{Name: name, Value: b.params[name]})
 	}

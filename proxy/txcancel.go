@@ -3,53 +3,73 @@ package proxy
 import "context"
 
 // send is the session's side of a client's CancelRequest (cancelRegistry): it cancels
-// the client's statement running on the backend. A cancel that hit one of the proxy's
-// own statements could cost the client work it was told is committed, so while any of
-// them is pending the request is held, and delivered once none is and the client's
-// statement still runs. With nothing running it does nothing, as PostgreSQL does for
-// an idle backend.
-func (s *txSession) send(ctx context.Context) error {
-	s.mu.Lock()
+// the client's statement running on the backend, and nothing else: when the backend
+// runs another session's work, or nothing, it does nothing, as PostgreSQL does for an
+// idle backend.
+func (s *txSession) send(ctx context.Context) error { return s.c.cancel(ctx, s) }
+
+// cancel cancels s's statement. A cancel that hit one of the proxy's own statements
+// could cost the client work it was told is committed, so while any of them is pending
+// the request is held, and delivered once none is and s's statement still runs.
+//
+// A session waiting for its turn (another connection of its session key has the
+// backend) has its statement cancelled once it runs: the request is held for it.
+func (c *txConn) cancel(ctx context.Context, s *txSession) error {
+	c.mu.Lock()
+	p := c.q.front()
 	switch {
-	case s.q.len() == 0 || s.failure != nil || s.finished:
-		s.mu.Unlock()
+	case c.failure != nil || c.finished:
+		c.mu.Unlock()
 		return nil
-	case s.q.guards > 0:
-		s.cancelled = true
-		if s.q.guards == s.q.prefixes && !s.watching {
-			s.watching = true
-			s.cancels.Add(1)
-			go s.watch()
-		}
-		s.mu.Unlock()
+	case s.waiting:
+		s.cancelFirst = true
+		c.mu.Unlock()
+		return nil
+	case p == nil || p.owner != s:
+		c.mu.Unlock()
+		return nil
+	case c.q.guards > 0:
+		c.holdLocked(s)
+		c.mu.Unlock()
 		return nil
 	}
-	s.inflight++
-	s.mu.Unlock()
-	return s.deliver(ctx)
+	c.inflight++
+	c.mu.Unlock()
+	return c.deliver(ctx)
 }
 
 // deliver sends a CancelRequest to the backend and waits until the server took it.
-func (s *txSession) deliver(ctx context.Context) error {
+func (c *txConn) deliver(ctx context.Context) error {
 	defer func() {
-		s.mu.Lock()
-		s.inflight--
-		s.changed.Broadcast()
-		s.mu.Unlock()
+		c.mu.Lock()
+		c.inflight--
+		c.changed.Broadcast()
+		c.mu.Unlock()
 	}()
-	return s.be.cancel.send(ctx)
+	return c.be.cancel.send(ctx)
 }
 
-// deliverLater delivers a held CancelRequest from its own goroutine. s.mu is held.
-func (s *txSession) deliverLater() {
-	s.inflight++
-	s.cancels.Add(1)
+// deliverLater delivers a held CancelRequest from its own goroutine. c.mu is held.
+func (c *txConn) deliverLater() {
+	c.inflight++
+	c.cancels.Add(1)
 	go func() {
-		defer s.cancels.Done()
+		defer c.cancels.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), cancelTimeout)
 		defer cancel()
-		if err := s.deliver(ctx); err != nil {
-			s.log.Warn("forward held cancel request")
+		if err := c.deliver(ctx); err != nil {
+			c.log.Warn("forward held cancel request")
 		}
 	}()
+}
+
+// holdLocked holds a CancelRequest for s until the proxy's statements are done,
+// watching the backend when it can tell from there. c.mu is held.
+func (c *txConn) holdLocked(s *txSession) {
+	c.held = s
+	if c.q.guards == c.q.prefixes && !c.watching {
+		c.watching = true
+		c.cancels.Add(1)
+		go c.watch()
+	}
 }

@@ -14,17 +14,16 @@ import (
 // succeeds. Where the rewrite depends on how earlier units ended, it waits for them.
 type txClient struct {
 	s  *txSession
+	cn *txConn
 	st txState // predicted
 	// failed says the client's block has failed; failedKnown that the pump knows it.
 	failed, failedKnown bool
 
-	inUnit    bool // a unit (messages up to Sync, Query or FunctionCall) is open
-	mustWait  bool // the next unit needs the outcome of the ones before
+	inUnit    bool // a unit (messages up to Sync, Query or FunctionCall) is open; it has the backend
 	skipMode  bool // the server skips this unit up to its Sync: forward it as is
 	unitBlock bool // the unit began in the client's block
 	unitCtl   bool // the unit holds BEGIN, COMMIT or ROLLBACK
 	unitSQL   bool // a message of the unit that runs SQL was sent
-	unitsSent int
 	// copyAt: a COPY was executed, as the copyAt-th message queued; until the client
 	// ends the copy, a Sync may come while the server is in copy-in mode, which
 	// ignores it (libpq sends Execute and Sync together).
@@ -36,8 +35,7 @@ type txClient struct {
 }
 
 func newTxClient(s *txSession) *txClient {
-	return &txClient{s: s, st: s.st, failedKnown: true, failed: s.st.block && s.st.status == 'E',
-		stmts: map[string]txStmt{}, portals: map[string]txStmt{}}
+	return &txClient{s: s, cn: s.c, stmts: map[string]txStmt{}, portals: map[string]txStmt{}}
 }
 
 // run pumps until the client leaves (errClientDone) or something fails.
@@ -52,7 +50,7 @@ func (c *txClient) run() error {
 		if err != nil {
 			return c.readFailed(err)
 		}
-		c.s.srv.stats.bytesIn.Add(int64(n + 5))
+		c.cn.srv.stats.bytesIn.Add(int64(n + 5))
 		if err := c.message(typ, n); err != nil {
 			return err
 		}
@@ -64,7 +62,7 @@ func (c *txClient) run() error {
 // the client broke the protocol.
 func (c *txClient) readFailed(err error) error {
 	var own *pgError
-	if errors.As(err, &own) || isInterrupted(err) || c.s.failed() != nil {
+	if errors.As(err, &own) || isInterrupted(err) || c.cn.failed() != nil {
 		return err
 	}
 	return errClientDone
@@ -104,15 +102,21 @@ func (c *txClient) message(typ byte, n int) error {
 	return newPgError(codeProtocolViolation, fmt.Sprintf("invalid frontend message type %q", typ))
 }
 
-// beginUnit opens a unit if none is open: it waits for the units before when its
-// rewriting depends on how they ended.
+// beginUnit opens a unit if none is open: it waits for the session's turn on the
+// backend, and for the units before when its rewriting depends on how they ended.
 func (c *txClient) beginUnit() error {
 	if c.inUnit {
 		return nil
 	}
+	if err := c.cn.acquire(c.s); err != nil {
+		return err
+	}
 	c.inUnit, c.unitCtl, c.unitSQL, c.skipMode = true, false, false, false
-	if c.mustWait {
-		st, skip, err := c.s.awaitUnits(c.unitsSent, c.flush)
+	if wait, sent, st := c.cn.unitStart(); !wait {
+		// The units before stream in this session's transaction block.
+		c.st, c.failedKnown = st, !st.block
+	} else {
+		st, skip, err := c.cn.awaitUnits(sent, c.flush)
 		if err != nil {
 			return err
 		}
@@ -122,8 +126,6 @@ func (c *txClient) beginUnit() error {
 		}
 		c.st = st
 		c.failed, c.failedKnown = st.block && st.status == 'E', true
-	} else if c.st.block {
-		c.failedKnown = false
 	}
 	c.unitBlock = c.st.block
 	return nil
@@ -144,7 +146,7 @@ func (c *txClient) beginSQL() error {
 	}
 	if first {
 		// No stale cancel may land on the savepoint statements.
-		if err := c.s.awaitCancels(c.flush); err != nil {
+		if err := c.cn.awaitCancels(c.flush); err != nil {
 			return err
 		}
 	}
@@ -157,11 +159,11 @@ func (c *txClient) beginSQL() error {
 	return c.inject(planStmt{sql: sqlSavepoint, role: roleInfra, ok: effSavepoint}, first)
 }
 
-// endUnit closes the unit after its Sync, Query or FunctionCall was sent.
+// endUnit closes the unit after its Sync, Query or FunctionCall was sent, and ends the
+// session's turn unless it is in a transaction block.
 func (c *txClient) endUnit() {
 	c.inUnit = false
-	c.unitsSent++
-	c.mustWait = c.skipMode || !c.unitBlock || c.unitCtl || !c.st.block
+	c.cn.unitEnd(c.s, c.skipMode || !c.unitBlock || c.unitCtl || !c.st.block, c.st)
 }
 
 // sync forwards a Sync, which ends the unit.
@@ -170,12 +172,12 @@ func (c *txClient) sync(n int) error {
 		return c.readFailed(err)
 	}
 	if c.copyAt > 0 {
-		ignored, err := c.s.awaitCopyStart(c.copyAt, c.flush)
+		ignored, err := c.cn.awaitCopyStart(c.copyAt, c.flush)
 		if err != nil {
 			return err
 		}
 		if ignored { // no reply, and the unit goes on
-			return c.locked(pending{}, func() error { return writeMsg(c.s.be.wr, &c.scratch, syncMsg) }, false)
+			return c.locked(pending{}, func() error { return writeMsg(c.cn.be.wr, &c.scratch, syncMsg) }, false)
 		}
 		c.copyAt = 0
 	}
@@ -193,12 +195,13 @@ func (c *txClient) sync(n int) error {
 // server gets to ReadyForQuery: a COPY FROM STDIN fails, and a unit without its Sync
 // gets one.
 func (c *txClient) abandon() error {
-	c.s.mu.Lock()
-	copying := c.s.copyIn
-	c.s.mu.Unlock()
+	c.cn.mu.Lock()
+	front := c.cn.q.front()
+	copying := c.cn.copyIn && front != nil && front.owner == c.s
+	c.cn.mu.Unlock()
 	if copying {
 		if err := c.locked(pending{}, func() error {
-			return writeMsg(c.s.be.wr, &c.scratch, &pgproto3.CopyFail{Message: "the client went away"})
+			return writeMsg(c.cn.be.wr, &c.scratch, &pgproto3.CopyFail{Message: "the client went away"})
 		}, false); err != nil {
 			return err
 		}
@@ -209,5 +212,32 @@ func (c *txClient) abandon() error {
 		}
 		c.endUnit()
 	}
+	return c.flush()
+}
+
+// cleanup ends what a session that left has on the backend the lease's other sessions
+// go on using: its transaction block, and its prepared statements and portals.
+func (c *txClient) cleanup() error {
+	if err := c.beginUnit(); err != nil {
+		return err
+	}
+	if c.st.block {
+		if err := c.inject(planStmt{sql: sqlRollbackTo, role: roleInfra, ok: effEnded}, false); err != nil {
+			return err
+		}
+		c.st.apply(effEnded)
+	}
+	stmts, portals := c.s.names.all()
+	for kind, names := range map[byte][]string{'S': stmts, 'P': portals} {
+		for _, name := range names {
+			if err := c.send(pending{msg: 'C', role: roleInfra}, &pgproto3.Close{ObjectType: kind, Name: name}); err != nil {
+				return err
+			}
+		}
+	}
+	if err := c.send(pending{msg: 'S'}, syncMsg); err != nil {
+		return err
+	}
+	c.endUnit()
 	return c.flush()
 }

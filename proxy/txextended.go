@@ -28,16 +28,23 @@ func (c *txClient) parse(body []byte) error {
 	c.noteDeallocate(sql)
 	st := sqllex.Classify(sql)
 	t := newTxStmt(&st)
-	if !t.control() && !t.noTx() && !t.copy {
+	if t.control() || t.noTx() || t.copy {
+		c.stmts[name] = t
+	} else {
 		delete(c.stmts, name)
+	}
+	query := sql
+	if stand := standIn(t); stand != "" {
+		query = stand
+	}
+	if query == sql && c.s.names == nil {
 		return c.sendRaw(pending{msg: 'P'}, 'P', body, false)
 	}
-	c.stmts[name] = t
-	stand := standIn(t)
-	if stand == "" {
-		return c.sendRaw(pending{msg: 'P'}, 'P', body, false)
+	server, err := c.define('S', name)
+	if err != nil {
+		return err
 	}
-	msg := &pgproto3.Parse{Name: name, Query: stand}
+	msg := &pgproto3.Parse{Name: server, Query: query}
 	if len(params) >= 2 {
 		n := int(binary.BigEndian.Uint16(params))
 		for i := 0; i < n && len(params) >= 2+4*(i+1); i++ {
@@ -45,6 +52,28 @@ func (c *txClient) parse(body []byte) error {
 		}
 	}
 	return c.send(pending{msg: 'P'}, msg)
+}
+
+// define returns the server's name for a statement or portal the client creates,
+// closing the session's unnamed one first when the client replaces it.
+func (c *txClient) define(kind byte, name string) (string, error) {
+	if c.s.names == nil {
+		return name, nil
+	}
+	server, closeFirst := c.s.names.define(kind, name)
+	if closeFirst {
+		err := c.send(pending{msg: 'C', role: rolePart}, &pgproto3.Close{ObjectType: kind, Name: server})
+		return server, err
+	}
+	return server, nil
+}
+
+// use returns the server's name for a statement or portal the client refers to.
+func (c *txClient) use(kind byte, name string) string {
+	if c.s.names == nil {
+		return name
+	}
+	return c.s.names.use(kind, name)
 }
 
 // standIn returns what the server prepares in place of a client's statement that
@@ -83,14 +112,19 @@ func (c *txClient) bind(n int) error {
 	if err := c.beginSQL(); err != nil {
 		return err
 	}
+	portal, err := c.define('P', portalName)
+	if err != nil {
+		return err
+	}
+	stmt := c.use('S', stmtName)
 	return c.locked(pending{msg: 'B'}, func() error {
-		if err := writeHeader(c.s.be.wr, 'B', n); err != nil {
+		if err := writeHeader(c.cn.be.wr, 'B', rest+len(portal)+len(stmt)+2); err != nil {
 			return err
 		}
-		_, _ = c.s.be.wr.WriteString(portalName)
-		_ = c.s.be.wr.WriteByte(0)
-		_, _ = c.s.be.wr.WriteString(stmtName)
-		_ = c.s.be.wr.WriteByte(0)
+		_, _ = c.cn.be.wr.WriteString(portal)
+		_ = c.cn.be.wr.WriteByte(0)
+		_, _ = c.cn.be.wr.WriteString(stmt)
+		_ = c.cn.be.wr.WriteByte(0)
 		return c.copyBody(rest)
 	}, true)
 }
@@ -119,7 +153,10 @@ func (c *txClient) execute(body []byte) error {
 	}
 	t, tracked := c.portals[portal]
 	if t.copy {
-		c.copyAt = c.s.pushed() + 1
+		c.copyAt = c.cn.pushed() + 1
+	}
+	if c.s.names != nil && len(body) >= len(portal)+5 {
+		body = append(append([]byte(c.use('P', portal)), 0), body[len(portal)+1:len(portal)+5]...)
 	}
 	if !tracked || !t.control() || c.skipMode {
 		return c.sendRaw(pending{msg: 'E', hint: t.noTx()}, 'E', body, false)
@@ -150,16 +187,23 @@ func (c *txClient) describeOrClose(typ byte, body []byte) error {
 	if len(body) < 2 {
 		return newPgError(codeProtocolViolation, fmt.Sprintf("invalid message type %q", typ))
 	}
+	kind := body[0]
+	name, _, _ := cstring(body[1:])
+	if err := c.beginSQL(); err != nil {
+		return err
+	}
+	if c.s.names != nil {
+		body = append([]byte{kind}, append([]byte(c.use(kind, name)), 0)...)
+	}
 	if typ == 'C' {
-		name, _, _ := cstring(body[1:])
-		if body[0] == 'S' {
+		if kind == 'S' {
 			delete(c.stmts, name)
 		} else {
 			delete(c.portals, name)
 		}
-	}
-	if err := c.beginSQL(); err != nil {
-		return err
+		if c.s.names != nil {
+			c.s.names.forget(kind, name)
+		}
 	}
 	return c.sendRaw(pending{msg: typ}, typ, body, false)
 }

@@ -7,109 +7,93 @@ import (
 	"maps"
 	"net"
 	"sync"
-	"time"
 
 	"go.uber.org/zap"
 )
 
-// codeObjectInUse is SQLSTATE 55006.
-const codeObjectInUse = "55006"
-
-// txTurnWait is how long a connection waits for the session before it on a tx-mode
-// lease to end (a client that closes a connection and opens the next one at once
-// races the proxy's end of the first) before it is refused.
-const txTurnWait = 2 * time.Second
-
-// errTxInUse refuses a second connection on a tx-mode lease while another uses it.
-var errTxInUse = &pgError{code: codeObjectInUse,
-	message: "the tx-mode session is in use by another connection",
-	hint: "pgtestproxy does not multiplex tx-mode connections that share a session key yet: " +
-		"give each connection its own session key, or use mode=db."}
-
 // txLease is a tx-mode lease: the provider's lease and the backend connection that
-// every session on it uses, inside the proxy's transaction. Sessions take turns on it
-// (attach, detach); the lease's end (Release) rolls the transaction back, resets the
-// backend and hands it to the provider with the clone.
+// every session on it uses, inside the proxy's transaction. Sessions attach and
+// detach; while any is attached they share a txConn. The lease's end (Release) rolls
+// the transaction back, resets the backend and hands it to the provider with the
+// clone.
 type txLease struct {
 	Lease
-	log *zap.Logger
+	log    *zap.Logger
+	shared bool // connections with a session key share it: their names are kept apart
 
 	mu     sync.Mutex
+	left   *sync.Cond // a session detached
 	be     *txBackend
-	inUse  bool
-	turn   chan struct{} // closed when the session in use detaches
-	broken error         // the lease's transaction was lost: no session may use it again
+	conn   *txConn // while sessions are attached
+	users  int     // sessions attached
+	ids    int     // sessions so far
+	broken error   // the lease's transaction was lost: no session may use it again
 }
 
-func newTxLease(l Lease, log *zap.Logger) *txLease { return &txLease{Lease: l, log: log} }
-
-// attach gives a session the lease's backend, opening it for the lease's first
-// session (reusing the backend the provider kept with the clone when it was opened
-// with the same startup parameters), or resetting it for the next one.
-func (l *txLease) attach(ctx context.Context, runtime map[string]string) (*txBackend, error) {
-	be, err := l.take(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if be == nil {
-		be, err = l.open(ctx, runtime)
-	} else {
-		err = be.resetSession(ctx, runtime)
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var refusal *clientRefusal
-	switch {
-	case errors.As(err, &refusal):
-		l.endTurn()
-		return nil, refusal.err
-	case err != nil:
-		l.endTurn()
-		l.broken, l.be = err, nil
-		if be != nil {
-			_ = be.Close()
-		}
-		return nil, err
-	}
-	be.sessions++
-	l.be = be
-	return be, nil
+func newTxLease(l Lease, log *zap.Logger, shared bool) *txLease {
+	tl := &txLease{Lease: l, log: log, shared: shared}
+	tl.left = sync.NewCond(&tl.mu)
+	return tl
 }
 
-// take makes the caller the lease's session, waiting a little for one in use to end,
-// and returns the backend (nil before the lease's first session).
-func (l *txLease) take(ctx context.Context) (*txBackend, error) {
-	timer := time.NewTimer(txTurnWait)
-	defer timer.Stop()
+// attach makes a session of client on the lease. The first session opens the backend
+// (reusing the one the provider kept with the clone when it was opened with the same
+// startup parameters); the first one after the lease had none resets it as a new
+// connection would find it; others join the sessions attached, whose settings they
+// share. Sessions whose clients already left are waited for, so that a client that
+// closes a connection and opens the next finds it as on a plain server.
+func (l *txLease) attach(ctx context.Context, srv *Server, client net.Conn, runtime map[string]string) (*txSession, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for l.inUse && l.broken == nil {
-		turn := l.turn
-		l.mu.Unlock()
-		select {
-		case <-turn:
-		case <-timer.C:
-			l.mu.Lock()
-			return nil, errTxInUse
-		case <-ctx.Done():
-			l.mu.Lock()
-			return nil, ctx.Err()
-		}
-		l.mu.Lock()
+	for l.conn != nil && l.conn.allLeaving() && ctx.Err() == nil {
+		l.left.Wait()
 	}
 	if l.broken != nil {
 		return nil, &pgError{code: codeConnectionFailure,
 			message: "the tx-mode session's transaction was lost: " + l.broken.Error(),
 			hint:    "The lease ends when its connections close; the next lease gets a fresh clone."}
 	}
-	l.inUse, l.turn = true, make(chan struct{})
-	return l.be, nil
+	if l.conn == nil {
+		if err := l.prepare(ctx, runtime); err != nil {
+			return nil, err
+		}
+		l.conn = newTxConn(srv, l.be)
+	}
+	l.users++
+	l.ids++
+	l.be.sessions++
+	var names *txNames
+	if l.shared {
+		names = newTxNames(l.ids)
+	}
+	s := newTxSession(l.conn, client, names)
+	l.conn.join(s)
+	return s, nil
 }
 
-// endTurn lets the next session take the lease. l.mu is held.
-func (l *txLease) endTurn() {
-	l.inUse = false
-	close(l.turn)
+// prepare readies the backend for the first session attached: it opens it, or resets
+// it for a new connection. l.mu is held.
+func (l *txLease) prepare(ctx context.Context, runtime map[string]string) error {
+	var err error
+	be := l.be
+	if be == nil {
+		be, err = l.open(ctx, runtime)
+	} else {
+		err = be.resetSession(ctx, runtime)
+	}
+	var refusal *clientRefusal
+	switch {
+	case errors.As(err, &refusal):
+		return refusal.err
+	case err != nil:
+		l.broken, l.be = err, nil
+		if be != nil {
+			_ = be.Close()
+		}
+		return err
+	}
+	l.be = be
+	return nil
 }
 
 // open connects the lease's backend and begins the lease's transaction.
@@ -138,16 +122,28 @@ func (l *txLease) open(ctx context.Context, runtime map[string]string) (*txBacke
 	return be, nil
 }
 
-// detach ends a session's turn; clean is false when the session left the backend in
-// a state the proxy cannot vouch for, which ends the lease's transaction for good.
-func (l *txLease) detach(be *txBackend, clean bool) {
+// detach removes a session that ended; clean is false when it left the backend in a
+// state the proxy cannot vouch for, which ends the lease's transaction for good. The
+// last session out stops the backend's txConn.
+func (l *txLease) detach(s *txSession, clean bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.endTurn()
+	defer l.left.Broadcast()
+	l.users--
 	if !clean && l.broken == nil {
 		l.broken = errors.New("a session on it failed")
+		l.conn.fail(l.broken)
+	}
+	if l.users > 0 {
+		return
+	}
+	if !l.conn.stop() && l.broken == nil {
+		l.broken = errors.New("its backend did not stop cleanly")
+	}
+	l.conn = nil
+	if l.broken != nil {
+		_ = l.be.Close()
 		l.be = nil
-		_ = be.Close()
 	}
 }
 
@@ -184,26 +180,27 @@ func (s *Server) runTx(cc *clientConn, conn net.Conn, ref *leaseRef, p *clientPa
 		s.refuse(cc, conn, out, fmt.Errorf("lease of %s is not a tx-mode lease", ref.lease.Database()))
 		return false
 	}
-	be, err := tl.attach(s.baseCtx, p.runtime)
+	sess, err := tl.attach(s.baseCtx, s, conn, p.runtime)
 	if err != nil {
 		s.refuse(cc, conn, out, reportable(err))
 		return true // the lease knows whether it broke
 	}
-	sess := newTxSession(s, conn, be)
 	key, err := s.cancels.register(sess)
 	if err != nil {
-		tl.detach(be, true)
+		sess.c.detach(sess)
+		tl.detach(sess, true)
 		s.refuse(cc, conn, out, err)
 		return true
 	}
 	defer s.cancels.unregister(key)
-	be.greet(out, key)
+	sess.c.be.greet(out, key)
 	if err := out.flush(conn); err != nil {
-		tl.detach(be, true)
+		sess.c.detach(sess)
+		tl.detach(sess, true)
 		return true // the client left; the backend is fine
 	}
-	cc.setRunner(sess, be.conn)
+	cc.setRunner(sess, sess.c.be.conn)
 	clean = sess.run()
-	tl.detach(be, clean)
+	tl.detach(sess, clean)
 	return clean
 }

@@ -5,8 +5,12 @@ import (
 	"io"
 )
 
-// clientSink writes to the client for the server pump; once the client is gone it
-// drops what it is given, so the pump can go on draining the server.
+// The server pump writes to the client of the session a reply is for. The methods
+// take a nil session (the proxy's own messages, or a session that left) and then drop
+// what they are given.
+
+// clientSink writes to the client; once the client is gone it drops what it is given,
+// so the pump can go on draining the server.
 type clientSink struct{ s *txSession }
 
 func (w clientSink) Write(p []byte) (int, error) {
@@ -19,18 +23,23 @@ func (w clientSink) Write(p []byte) (int, error) {
 }
 
 func (s *txSession) toClient(msg interface{ Encode([]byte) ([]byte, error) }) {
+	if s == nil {
+		return
+	}
 	s.cmu.Lock()
 	defer s.cmu.Unlock()
-	b, err := msg.Encode(s.scratch[:0])
+	b, err := msg.Encode(nil)
 	if err != nil {
 		s.gone = true
 		return
 	}
-	s.scratch = b
 	_, _ = clientSink{s}.Write(b)
 }
 
 func (s *txSession) toClientRaw(typ byte, body []byte) {
+	if s == nil {
+		return
+	}
 	s.cmu.Lock()
 	defer s.cmu.Unlock()
 	var h [5]byte
@@ -40,8 +49,9 @@ func (s *txSession) toClientRaw(typ byte, body []byte) {
 	_, _ = clientSink{s}.Write(body)
 }
 
-// toClientStream forwards a server message whose header was read, streaming its body.
-func (s *txSession) toClientStream(typ byte, n int) error {
+// toClientStream forwards a server message whose header was read from rd, streaming
+// its body.
+func (s *txSession) toClientStream(rd *wireReader, typ byte, n int) error {
 	s.cmu.Lock()
 	defer s.cmu.Unlock()
 	var h [5]byte
@@ -49,7 +59,7 @@ func (s *txSession) toClientStream(typ byte, n int) error {
 	putLen(h[1:], n+4)
 	_, _ = clientSink{s}.Write(h[:])
 	s.cmid = true
-	_, err := copyN(clientSink{s}, s.be.rd, n)
+	_, err := copyN(clientSink{s}, rd, n)
 	s.cmid = err != nil
 	return err
 }

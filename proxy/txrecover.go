@@ -9,47 +9,50 @@ import (
 
 // recoverLocked undoes a failed autocommit unit, as a plain server's implicit
 // transaction would be: it rolls back to the proxy's savepoint and holds the unit's
-// ReadyForQuery until that is done. s.mu is held and released.
-func (s *txSession) recoverLocked() error {
-	if s.st.sp == spNone {
-		s.mu.Unlock()
-		return s.lost("recover a failed statement", errors.New("the proxy's savepoint is gone"))
+// ReadyForQuery until that is done. c.mu is held and released.
+func (c *txConn) recoverLocked() error {
+	if c.st.sp == spNone {
+		c.mu.Unlock()
+		return c.lost("recover a failed statement", errors.New("the proxy's savepoint is gone"))
 	}
-	s.popLocked()
-	if s.q.len() > 0 {
-		s.mu.Unlock()
-		return s.lost("recover a failed statement", errors.New("messages were sent behind it"))
+	owner := c.q.front().owner
+	c.popLocked()
+	if c.q.len() > 0 {
+		c.mu.Unlock()
+		return c.lost("recover a failed statement", errors.New("messages were sent behind it"))
 	}
-	s.retry = false
-	s.mu.Unlock()
-	return s.sendRecovery()
+	c.retry = false
+	c.mu.Unlock()
+	return c.sendRecovery(owner)
 }
 
 // recovered completes the recovery when its Sync is answered.
-func (s *txSession) recovered(status byte) error {
-	s.popLocked()
-	if status == 'E' && s.retry {
+func (c *txConn) recovered(status byte) error {
+	owner := c.q.front().owner
+	c.popLocked()
+	if status == 'E' && c.retry {
 		// A CancelRequest meant for the client's statement hit the rollback: again.
-		s.retry = false
-		s.mu.Unlock()
-		return s.sendRecovery()
+		c.retry = false
+		c.mu.Unlock()
+		return c.sendRecovery(owner)
 	}
 	if status != 'T' {
-		s.mu.Unlock()
-		return s.lost("recover a failed statement", fmt.Errorf("status %q after ROLLBACK TO SAVEPOINT", status))
+		c.mu.Unlock()
+		return c.lost("recover a failed statement", fmt.Errorf("status %q after ROLLBACK TO SAVEPOINT", status))
 	}
-	s.st.sp = spClean
-	s.unitsDone++
-	s.changed.Broadcast()
-	s.mu.Unlock()
-	s.toClient(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+	c.st.sp = spClean
+	c.unitsDone++
+	c.changed.Broadcast()
+	c.mu.Unlock()
+	owner.toClient(&pgproto3.ReadyForQuery{TxStatus: 'I'})
 	return nil
 }
 
 // sendRecovery sends ROLLBACK TO the proxy's savepoint, self-contained (it does not
 // rely on statements prepared before the failure) and through the unnamed portal,
-// which a failed autocommit unit leaves no client portal in.
-func (s *txSession) sendRecovery() error {
+// which a failed autocommit unit leaves no client portal in. The unit's ReadyForQuery
+// goes to owner when it is done.
+func (c *txConn) sendRecovery(owner *txSession) error {
 	const name = "pgtestproxy_recover"
 	msgs := []struct {
 		p   pending
@@ -61,16 +64,16 @@ func (s *txSession) sendRecovery() error {
 		{pending{msg: 'E'}, &pgproto3.Execute{}},
 		{pending{msg: 'S'}, syncMsg},
 	}
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	for _, m := range msgs {
-		m.p.role, m.p.recovery = roleInfra, true
-		s.mu.Lock()
-		s.q.push(m.p)
-		s.mu.Unlock()
-		if err := writeMsg(s.be.wr, &s.scratch, m.msg); err != nil {
+		m.p.role, m.p.recovery, m.p.owner = roleInfra, true, owner
+		c.mu.Lock()
+		c.q.push(m.p)
+		c.mu.Unlock()
+		if err := writeMsg(c.be.wr, &c.scratch, m.msg); err != nil {
 			return err
 		}
 	}
-	return s.be.wr.Flush()
+	return c.be.wr.Flush()
 }

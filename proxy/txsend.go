@@ -11,16 +11,16 @@ func (c *txClient) stream(typ byte, n int) error {
 	if typ == 'c' || typ == 'f' { // CopyDone, CopyFail
 		c.copyAt = 0
 	}
-	c.s.wmu.Lock()
-	defer c.s.wmu.Unlock()
-	if err := writeHeader(c.s.be.wr, typ, n); err != nil {
+	c.cn.wmu.Lock()
+	defer c.cn.wmu.Unlock()
+	if err := writeHeader(c.cn.be.wr, typ, n); err != nil {
 		return err
 	}
 	return c.copyBody(n)
 }
 
 func (c *txClient) copyBody(n int) error {
-	_, err := io.CopyN(c.s.be.wr, c.s.crd.r, int64(n))
+	_, err := io.CopyN(c.cn.be.wr, c.s.crd.r, int64(n))
 	return unexpectedEOF(err)
 }
 
@@ -58,7 +58,7 @@ func (c *txClient) inject(ps planStmt, unnamed bool) error {
 // Unless the server confirmed it is prepared, it is (re)prepared first, with p's role:
 // a Parse the server skipped after an error, or a DEALLOCATE, leaves it unprepared.
 func (c *txClient) prepared(sql string, p pending) (string, error) {
-	ps := c.s.be.prepStmt(sql)
+	ps := c.cn.be.prepStmt(sql)
 	if ps.isReady() {
 		return ps.name, nil
 	}
@@ -66,19 +66,19 @@ func (c *txClient) prepared(sql string, p pending) (string, error) {
 	if err := c.send(p, &pgproto3.Close{ObjectType: 'S', Name: ps.name}); err != nil {
 		return "", err
 	}
-	p.msg, p.prep, p.prepGen = 'P', ps, c.s.be.gen.Load()
+	p.msg, p.prep, p.prepGen = 'P', ps, c.cn.be.gen.Load()
 	return ps.name, c.send(p, &pgproto3.Parse{Name: ps.name, Query: ps.sql})
 }
 
 // send queues p and writes msg to the server.
 func (c *txClient) send(p pending, msg interface{ Encode([]byte) ([]byte, error) }) error {
-	return c.locked(p, func() error { return writeMsg(c.s.be.wr, &c.scratch, msg) }, true)
+	return c.locked(p, func() error { return writeMsg(c.cn.be.wr, &c.scratch, msg) }, true)
 }
 
 // sendRaw queues p and forwards the client's message as read; unit says it ends the
 // unit.
 func (c *txClient) sendRaw(p pending, typ byte, body []byte, unit bool) error {
-	if err := c.locked(p, func() error { return writeRaw(c.s.be.wr, typ, body) }, true); err != nil {
+	if err := c.locked(p, func() error { return writeRaw(c.cn.be.wr, typ, body) }, true); err != nil {
 		return err
 	}
 	if unit {
@@ -91,14 +91,20 @@ func (c *txClient) sendRaw(p pending, typ byte, body []byte, unit bool) error {
 // under the backend's write lock, so that the queue holds the messages in the order
 // they reach the server.
 func (c *txClient) locked(p pending, write func() error, queue bool) error {
-	c.s.wmu.Lock()
-	defer c.s.wmu.Unlock()
-	c.s.mu.Lock()
-	err := c.s.failure
+	c.cn.wmu.Lock()
+	defer c.cn.wmu.Unlock()
+	c.cn.mu.Lock()
+	err := c.cn.failure
 	if err == nil && queue {
-		c.s.q.push(p)
+		p.owner = c.s
+		c.cn.q.push(p)
+		c.s.waiting = false
+		if c.s.cancelFirst {
+			c.s.cancelFirst = false
+			c.cn.holdLocked(c.s)
+		}
 	}
-	c.s.mu.Unlock()
+	c.cn.mu.Unlock()
 	if err != nil {
 		return err
 	}
@@ -106,7 +112,7 @@ func (c *txClient) locked(p pending, write func() error, queue bool) error {
 }
 
 func (c *txClient) flush() error {
-	c.s.wmu.Lock()
-	defer c.s.wmu.Unlock()
-	return c.s.be.wr.Flush()
+	c.cn.wmu.Lock()
+	defer c.cn.wmu.Unlock()
+	return c.cn.be.wr.Flush()
 }

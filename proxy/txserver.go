@@ -14,250 +14,295 @@ var errBackendGone = errors.New("backend connection ended")
 // the client's own messages as they are, the client-visible parts of the proxy's
 // rewrites re-tagged, nothing of the proxy's bookkeeping; it recovers failed
 // autocommit units before the client sees their ReadyForQuery.
-func (s *txSession) serverPump() error {
+func (c *txConn) serverPump() error {
 	for {
-		if !s.be.rd.buffered() {
-			s.flushClient()
+		if !c.be.rd.buffered() {
+			c.flushClients()
 		}
-		typ, n, err := s.be.rd.header()
+		typ, n, err := c.be.rd.header()
 		if err != nil {
-			return s.serverStopped(err, true)
+			return c.serverStopped(err, true)
 		}
-		s.srv.stats.bytesOut.Add(int64(n + 5))
-		if err := s.onServer(typ, n); err != nil {
-			return s.serverStopped(err, false)
+		c.srv.stats.bytesOut.Add(int64(n + 5))
+		if err := c.onServer(typ, n); err != nil {
+			return c.serverStopped(err, false)
 		}
 	}
 }
 
 // serverStopped says why reading from the server ended: errStopped when the session
 // stopped it between two messages (atHeader, with nothing of the next one read).
-func (s *txSession) serverStopped(err error, atHeader bool) error {
-	s.mu.Lock()
-	stopping := s.stopping && s.failure == nil
-	s.mu.Unlock()
-	if stopping && atHeader && isInterrupted(err) && !s.be.rd.buffered() {
+func (c *txConn) serverStopped(err error, atHeader bool) error {
+	c.mu.Lock()
+	stopping := c.stopping && c.failure == nil
+	c.mu.Unlock()
+	if stopping && atHeader && isInterrupted(err) && !c.be.rd.buffered() {
 		return errStopped
 	}
-	if s.failed() == nil {
-		s.fail(fmt.Errorf("read from backend: %w", err))
+	if c.failed() == nil {
+		c.fail(fmt.Errorf("read from backend: %w", err))
 	}
 	return err
 }
 
-func (s *txSession) onServer(typ byte, n int) error {
+func (c *txConn) onServer(typ byte, n int) error {
 	switch typ {
 	case 'S': // ParameterStatus
-		body, err := s.be.rd.body(typ, n)
+		body, err := c.be.rd.body(typ, n)
 		if err != nil {
 			return err
 		}
-		s.be.noteParam(body)
-		s.toClientRaw(typ, body)
+		c.be.noteParam(body)
+		c.current().owner.toClientRaw(typ, body)
 		return nil
 	case 'A': // NotificationResponse
-		return s.toClientStream(typ, n)
+		return c.forward(c.current().owner, typ, n)
 	case 'N':
-		return s.onNotice(n)
+		return c.onNotice(n)
 	case 'E':
-		return s.onError(n)
+		return c.onError(n)
 	case 'Z':
-		return s.onReady(n)
+		return c.onReady(n)
 	}
-	return s.onReply(typ, n)
+	return c.onReply(typ, n)
 }
 
 // onReply handles every reply but errors and ReadyForQuery.
-func (s *txSession) onReply(typ byte, n int) error {
-	s.mu.Lock()
-	p := s.q.front()
+func (c *txConn) onReply(typ byte, n int) error {
+	c.mu.Lock()
+	p := c.q.front()
 	var cur planStmt
+	var owner *txSession
 	if p != nil {
-		cur = p.current()
+		cur, owner = p.current(), p.owner
 	}
-	s.mu.Unlock()
+	c.mu.Unlock()
 	if p == nil {
-		return s.lost("unexpected message from the server", fmt.Errorf("message type %q with nothing pending", typ))
+		return c.lost("unexpected message from the server", fmt.Errorf("message type %q with nothing pending", typ))
 	}
 	var err error
 	switch {
 	case cur.role == roleClient:
-		err = s.toClientStream(typ, n)
+		err = c.forward(owner, typ, n)
 	case typ == 'C' && cur.role == roleCarrier:
-		if err = s.be.rd.skip(n); err == nil {
-			s.toClient(&pgproto3.CommandComplete{CommandTag: []byte(cur.tag)})
+		if err = c.be.rd.skip(n); err == nil {
+			owner.toClient(&pgproto3.CommandComplete{CommandTag: []byte(cur.tag)})
 		}
 	default:
-		err = s.be.rd.skip(n)
+		err = c.be.rd.skip(n)
 	}
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	switch typ {
 	case 'G': // CopyInResponse
-		s.copyIn = true
-		s.changed.Broadcast()
+		c.copyIn = true
+		c.changed.Broadcast()
 	case 'C':
-		s.copyIn = false
+		c.copyIn = false
 	}
-	p = s.q.front()
+	p = c.q.front()
 	switch {
 	case p.msg == 'Q':
 		if typ == 'C' || typ == 'I' {
-			s.st.apply(cur.ok)
+			c.st.apply(cur.ok)
 			if p.plan != nil {
 				p.plan.cur++
 			}
 		}
 	case completes(p.msg, typ):
-		s.st.apply(cur.ok)
+		c.st.apply(cur.ok)
 		if typ == '1' && p.prep != nil {
 			p.prep.setReady(p.prepGen)
 		}
-		s.popLocked()
+		c.popLocked()
 	}
 	return nil
 }
 
-func (s *txSession) onNotice(n int) error {
-	s.mu.Lock()
-	var cur planStmt
-	if p := s.q.front(); p != nil {
-		cur = p.current()
-	}
-	s.mu.Unlock()
+func (c *txConn) onNotice(n int) error {
+	at := c.current()
+	cur := at.stmt
 	switch {
 	case cur.role == roleInfra:
-		return s.be.rd.skip(n)
+		return c.be.rd.skip(n)
 	case !cur.raise:
-		return s.toClientStream('N', n)
+		return c.forward(at.owner, 'N', n)
 	}
-	body, err := s.be.rd.body('N', n)
+	body, err := c.be.rd.body('N', n)
 	if err != nil {
 		return err
 	}
 	var m pgproto3.NoticeResponse
 	if err := (&m).Decode(body); err != nil {
-		return s.lost("decode a notice", err)
+		return c.lost("decode a notice", err)
 	}
 	stripRaise((*pgproto3.ErrorResponse)(&m))
-	s.toClient(&m)
+	at.owner.toClient(&m)
 	return nil
 }
 
 // onError handles an ErrorResponse: the client's, or one of a rewrite, which the
 // client gets as its statement's; an error of the proxy's own ends the session.
-func (s *txSession) onError(n int) error {
-	body, err := s.be.rd.body('E', n)
+func (c *txConn) onError(n int) error {
+	body, err := c.be.rd.body('E', n)
 	if err != nil {
 		return err
 	}
 	var e pgproto3.ErrorResponse
 	if err := e.Decode(body); err != nil {
-		return s.lost("decode an error", err)
+		return c.lost("decode an error", err)
 	}
 	if e.Severity == "FATAL" || e.Severity == "PANIC" {
-		s.toClient(&e)
-		s.flushClient()
+		for _, s := range c.attached() {
+			s.toClient(&e)
+		}
+		c.flushClients()
 		return errBackendGone
 	}
-	s.mu.Lock()
-	p := s.q.front()
+	c.mu.Lock()
+	p := c.q.front()
 	if p == nil {
-		s.mu.Unlock()
-		return s.lost("unexpected error from the server", pgErr(&e))
+		c.mu.Unlock()
+		return c.lost("unexpected error from the server", pgErr(&e))
 	}
-	s.copyIn = false
-	cur := p.current()
+	c.copyIn = false
+	cur, owner := p.current(), p.owner
 	if cur.role == roleInfra && !(p.recovery && e.Code == "57014") {
-		s.mu.Unlock()
-		return s.lost("a statement of the proxy failed", pgErr(&e))
+		c.mu.Unlock()
+		return c.lost("a statement of the proxy failed", pgErr(&e))
 	}
-	s.retry = s.retry || p.recovery
-	s.st.apply(cur.fail)
-	top := !s.st.block && s.st.sp == spNone
+	c.retry = c.retry || p.recovery
+	c.st.apply(cur.fail)
+	top := !c.st.block && c.st.sp == spNone
 	if p.hint && e.Code == "25001" && e.Hint == "" {
 		e.Hint = hintModeDB
 	}
 	if p.plan != nil {
 		e.Position = p.plan.mapPosition(e.Position)
 	}
-	if p.extended() {
-		s.popLocked()
-		s.skipping = true
-		s.changed.Broadcast()
+	if owner != nil && owner.names != nil {
+		e.Message = owner.names.unmap(e.Message)
 	}
-	s.mu.Unlock()
+	if p.extended() {
+		c.popLocked()
+		c.skipping = true
+		c.changed.Broadcast()
+	}
+	c.mu.Unlock()
 	if top {
-		return s.lost("an error at the top level of the proxy's transaction", pgErr(&e))
+		return c.lost("an error at the top level of the proxy's transaction", pgErr(&e))
 	}
 	if cur.role != roleInfra {
 		if cur.raise {
 			stripRaise(&e)
 		}
-		s.toClient(&e)
+		owner.toClient(&e)
 	}
 	return nil
 }
 
 // onReady handles ReadyForQuery: the end of a unit, of the messages skipped after an
 // error, or of the proxy's recovery.
-func (s *txSession) onReady(n int) error {
-	body, err := s.be.rd.body('Z', n)
+func (c *txConn) onReady(n int) error {
+	body, err := c.be.rd.body('Z', n)
 	if err != nil {
 		return err
 	}
 	if len(body) != 1 {
-		return s.lost("invalid ReadyForQuery", fmt.Errorf("%d bytes", len(body)))
+		return c.lost("invalid ReadyForQuery", fmt.Errorf("%d bytes", len(body)))
 	}
 	status := body[0]
-	s.mu.Lock()
-	if s.skipping {
-		for p := s.q.front(); p != nil && p.msg != 'S'; p = s.q.front() {
+	c.mu.Lock()
+	if c.skipping {
+		for p := c.q.front(); p != nil && p.msg != 'S'; p = c.q.front() {
 			if p.unitEnd() {
-				s.unitsDone++
+				c.unitsDone++
 			}
-			s.popLocked()
+			c.popLocked()
 		}
-		s.skipping = false
+		c.skipping = false
 	}
-	p := s.q.front()
+	p := c.q.front()
 	if p == nil || !p.unitEnd() {
-		s.mu.Unlock()
-		return s.lost("ReadyForQuery out of place", fmt.Errorf("status %q", status))
+		c.mu.Unlock()
+		return c.lost("ReadyForQuery out of place", fmt.Errorf("status %q", status))
 	}
-	s.st.status = status
+	c.st.status = status
 	if p.recovery {
-		return s.recovered(status)
+		return c.recovered(status)
 	}
-	if !s.st.block && status == 'E' {
-		return s.recoverLocked()
+	if !c.st.block && status == 'E' {
+		return c.recoverLocked()
 	}
-	if !s.st.block && p.work && s.st.sp != spNone {
-		s.st.sp = spDirty
+	if !c.st.block && p.work && c.st.sp != spNone {
+		c.st.sp = spDirty
 	}
-	s.popLocked()
-	s.unitsDone++
-	s.changed.Broadcast()
-	rfq := &pgproto3.ReadyForQuery{TxStatus: s.st.clientStatus(status)}
-	s.mu.Unlock()
-	s.toClient(rfq)
+	owner := p.owner
+	c.popLocked()
+	c.unitsDone++
+	c.changed.Broadcast()
+	rfq := &pgproto3.ReadyForQuery{TxStatus: c.st.clientStatus(status)}
+	c.mu.Unlock()
+	owner.toClient(rfq)
 	return nil
 }
 
 // popLocked removes the front of the queue, and hands a held CancelRequest on once
-// none of the proxy's statements is pending.
-func (s *txSession) popLocked() {
-	s.q.pop()
+// none of the proxy's statements is pending, if its session's statement still runs.
+func (c *txConn) popLocked() {
+	c.q.pop()
+	front := c.q.front()
 	switch {
-	case s.q.len() == 0:
-		s.cancelled = false
-		s.changed.Broadcast()
-	case s.cancelled && s.q.guards == 0:
-		s.cancelled = false
-		s.deliverLater()
+	case front == nil:
+		c.held = nil
+		c.changed.Broadcast()
+	case c.held != nil && front.owner != c.held:
+		c.held = nil
+	case c.held != nil && c.q.guards == 0:
+		c.held = nil
+		c.deliverLater()
+	}
+}
+
+// replyTo is the pending message replies are for now, and its session.
+type replyTo struct {
+	stmt  planStmt
+	owner *txSession
+}
+
+// current returns what the reply arriving now belongs to: the front of the queue, or,
+// with nothing pending, the session whose turn it is.
+func (c *txConn) current() replyTo {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p := c.q.front(); p != nil {
+		return replyTo{stmt: p.current(), owner: p.owner}
+	}
+	return replyTo{stmt: planStmt{role: roleClient}, owner: c.holder}
+}
+
+// attached returns the sessions attached now.
+func (c *txConn) attached() []*txSession {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*txSession(nil), c.sessions...)
+}
+
+// forward streams a server message to owner, or skips it when there is none.
+func (c *txConn) forward(owner *txSession, typ byte, n int) error {
+	if owner == nil {
+		return c.be.rd.skip(n)
+	}
+	return owner.toClientStream(c.be.rd, typ, n)
+}
+
+// flushClients sends the clients what the server pump wrote for them.
+func (c *txConn) flushClients() {
+	for _, s := range c.attached() {
+		s.flushClient()
 	}
 }
 

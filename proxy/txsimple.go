@@ -19,6 +19,10 @@ func (c *txClient) query(body []byte) error {
 	}
 	delete(c.stmts, "")
 	delete(c.portals, "")
+	if c.s.names != nil {
+		c.s.names.forget('S', "")
+		c.s.names.forget('P', "")
+	}
 	c.noteDeallocate(sql)
 	p := pending{msg: 'Q', work: true}
 	if c.skipMode {
@@ -86,7 +90,8 @@ func (c *txClient) rewrite(t txStmt, last bool) ([]planStmt, error) {
 		return nil, nil
 	}
 	if t.kind == sqllex.Commit && c.st.block && !c.failedKnown {
-		st, skip, err := c.s.awaitUnits(c.unitsSent, c.flush)
+		_, sent, _ := c.cn.unitStart()
+		st, skip, err := c.cn.awaitUnits(sent, c.flush)
 		if err != nil {
 			return nil, err
 		}
@@ -109,6 +114,6 @@ func (c *txClient) rewrite(t txStmt, last bool) ([]planStmt, error) {
 // deallocated them; they are prepared again under new names when needed.
 func (c *txClient) noteDeallocate(sql string) {
 	if strings.EqualFold(sqllex.Keyword(sql), "deallocate") {
-		c.s.be.forgetPrepared()
+		c.cn.be.forgetPrepared()
 	}
 }

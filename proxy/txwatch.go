@@ -24,65 +24,67 @@ const txWatchInterval = time.Millisecond
 
 // watch delivers the held CancelRequest once the client's statement runs; it gives up
 // when the request is no longer held (delivered, or nothing left to cancel).
-func (s *txSession) watch() {
-	defer s.cancels.Done()
+func (c *txConn) watch() {
+	defer c.cancels.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), cancelTimeout)
 	defer cancel()
-	conn, err := pgconn.ConnectConfig(ctx, s.be.watchConfig)
+	conn, err := pgconn.ConnectConfig(ctx, c.be.watchConfig)
 	if err != nil {
-		s.log.Debug("watch the backend for a held cancel request", zap.Error(err))
-		s.stopWatching()
+		c.log.Debug("watch the backend for a held cancel request", zap.Error(err))
+		c.stopWatching()
 		return
 	}
 	defer conn.Close(context.Background())
-	pid := int64(s.be.cancel.pid)
+	pid := int64(c.be.cancel.pid)
 	for ctx.Err() == nil {
-		if !s.stillHeld() {
+		if !c.stillHeld() {
 			return
 		}
 		res := conn.ExecParams(ctx, "SELECT state = 'active' AND query NOT IN ($2, $3) FROM pg_catalog.pg_stat_activity WHERE pid = $1",
 			[][]byte{[]byte(itoa64(pid)), []byte(sqlRelease), []byte(sqlSavepoint)}, nil, nil, nil).Read()
 		if res.Err == nil && len(res.Rows) == 1 && string(res.Rows[0][0]) == "t" {
-			s.deliverHeld(ctx)
+			c.deliverHeld(ctx)
 			return
 		}
 		time.Sleep(txWatchInterval)
 	}
-	s.stopWatching()
+	c.stopWatching()
 }
 
-// stillHeld reports whether a CancelRequest is held and only the savepoint statements
-// at the start of a unit hold it.
-func (s *txSession) stillHeld() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ok := s.cancelled && s.failure == nil && s.q.guards > 0 && s.q.guards == s.q.prefixes
+// stillHeld reports whether a CancelRequest is held for the session whose statement
+// comes next, behind nothing of the proxy's but the savepoint statements at the start
+// of a unit.
+func (c *txConn) stillHeld() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.q.front()
+	ok := c.held != nil && p != nil && p.owner == c.held && c.failure == nil && c.q.guards == c.q.prefixes
 	if !ok {
-		s.watching = false
+		c.watching = false
 	}
 	return ok
 }
 
 // deliverHeld delivers the held CancelRequest, unless it was delivered or dropped.
-func (s *txSession) deliverHeld(ctx context.Context) {
-	s.mu.Lock()
-	s.watching = false
-	if !s.cancelled {
-		s.mu.Unlock()
+func (c *txConn) deliverHeld(ctx context.Context) {
+	c.mu.Lock()
+	c.watching = false
+	if c.held == nil {
+		c.mu.Unlock()
 		return
 	}
-	s.cancelled = false
-	s.inflight++
-	s.mu.Unlock()
-	if err := s.deliver(ctx); err != nil {
-		s.log.Warn("forward held cancel request", zap.Error(err))
+	c.held = nil
+	c.inflight++
+	c.mu.Unlock()
+	if err := c.deliver(ctx); err != nil {
+		c.log.Warn("forward held cancel request", zap.Error(err))
 	}
 }
 
-func (s *txSession) stopWatching() {
-	s.mu.Lock()
-	s.watching = false
-	s.mu.Unlock()
+func (c *txConn) stopWatching() {
+	c.mu.Lock()
+	c.watching = false
+	c.mu.Unlock()
 }
 
 func itoa64(n int64) string { return strconv.FormatInt(n, 10) }

@@ -1,0 +1,221 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"go.uber.org/zap"
+)
+
+// txConn is a tx-mode lease's backend while sessions use it: the reply queue and the
+// server pump (txserver.go) that all its sessions share, where the proxy's transaction
+// stands, and whose turn it is. Sessions take turns one unit at a time, or one client
+// transaction block, which holds the backend until it ends (SPEC §6): a session gets
+// the turn when it opens a unit and gives it up when it has sent one that ends outside
+// a block. Replies go to the session whose message the queue says they answer.
+type txConn struct {
+	srv *Server
+	log *zap.Logger
+	be  *txBackend
+
+	wmu sync.Mutex // the backend's writer (be.wr)
+
+	mu        sync.Mutex
+	changed   *sync.Cond // a unit completed, skipping started, a turn or a cancel ended, the backend failed
+	q         replyQueue
+	st        txState      // where the server's transaction stands, as replies show it
+	unitsSent int          // units (up to Sync, Query, FunctionCall) sent
+	predicted txState      // the state the last unit sent ends in, if it succeeds
+	unitsDone int          // units answered with ReadyForQuery
+	mustWait  bool         // the next unit needs the outcome of the ones before
+	skipping  bool         // an extended-protocol error: the server skips to the next Sync
+	retry     bool         // a cancel hit the recovery: run it again
+	copyIn    bool         // the server is in COPY FROM STDIN
+	failure   error        // the backend failed; every session ends
+	stopping  bool         // the lease stops the server pump
+	finished  bool         // nothing touches the backend any more
+	holder    *txSession   // whose unit or block has the backend
+	sessions  []*txSession // attached
+	held      *txSession   // whose CancelRequest is held until the proxy's statements are done
+	watching  bool         // a watch of the backend runs for the held request (txwatch.go)
+	inflight  int          // CancelRequests being delivered
+	cancels   sync.WaitGroup
+
+	served  chan error // the server pump's end
+	scratch []byte     // encoding buffer of the server pump
+}
+
+// newTxConn starts serving sessions on be, whose transaction stands as be.st says.
+func newTxConn(srv *Server, be *txBackend) *txConn {
+	c := &txConn{srv: srv, log: srv.log, be: be, st: be.st, predicted: be.st, mustWait: true, served: make(chan error, 1)}
+	c.changed = sync.NewCond(&c.mu)
+	go func() {
+		err := c.serverPump()
+		if !errors.Is(err, errStopped) {
+			c.fail(err)
+		}
+		c.served <- err
+	}()
+	return c
+}
+
+// join attaches a session.
+func (c *txConn) join(s *txSession) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sessions = append(c.sessions, s)
+}
+
+// stop ends the server pump once no session is attached, and reports whether the
+// backend is idle and fit for the next use.
+func (c *txConn) stop() (clean bool) {
+	c.mu.Lock()
+	c.stopping = true
+	c.mu.Unlock()
+	interrupt(c.be.conn)
+	err := <-c.served
+	c.cancels.Wait()
+	c.mu.Lock()
+	for c.inflight > 0 {
+		c.changed.Wait()
+	}
+	c.finished = true
+	clean = errors.Is(err, errStopped) && c.failure == nil
+	c.mu.Unlock()
+	_ = c.be.conn.SetReadDeadline(time.Time{})
+	c.be.st = c.st
+	return clean
+}
+
+// acquire waits for s's turn on the backend.
+func (c *txConn) acquire(s *txSession) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s.waiting = true // until it sends (txClient.locked)
+	for c.holder != nil && c.holder != s && c.failure == nil {
+		c.changed.Wait()
+	}
+	if c.failure != nil {
+		return c.failure
+	}
+	c.holder = s
+	return nil
+}
+
+// release ends s's turn.
+func (c *txConn) release(s *txSession) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.holder == s {
+		c.holder = nil
+		c.changed.Broadcast()
+	}
+}
+
+// detach removes a session that ended.
+func (c *txConn) detach(s *txSession) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, o := range c.sessions {
+		if o == s {
+			c.sessions = append(c.sessions[:i], c.sessions[i+1:]...)
+			break
+		}
+	}
+	if c.holder == s {
+		c.holder = nil
+	}
+	c.changed.Broadcast()
+}
+
+// fail ends every session because of err: the backend can no longer serve them.
+func (c *txConn) fail(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.failure != nil || c.finished {
+		return
+	}
+	c.failure = err
+	c.changed.Broadcast()
+	interrupt(c.be.conn)
+	for _, s := range c.sessions {
+		interrupt(s.client)
+	}
+}
+
+// failed returns the backend's failure, if any.
+func (c *txConn) failed() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.failure
+}
+
+// lost ends every session because the proxy no longer knows where its transaction
+// stands; the clients are told so with a FATAL error instead of being served wrongly.
+func (c *txConn) lost(what string, cause error) error {
+	err := fmt.Errorf("%s: %w", what, cause)
+	c.log.Warn("tx session lost its transaction", zap.Error(err))
+	c.mu.Lock()
+	sessions := append([]*txSession(nil), c.sessions...)
+	c.mu.Unlock()
+	for _, s := range sessions {
+		s.toClientFatal(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: codeInternal,
+			Message: "pgtestproxy lost track of the session's transaction: " + err.Error(),
+			Hint:    "The lease's database is retired; reconnect to get a fresh one."})
+	}
+	c.fail(err)
+	return err
+}
+
+// owns reports whether any message of s is pending.
+func (c *txConn) owns(s *txSession) bool {
+	for i := c.q.head; i < len(c.q.items); i++ {
+		if c.q.items[i].owner == s {
+			return true
+		}
+	}
+	return false
+}
+
+// unitStart tells a session starting a unit whether it must wait for the units before,
+// how many were sent, and the state predicted at the end of the last one.
+func (c *txConn) unitStart() (wait bool, sent int, predicted txState) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mustWait, c.unitsSent, c.predicted
+}
+
+// unitEnd records that s sent a unit ending in the predicted state st; wait says the
+// next unit needs its outcome. Outside a transaction block, s's turn ends.
+func (c *txConn) unitEnd(s *txSession, wait bool, st txState) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.unitsSent++
+	c.mustWait, c.predicted = wait, st
+	if !st.block && c.holder == s {
+		c.holder = nil
+		c.changed.Broadcast()
+	}
+}
+
+// leaving marks s as a session whose client left.
+func (c *txConn) leaving(s *txSession) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s.left = true
+}
+
+// allLeaving reports whether the clients of every attached session left.
+func (c *txConn) allLeaving() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range c.sessions {
+		if !s.left {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,266 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Connections that share a tx-mode session key share one transaction (SPEC §6): a pool
+// of them sees its own writes across connections, pgx's prepared statements (the same
+// names on every connection) do not collide, and they run concurrently.
+func TestTxSharedPool(t *testing.T) {
+	t.Parallel()
+	p := newTestProvider(t)
+	s := startProxy(t, Config{Provider: p})
+	ctx := testContext(t)
+	cfg, err := pgxpool.ParseConfig(modeURL(s, ModeTx, "app", "session=pool"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns, cfg.MinConns = 4, 4
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range 25 {
+				id := 100 + w*100 + i
+				err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+					_, err := tx.Exec(ctx, "INSERT INTO items VALUES ($1, 'pooled')", id)
+					return err
+				})
+				if err == nil {
+					var n int
+					err = pool.QueryRow(ctx, "SELECT count(*) FROM items WHERE id = $1", id).Scan(&n)
+					if err == nil && n != 1 {
+						err = fmt.Errorf("row %d not seen after its commit", id)
+					}
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	var n int
+	if err := pool.QueryRow(ctx, "SELECT count(*) FROM items").Scan(&n); err != nil || n != 103 {
+		t.Fatalf("count %d, %v; want 103", n, err)
+	}
+	if st := pool.Stat(); st.TotalConns() != 4 {
+		t.Fatalf("pool has %d connections", st.TotalConns())
+	}
+	if got := p.acquired(); got != 1 {
+		t.Fatalf("%d leases for one session key", got)
+	}
+}
+
+// A client transaction block holds the backend until it ends: the other connection's
+// statement waits, then sees the block's commit; a block whose client leaves is rolled
+// back and lets the others go on; each connection's prepared statements are its own,
+// and errors name them as the client did.
+func TestTxSharedTurns(t *testing.T) {
+	t.Parallel()
+	p := newTestProvider(t)
+	s := startProxy(t, Config{Provider: p})
+	ctx := testContext(t)
+	url := modeURL(s, ModeTx, "app", "session=turns")
+	a, b := connect(t, url), connect(t, url)
+	if _, err := a.Exec(ctx, "BEGIN; INSERT INTO items VALUES (4, 'four')"); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan int, 1)
+	go func() {
+		var n int
+		_ = b.QueryRow(ctx, "SELECT count(*) FROM items").Scan(&n)
+		done <- n
+	}()
+	select {
+	case n := <-done:
+		t.Fatalf("the other connection ran during the block (saw %d rows)", n)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if _, err := a.Exec(ctx, "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	if n := <-done; n != 4 {
+		t.Fatalf("the other connection saw %d rows after the commit, want 4", n)
+	}
+
+	// Same statement names on both connections, different statements.
+	pa, pb := a.PgConn(), b.PgConn()
+	if _, err := pa.Prepare(ctx, "s1", "SELECT 'a'", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pb.Prepare(ctx, "s1", "SELECT 'b'", nil); err != nil {
+		t.Fatal(err)
+	}
+	for conn, want := range map[*pgconn.PgConn]string{pa: "a", pb: "b"} {
+		res := conn.ExecPrepared(ctx, "s1", nil, nil, nil).Read()
+		if res.Err != nil || string(res.Rows[0][0]) != want {
+			t.Fatalf("s1 on its connection: %v %q, want %q", res.Err, res.Rows, want)
+		}
+	}
+	_, err := pa.Prepare(ctx, "s1", "SELECT 2", nil)
+	if e := wantSQLState(t, err, "42P05"); e.Message != `prepared statement "s1" already exists` {
+		t.Fatalf("error names the server's statement: %q", e.Message)
+	}
+
+	// A client that leaves in its block: rolled back, the other goes on.
+	if _, err := b.Exec(ctx, "BEGIN; INSERT INTO items VALUES (5, 'five')"); err != nil {
+		t.Fatal(err)
+	}
+	go func() { time.Sleep(100 * time.Millisecond); _ = b.Close(context.Background()) }()
+	var n int
+	if err := a.QueryRow(ctx, "SELECT count(*) FROM items").Scan(&n); err != nil || n != 4 {
+		t.Fatalf("after the other left in its block: %d, %v; want 4", n, err)
+	}
+}
+
+// A connection's CancelRequest cancels its own statement, never another connection's
+// of the same session key.
+func TestTxSharedCancel(t *testing.T) {
+	t.Parallel()
+	p := newTestProvider(t)
+	s := startProxy(t, Config{Provider: p})
+	ctx := testContext(t)
+	url := modeURL(s, ModeTx, "app", "session=cancel")
+	open := func() *pgconn.PgConn {
+		c, err := pgconn.Connect(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close(context.Background()) })
+		return c
+	}
+	sleeper, other := open(), open()
+	done := make(chan error, 1)
+	go func() {
+		_, err := sleeper.Exec(context.Background(), "SELECT pg_sleep(1)").ReadAll()
+		done <- err
+	}()
+	waitSleeping(t, p.liveNames()[0])
+	if err := other.CancelRequest(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("another connection's cancel ended the sleep: %v", err)
+	}
+	victim := sleepInBackground(sleeper)
+	waitSleeping(t, p.liveNames()[0])
+	if err := sleeper.CancelRequest(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wantCancelled(t, victim)
+	if _, err := other.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Several connections of one session key, each committing, rolling back, failing and
+// cancelling in its own way at the same time, never see the proxy lose its transaction
+// or one connection's outcome leak into another's: every connection's committed rows,
+// and only those, are there at the end.
+func TestTxSharedStress(t *testing.T) {
+	t.Parallel()
+	p := newTestProvider(t)
+	s := startProxy(t, Config{Provider: p, Logger: nopLogger()})
+	ctx := testContext(t)
+	cfg, err := pgx.ParseConfig(modeURL(s, ModeTx, "app", "session=stress"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.BuildContextWatcherHandler = func(pc *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.CancelRequestContextWatcherHandler{Conn: pc, DeadlineDelay: 30 * time.Second}
+	}
+	const workers = 4
+	want := make([]int, workers)
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(2 * time.Second)
+	for w := range workers {
+		c, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close(context.Background()) })
+		wg.Go(func() {
+			for i := 0; time.Now().Before(deadline); i++ {
+				id := 1000 + w*100000 + i
+				committed, err := stressStep(ctx, c, i, id)
+				if err != nil {
+					t.Errorf("worker %d step %d: %v", w, i, err)
+					return
+				}
+				if committed {
+					want[w]++
+				}
+			}
+		})
+	}
+	wg.Wait()
+	c := connect(t, modeURL(s, ModeTx, "app", "session=stress"))
+	for w := range workers {
+		var n int
+		if err := c.QueryRow(ctx, "SELECT count(*) FROM items WHERE id >= $1 AND id < $2",
+			1000+w*100000, 1000+(w+1)*100000).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != want[w] {
+			t.Errorf("worker %d: %d rows, want %d", w, n, want[w])
+		}
+	}
+}
+
+// stressStep runs one of the stress test's steps and reports whether it committed row
+// id. Errors the step provokes itself are not errors.
+func stressStep(ctx context.Context, c *pgx.Conn, i, id int) (bool, error) {
+	insert := "INSERT INTO items VALUES ($1, 'stress')"
+	switch i % 6 {
+	case 0: // autocommit
+		_, err := c.Exec(ctx, insert, id)
+		return err == nil, err
+	case 1: // committed transaction
+		err := pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error { _, err := tx.Exec(ctx, insert, id); return err })
+		return err == nil, err
+	case 2: // rolled back transaction
+		tx, err := c.Begin(ctx)
+		if err == nil {
+			_, err = tx.Exec(ctx, insert, id)
+			_ = tx.Rollback(ctx)
+		}
+		return false, err
+	case 3: // a failing statement after an insert in one string: nothing stays
+		_, err := c.Exec(ctx, fmt.Sprintf("INSERT INTO items VALUES (%d, 'x'); SELECT 1/0", id))
+		if err == nil {
+			return false, errors.New("1/0 did not fail")
+		}
+		return false, nil
+	case 4: // a cancelled statement after an insert in one string: nothing stays
+		short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		defer cancel()
+		_, err := c.Exec(short, fmt.Sprintf("INSERT INTO items VALUES (%d, 'x'); SELECT pg_sleep(5)", id))
+		if err == nil {
+			return false, errors.New("pg_sleep was not cancelled")
+		}
+		return false, nil
+	default: // a batch that fails as a whole
+		b := &pgx.Batch{}
+		b.Queue(insert, id)
+		b.Queue("SELECT 1/0")
+		_ = c.SendBatch(ctx, b).Close()
+		return false, nil
+	}
+}
