@@ -96,8 +96,11 @@ func dropLeftovers(ctx context.Context, admin string) {
 		return
 	}
 	defer c.Close(ctx)
+	// An invalid database (datconnlimit -2, left by an interrupted DROP) cannot be
+	// altered, so one that is also a template cannot be dropped: skip it.
 	rows, _ := c.Query(ctx, `SELECT datname, datistemplate FROM pg_database
-		WHERE datname NOT IN ('postgres', 'template0', 'template1')`)
+		WHERE datname NOT IN ('postgres', 'template0', 'template1')
+		AND NOT (datistemplate AND datconnlimit = -2)`)
 	type db struct {
 		Name     string
 		Template bool
