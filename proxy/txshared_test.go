@@ -28,14 +28,15 @@ func TestTxSharedPool(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.MaxConns, cfg.MinConns = 4, 4
+	const conns = 8 // issue 6: a pgxpool of 8
+	cfg.MaxConns, cfg.MinConns = conns, conns
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pool.Close()
 	var wg sync.WaitGroup
-	for w := range 4 {
+	for w := range conns {
 		wg.Go(func() {
 			for i := range 25 {
 				id := 100 + w*100 + i
@@ -59,10 +60,10 @@ func TestTxSharedPool(t *testing.T) {
 	}
 	wg.Wait()
 	var n int
-	if err := pool.QueryRow(ctx, "SELECT count(*) FROM items").Scan(&n); err != nil || n != 103 {
-		t.Fatalf("count %d, %v; want 103", n, err)
+	if err := pool.QueryRow(ctx, "SELECT count(*) FROM items").Scan(&n); err != nil || n != 3+conns*25 {
+		t.Fatalf("count %d, %v; want %d", n, err, 3+conns*25)
 	}
-	if st := pool.Stat(); st.TotalConns() != 4 {
+	if st := pool.Stat(); st.TotalConns() != conns {
 		t.Fatalf("pool has %d connections", st.TotalConns())
 	}
 	if got := p.acquired(); got != 1 {
