@@ -121,7 +121,10 @@ import (
 // default) turns the proxy's protection off; portals outlive the unit that made
 // them; now() is the lease's start time; NOTIFY is never delivered; a query string
 // that goes on after a COMMIT inside it cannot be cancelled (its savepoint statement
-// could be hit); a connection of a shared session key that waits, in its transaction
+// could be hit); a CancelRequest that reaches the proxy before it has sent the client's
+// request to the backend (the request is still unread, or queued behind another
+// connection's work on a shared backend) is dropped, as a late one is, so the request
+// then runs to its end; a connection of a shared session key that waits, in its transaction
 // block, for another connection of the same key waits forever (the block holds the
 // backend); SQL-level PREPARE names are shared by those connections.
 

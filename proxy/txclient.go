@@ -141,14 +141,18 @@ func (c *txClient) beginSQL() error {
 	}
 	first := !c.unitSQL
 	c.unitSQL = true
-	if c.skipMode || c.st.block || c.st.sp == spClean {
-		return nil
-	}
 	if first {
-		// No stale cancel may land on the savepoint statements.
+		// No stale cancel may land on this unit: PostgreSQL delivers a cancel
+		// asynchronously, so one sent for a statement that has since ended (this
+		// session's, or another's on a shared backend) would hit whatever runs next —
+		// the savepoint statements or a statement nobody cancelled. The wait costs
+		// nothing when no cancel is on its way.
 		if err := c.cn.awaitCancels(c.flush); err != nil {
 			return err
 		}
+	}
+	if c.skipMode || c.st.block || c.st.sp == spClean {
+		return nil
 	}
 	if c.st.sp == spDirty {
 		if err := c.inject(planStmt{sql: sqlRelease, role: roleInfra}, first); err != nil {

@@ -260,10 +260,11 @@ func stressStep(ctx context.Context, c *pgx.Conn, i, id int) (bool, error) {
 		short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 		defer cancel()
 		_, err := c.Exec(short, fmt.Sprintf("INSERT INTO items VALUES (%d, 'x'); SELECT pg_sleep(5)", id))
-		if err == nil {
-			return false, errors.New("pg_sleep was not cancelled")
-		}
-		return false, nil
+		// A cancel that reaches the proxy before it has sent the string to the backend
+		// (the string waits for its turn, or is not read yet) is dropped, as a late one
+		// is (a known limit, proxy/tx.go): the string then runs whole and its row stays.
+		// Either way the row's fate must match what the client was told.
+		return err == nil, nil
 	default: // a batch that fails as a whole
 		b := &pgx.Batch{}
 		b.Queue(insert, id)

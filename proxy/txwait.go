@@ -25,8 +25,8 @@ func (c *txConn) awaitUnits(n int, flush func() error) (st txState, skip bool, e
 }
 
 // awaitCancels waits until no CancelRequest is on its way to the backend, so that a
-// cancel meant for a statement that already ended cannot hit the proxy's savepoint
-// statements that come next.
+// cancel meant for a statement that already ended cannot hit what comes next: the
+// proxy's savepoint statements or another unit.
 func (c *txConn) awaitCancels(flush func() error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
