@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/jackc/pgerrcode"
 	"path"
 	"strings"
 	"unicode/utf8"
@@ -30,7 +31,7 @@ type Error struct {
 // SQLState returns the upstream's SQLSTATE, or XX000 (internal_error) when it gave none.
 func (e *Error) SQLState() string {
 	if e.Code == "" {
-		return "XX000"
+		return pgerrcode.InternalError
 	}
 	return e.Code
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/jackc/pgerrcode"
 	"io"
 	"net"
 	"sync"
@@ -112,7 +113,7 @@ func (d *Dir) up(db *sql.DB, snap *snapshot, rec *recorder) error {
 // canceled builds the error for a migration cut short by ctx.
 func (d *Dir) canceled(ctx context.Context, rec *recorder, snap *snapshot) error {
 	if v, ok := rec.running(); ok {
-		return &Error{Dir: d.display, File: fileName(snap, v), Code: "57014",
+		return &Error{Dir: d.display, File: fileName(snap, v), Code: pgerrcode.QueryCanceled,
 			Message: "canceled: " + ctx.Err().Error(), Err: ctx.Err()}
 	}
 	return fmt.Errorf("migrate %s: %w", d.display, ctx.Err())

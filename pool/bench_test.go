@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"fmt"
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"slices"
 	"strings"
 	"sync"
@@ -113,7 +114,7 @@ func BenchmarkAcquireWarm(b *testing.B) {
 	var acquire []time.Duration
 	for b.Loop() {
 		t0 := time.Now()
-		l, err := p.Acquire(ctx, "", ModeTx)
+		l, err := p.Acquire(ctx, "", leasemode.Tx)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -186,7 +187,7 @@ func BenchmarkCloneThroughput(b *testing.B) {
 }
 
 func acquireBench(b *testing.B, p *Pool) *Lease {
-	l, err := p.Acquire(context.Background(), "", ModeDB)
+	l, err := p.Acquire(context.Background(), "", leasemode.DB)
 	if err != nil {
 		b.Fatal(err)
 	}

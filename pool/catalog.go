@@ -3,6 +3,8 @@ package pool
 import (
 	"context"
 	"fmt"
+	"github.com/jackc/pgerrcode"
+	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -81,7 +83,7 @@ func (p *Pool) ensureCatalogDB(ctx context.Context) error {
 	if err == nil {
 		return c.Close(ctx)
 	}
-	if sqlState(err) != "3D000" {
+	if pgerr.SQLState(err) != pgerrcode.InvalidCatalogName {
 		return p.upstreamErr("connect to catalog "+p.cfg.CatalogDB, err)
 	}
 	admin := p.connConfig("")
@@ -91,8 +93,8 @@ func (p *Pool) ensureCatalogDB(ctx context.Context) error {
 	}
 	defer c.Close(context.WithoutCancel(ctx))
 	_, err = c.Exec(ctx, "CREATE DATABASE "+ident(p.cfg.CatalogDB))
-	switch sqlState(err) {
-	case "", "42P04", "23505": // created, or another pool created it first
+	switch pgerr.SQLState(err) {
+	case "", pgerrcode.DuplicateDatabase, pgerrcode.UniqueViolation: // created, or another pool created it first
 		return nil
 	}
 	return fmt.Errorf("create catalog database %s: %w", p.cfg.CatalogDB, err)

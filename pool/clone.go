@@ -5,6 +5,8 @@ import (
 	crand "crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"github.com/jackc/pgerrcode"
+	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
 	"net/url"
 	"strings"
 	"time"
@@ -99,7 +101,7 @@ func (p *Pool) createClone(ctx context.Context, gen *generation, strategy string
 			WHERE datname = $1 AND state = 'creating'`, name, ms(took))
 	}
 	if err != nil {
-		if sqlState(err) == "3D000" {
+		if pgerr.SQLState(err) == pgerrcode.InvalidCatalogName {
 			gen.dead.Store(true) // the template was dropped elsewhere
 			gen.signal()
 		}
@@ -173,7 +175,7 @@ func (p *Pool) dropDatabase(ctx context.Context, name string) error {
 	// An interrupted DROP DATABASE leaves the database invalid (datconnlimit -2): it can
 	// only be dropped, and ALTER on it is FATAL. So the drop itself is never cancelled.
 	if isTemplate && !invalid {
-		if _, err := p.admin.Exec(ctx, "ALTER DATABASE "+ident(name)+" IS_TEMPLATE false"); err != nil && sqlState(err) != "3D000" {
+		if _, err := p.admin.Exec(ctx, "ALTER DATABASE "+ident(name)+" IS_TEMPLATE false"); err != nil && pgerr.SQLState(err) != pgerrcode.InvalidCatalogName {
 			return p.upstreamErr("unseal template "+name, err)
 		}
 	}

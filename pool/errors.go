@@ -4,35 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/jackc/pgerrcode"
+	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
 	"net"
 	"strconv"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// Error is a failure the proxy reports to its client as an ErrorResponse with SQLSTATE
-// Code.
-type Error struct {
-	Code string // SQLSTATE
-	Msg  string // what failed, naming the objects involved
-	Err  error  // the cause, if any
-}
-
-func (e *Error) Error() string {
-	if e.Err != nil {
-		return e.Msg + ": " + e.Err.Error()
-	}
-	return e.Msg
-}
-
-// SQLState returns the SQLSTATE the failure maps to.
-func (e *Error) SQLState() string { return e.Code }
-
-func (e *Error) Unwrap() error { return e.Err }
-
 // ErrClosed is returned by Acquire once Close has begun (SQLSTATE 57P01,
 // admin_shutdown).
-var ErrClosed error = &Error{Code: "57P01", Msg: "pool is shutting down"}
+var ErrClosed error = pgerr.New(pgerrcode.AdminShutdown, "pool is shutting down")
 
 // errAtCap is returned internally when MaxClones clones already exist.
 var errAtCap = errors.New("clone cap reached")
@@ -52,13 +34,11 @@ func (p *Pool) upstreamErr(what string, err error) error {
 	if err == nil {
 		return nil
 	}
-	var pgErr *pgconn.PgError
-	var perr *Error
-	if errors.As(err, &pgErr) || errors.As(err, &perr) ||
+	if pgerr.SQLState(err) != "" ||
 		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	return &Error{Code: "08006", Msg: fmt.Sprintf("%s: upstream %s unreachable", what, p.addr), Err: innermost(err)}
+	return pgerr.Wrap(pgerrcode.ConnectionFailure, fmt.Sprintf("%s: upstream %s unreachable", what, p.addr), innermost(err))
 }
 
 // innermost strips pgconn's ConnectError, whose message repeats the user and database,
@@ -71,13 +51,4 @@ func innermost(err error) error {
 		}
 	}
 	return err
-}
-
-// sqlState returns err's SQLSTATE when the server sent one.
-func sqlState(err error) string {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return pgErr.Code
-	}
-	return ""
 }

@@ -4,7 +4,8 @@ import (
 	"context"
 	crand "crypto/rand"
 	"encoding/hex"
-	"errors"
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
+	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
 	"os"
 	"path/filepath"
 	"strings"
@@ -186,7 +187,7 @@ func (c *counting) Migrate(ctx context.Context, connString, hash string) error {
 }
 
 // acquire leases a clone, failing the test on error.
-func acquire(t testing.TB, p *Pool, database string, mode Mode) *Lease {
+func acquire(t testing.TB, p *Pool, database string, mode leasemode.Mode) *Lease {
 	t.Helper()
 	l, err := p.Acquire(t.Context(), database, mode)
 	if err != nil {
@@ -250,11 +251,7 @@ func (c *closer) times() int {
 
 // sqlStateOf returns the SQLSTATE an error carries for the client.
 func sqlStateOf(err error) string {
-	var s interface{ SQLState() string }
-	if errors.As(err, &s) {
-		return s.SQLState()
-	}
-	return ""
+	return pgerr.SQLState(err)
 }
 
 func mustContain(t testing.TB, s string, wants ...string) {

@@ -3,6 +3,9 @@ package pool
 import (
 	"context"
 	"fmt"
+	"github.com/jackc/pgerrcode"
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
+	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
 	"io"
 	"sync"
 	"time"
@@ -25,7 +28,7 @@ type Lease struct {
 	gen      *generation
 	template string
 	name     string
-	mode     Mode
+	mode     leasemode.Mode
 	since    time.Time
 
 	mu       sync.Mutex
@@ -41,7 +44,7 @@ func (l *Lease) Database() string { return l.name }
 func (l *Lease) Template() string { return l.template }
 
 // Mode returns the lease's mode.
-func (l *Lease) Mode() Mode { return l.mode }
+func (l *Lease) Mode() leasemode.Mode { return l.mode }
 
 // ConnConfig returns a fresh copy of the upstream's connection settings (the pool's
 // own credentials) pointed at the clone.
@@ -100,7 +103,7 @@ func (l *Lease) Release(ctx context.Context, clean bool) {
 		kept.Close() // not taken: nobody else will close it
 	}
 	p := l.p
-	if l.mode == ModeTx && clean && p.inUse(l.gen) && !l.gen.dead.Load() {
+	if l.mode == leasemode.Tx && clean && p.inUse(l.gen) && !l.gen.dead.Load() {
 		if p.putBack(ctx, l, keep) {
 			return
 		}
@@ -171,7 +174,7 @@ func (p *Pool) retire(l *Lease) {
 }
 
 // claimOrWait claims a ready clone of gen, waiting for the refill up to AcquireTimeout.
-func (p *Pool) claimOrWait(ctx context.Context, tpl *template, gen *generation, mode Mode) (*Lease, error) {
+func (p *Pool) claimOrWait(ctx context.Context, tpl *template, gen *generation, mode leasemode.Mode) (*Lease, error) {
 	if l, err := p.claim(ctx, tpl, gen, mode); l != nil || err != nil {
 		return l, err
 	}
@@ -192,9 +195,9 @@ func (p *Pool) claimOrWait(ctx context.Context, tpl *template, gen *generation, 
 		case <-ready:
 		case <-time.After(pollInterval):
 		case <-timer.C:
-			return nil, &Error{Code: "53300", Msg: fmt.Sprintf(
+			return nil, pgerr.New(pgerrcode.TooManyConnections, fmt.Sprintf(
 				"no clone of template %q (%s) became ready within %v (pool size %d, at most %d clones)",
-				tpl.name, gen.datname, p.cfg.AcquireTimeout, p.cfg.PoolSize, p.cfg.MaxClones)}
+				tpl.name, gen.datname, p.cfg.AcquireTimeout, p.cfg.PoolSize, p.cfg.MaxClones))
 		case <-ctx.Done():
 			return nil, fmt.Errorf("wait for a clone of template %q: %w", tpl.name, ctx.Err())
 		case <-p.closing:
@@ -224,9 +227,9 @@ const (
 )
 
 // claim takes a ready clone of gen, or returns (nil, nil) when there is none.
-func (p *Pool) claim(ctx context.Context, tpl *template, gen *generation, mode Mode) (*Lease, error) {
+func (p *Pool) claim(ctx context.Context, tpl *template, gen *generation, mode leasemode.Mode) (*Lease, error) {
 	q := claimDB
-	if mode == ModeTx {
+	if mode == leasemode.Tx {
 		q = claimTx
 	}
 	var name string
@@ -252,7 +255,7 @@ func (p *Pool) claim(ctx context.Context, tpl *template, gen *generation, mode M
 		}
 		return nil, ErrClosed
 	}
-	if mode == ModeTx {
+	if mode == leasemode.Tx {
 		l.kept = k
 	} else if k != nil {
 		k.Close() // a db-mode lease must not find someone else's backend in its database

@@ -6,6 +6,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/jackc/pgerrcode"
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
+	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
 	"io"
 	"os"
 	"slices"
@@ -18,17 +21,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
-)
-
-// Mode is how a lease uses its clone.
-type Mode string
-
-const (
-	// ModeDB leases a clone exclusively; it is dropped when the lease ends.
-	ModeDB Mode = "db"
-	// ModeTx leases a clone the caller keeps clean (inside its own transaction); it goes
-	// back to the pool when the caller reports it clean.
-	ModeTx Mode = "tx"
 )
 
 // closeTimeout bounds the clean-up Close does on the upstream.
@@ -185,13 +177,13 @@ func newOwnerID() int64 {
 // Acquire leases a clone of the template that database selects: the template of that
 // name, else the default template. It builds the template first when its migrations
 // changed, and waits up to AcquireTimeout for a ready clone.
-func (p *Pool) Acquire(ctx context.Context, database string, mode Mode) (*Lease, error) {
+func (p *Pool) Acquire(ctx context.Context, database string, mode leasemode.Mode) (*Lease, error) {
 	switch mode {
 	case "":
-		mode = ModeDB
-	case ModeDB, ModeTx:
+		mode = leasemode.DB
+	case leasemode.DB, leasemode.Tx:
 	default:
-		return nil, &Error{Code: "22023", Msg: fmt.Sprintf("invalid lease mode %q: want %q or %q", mode, ModeDB, ModeTx)}
+		return nil, pgerr.New(pgerrcode.InvalidParameterValue, fmt.Sprintf("invalid lease mode %q: want %q or %q", mode, leasemode.DB, leasemode.Tx))
 	}
 	tpl, err := p.resolve(database)
 	if err != nil {
@@ -226,8 +218,8 @@ func (p *Pool) resolve(database string) (*template, error) {
 	for i, n := range p.names {
 		known[i] = strconv.Quote(n)
 	}
-	return nil, &Error{Code: "3D000", Msg: fmt.Sprintf("no template %q (known templates: %s; there is no default template)",
-		database, strings.Join(known, ", "))}
+	return nil, pgerr.New(pgerrcode.InvalidCatalogName, fmt.Sprintf("no template %q (known templates: %s; there is no default template)",
+		database, strings.Join(known, ", ")))
 }
 
 func (p *Pool) isClosed() bool {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -19,8 +20,8 @@ func TestAcquireGivesMigratedPrivateClones(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	p := f.pool(f.config(map[string]Migrator{"": newMigDir(t, simpleSchema)}))
-	a := acquire(t, p, "anything", ModeDB)
-	b := acquire(t, p, "something_else", ModeDB)
+	a := acquire(t, p, "anything", leasemode.DB)
+	b := acquire(t, p, "something_else", leasemode.DB)
 	if a.Database() == b.Database() {
 		t.Fatal("two leases share a clone")
 	}
@@ -54,7 +55,7 @@ func TestTemplateSealedAndStrategyMeasured(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	p := f.pool(f.config(map[string]Migrator{"app": newMigDir(t, simpleSchema)}))
-	l := acquire(t, p, "app", ModeDB)
+	l := acquire(t, p, "app", leasemode.DB)
 	defer l.Release(t.Context(), true)
 	stats, err := p.Stats(t.Context())
 	if err != nil {
@@ -87,7 +88,7 @@ func TestUnknownTemplate(t *testing.T) {
 	f := newFixture(t)
 	d := newMigDir(t, simpleSchema)
 	p := f.pool(f.config(map[string]Migrator{"billing": d, "auth": d}))
-	_, err := p.Acquire(t.Context(), "nope", ModeDB)
+	_, err := p.Acquire(t.Context(), "nope", leasemode.DB)
 	if sqlStateOf(err) != "3D000" {
 		t.Fatalf("err = %v, want SQLSTATE 3D000", err)
 	}
@@ -145,7 +146,7 @@ func TestMigrationChangesMakeNewTemplates(t *testing.T) {
 	seen := map[string]bool{}
 	check := func(step, wantCols string) {
 		t.Helper()
-		l := acquire(t, p, "", ModeDB)
+		l := acquire(t, p, "", leasemode.DB)
 		defer l.Release(t.Context(), true)
 		if got := columns(t, l, "t"); got != wantCols {
 			t.Fatalf("%s: table t has columns %q, want %q", step, got, wantCols)
@@ -189,7 +190,7 @@ func TestBrokenMigration(t *testing.T) {
 	errs := make([]error, waiters)
 	var wg sync.WaitGroup
 	for i := range waiters {
-		wg.Go(func() { _, errs[i] = p.Acquire(t.Context(), "", ModeDB) })
+		wg.Go(func() { _, errs[i] = p.Acquire(t.Context(), "", leasemode.DB) })
 	}
 	wg.Wait()
 	for _, err := range errs {
@@ -210,11 +211,11 @@ func TestBrokenMigration(t *testing.T) {
 		t.Fatal("a failed template is recorded ready")
 	}
 	// Retried on the next request.
-	if _, err := p.Acquire(t.Context(), "", ModeDB); sqlStateOf(err) != "42P01" {
+	if _, err := p.Acquire(t.Context(), "", leasemode.DB); sqlStateOf(err) != "42P01" {
 		t.Fatalf("retry: err = %v", err)
 	}
 	d.write("002_broken.up.sql", "CREATE TABLE fine (id int);\n\nCREATE TABLE missing_table (id int);\n")
-	l := acquire(t, p, "", ModeDB)
+	l := acquire(t, p, "", leasemode.DB)
 	defer l.Release(t.Context(), true)
 	if got := columns(t, l, "missing_table"); got != "id" {
 		t.Fatalf("fixed migration not applied: %q", got)
@@ -244,7 +245,7 @@ func TestHalfBuiltTemplateRebuilt(t *testing.T) {
 	if _, err := p.admin.Exec(t.Context(), "ALTER DATABASE "+ident(name)+" IS_TEMPLATE true"); err != nil {
 		t.Fatal(err)
 	}
-	l := acquire(t, p, "", ModeDB)
+	l := acquire(t, p, "", leasemode.DB)
 	defer l.Release(t.Context(), true)
 	if got := columns(t, l, "users"); got != "id,name" {
 		t.Fatalf("clone of the rebuilt template has users(%s)", got)
@@ -267,7 +268,7 @@ func TestBuildOnceAcrossPools(t *testing.T) {
 	leases := make([]*Lease, pools*2)
 	errs := make([]error, pools*2)
 	for i := range leases {
-		wg.Go(func() { leases[i], errs[i] = ps[i%pools].Acquire(t.Context(), "", ModeDB) })
+		wg.Go(func() { leases[i], errs[i] = ps[i%pools].Acquire(t.Context(), "", leasemode.DB) })
 	}
 	wg.Wait()
 	for i, err := range errs {
@@ -301,7 +302,7 @@ func TestClaimsNeverCollide(t *testing.T) {
 		}
 		wg.Go(func() {
 			for range 10 {
-				l, err := p.Acquire(t.Context(), "", ModeTx)
+				l, err := p.Acquire(t.Context(), "", leasemode.Tx)
 				if err != nil {
 					errc <- err
 					return
@@ -336,13 +337,13 @@ func TestRefillAfterBurst(t *testing.T) {
 	cfg := f.config(map[string]Migrator{"": newMigDir(t, simpleSchema)})
 	cfg.PoolSize = 3
 	p := f.pool(cfg)
-	acquire(t, p, "", ModeDB).Release(t.Context(), true) // build
+	acquire(t, p, "", leasemode.DB).Release(t.Context(), true) // build
 	const burst = 8
 	leases := make([]*Lease, burst)
 	errs := make([]error, burst)
 	var wg sync.WaitGroup
 	for i := range burst {
-		wg.Go(func() { leases[i], errs[i] = p.Acquire(t.Context(), "", ModeDB) })
+		wg.Go(func() { leases[i], errs[i] = p.Acquire(t.Context(), "", leasemode.DB) })
 	}
 	wg.Wait()
 	names := map[string]bool{}
@@ -383,13 +384,13 @@ func TestCapHolds(t *testing.T) {
 	}
 	var held []*Lease
 	for range 3 {
-		held = append(held, acquire(t, p, "a", ModeDB))
+		held = append(held, acquire(t, p, "a", leasemode.DB))
 	}
-	_, err := p.Acquire(t.Context(), "a", ModeDB)
+	_, err := p.Acquire(t.Context(), "a", leasemode.DB)
 	if sqlStateOf(err) != "53300" {
 		t.Fatalf("4th lease: err = %v, want SQLSTATE 53300", err)
 	}
-	_, err = p.Acquire(t.Context(), "b", ModeDB)
+	_, err = p.Acquire(t.Context(), "b", leasemode.DB)
 	if sqlStateOf(err) != "53300" {
 		t.Fatalf("other template at the cap: err = %v, want SQLSTATE 53300", err)
 	}
@@ -400,7 +401,7 @@ func TestCapHolds(t *testing.T) {
 	held[0].Release(t.Context(), true)
 	var lb *Lease
 	eventually(t, "a clone of b once a's lease is released", func() bool {
-		lb, err = p.Acquire(t.Context(), "b", ModeDB)
+		lb, err = p.Acquire(t.Context(), "b", leasemode.DB)
 		if err != nil && sqlStateOf(err) != "53300" {
 			t.Fatal(err)
 		}
@@ -426,7 +427,7 @@ func TestTxKeepKept(t *testing.T) {
 	cfg.PoolSize = 1
 	p := f.pool(cfg)
 
-	first := acquire(t, p, "", ModeTx)
+	first := acquire(t, p, "", leasemode.Tx)
 	if first.Kept() != nil {
 		t.Fatal("a fresh clone has a kept resource")
 	}
@@ -434,7 +435,7 @@ func TestTxKeepKept(t *testing.T) {
 	first.Keep(kept)
 	first.Release(t.Context(), true)
 
-	second := acquire(t, p, "", ModeTx)
+	second := acquire(t, p, "", leasemode.Tx)
 	if second.Database() != first.Database() {
 		t.Fatalf("tx lease got %s, want the clone with a kept connection %s", second.Database(), first.Database())
 	}
@@ -451,7 +452,7 @@ func TestTxKeepKept(t *testing.T) {
 	}
 
 	// Unclean: retired, and what it kept is closed.
-	third := acquire(t, p, "", ModeTx)
+	third := acquire(t, p, "", leasemode.Tx)
 	if third.Kept() != kept {
 		t.Fatal("third lease did not get the kept resource")
 	}
@@ -463,7 +464,7 @@ func TestTxKeepKept(t *testing.T) {
 	eventually(t, "unclean clone dropped", func() bool { return !dbExists(t, third.Database()) })
 
 	// A db-mode lease that takes a clone with a kept resource closes it.
-	tx := acquire(t, p, "", ModeTx)
+	tx := acquire(t, p, "", leasemode.Tx)
 	kept2 := &closer{}
 	tx.Keep(kept2)
 	tx.Release(t.Context(), true)
@@ -474,7 +475,7 @@ func TestTxKeepKept(t *testing.T) {
 		}
 	}()
 	for kept2.times() == 0 && len(dbLeases) < 6 {
-		dbLeases = append(dbLeases, acquire(t, p, "", ModeDB))
+		dbLeases = append(dbLeases, acquire(t, p, "", leasemode.DB))
 	}
 	if kept2.times() != 1 {
 		t.Fatal("db-mode lease of a clone with a kept resource did not close it")
@@ -491,7 +492,7 @@ func TestGCLeavesLookalikes(t *testing.T) {
 	f := newFixture(t)
 	d := newMigDir(t, simpleSchema)
 	old := f.pool(f.config(map[string]Migrator{"": d}))
-	acquire(t, old, "", ModeDB).Release(t.Context(), true)
+	acquire(t, old, "", leasemode.DB).Release(t.Context(), true)
 	tpl := old.templates[""].cur.Load().datname
 	old.Close()
 	decoy, app := f.prefix+"decoy", "app_"+f.prefix
@@ -523,7 +524,7 @@ func TestGCLeavesLookalikes(t *testing.T) {
 		t.Fatal("GC dropped a database outside the catalog")
 	}
 	// A template in use survives any TTL.
-	l := acquire(t, p, "", ModeDB)
+	l := acquire(t, p, "", leasemode.DB)
 	defer l.Release(t.Context(), true)
 	if _, err := p.GC(t.Context()); err != nil {
 		t.Fatal(err)
@@ -554,7 +555,7 @@ func TestLiveLeasesNotReclaimed(t *testing.T) {
 	d := newMigDir(t, simpleSchema)
 	a := f.pool(f.config(map[string]Migrator{"": d}))
 	b := f.pool(f.config(map[string]Migrator{"": d}))
-	l := acquire(t, a, "", ModeDB)
+	l := acquire(t, a, "", leasemode.DB)
 	defer l.Release(t.Context(), true)
 	r, err := b.GC(t.Context())
 	if err != nil {
@@ -567,7 +568,7 @@ func TestLiveLeasesNotReclaimed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(infos) != 1 || infos[0].Database != l.Database() || infos[0].Mine || infos[0].OwnerPID != os.Getpid() || infos[0].Mode != ModeDB {
+	if len(infos) != 1 || infos[0].Database != l.Database() || infos[0].Mine || infos[0].OwnerPID != os.Getpid() || infos[0].Mode != leasemode.DB {
 		t.Fatalf("Leases() = %+v", infos)
 	}
 }
@@ -579,7 +580,7 @@ func TestCatalogRebuiltOnVersionChange(t *testing.T) {
 	f := newFixture(t)
 	d := newMigDir(t, simpleSchema)
 	old := f.pool(f.config(map[string]Migrator{"": d}))
-	acquire(t, old, "", ModeDB).Release(t.Context(), true)
+	acquire(t, old, "", leasemode.DB).Release(t.Context(), true)
 	tpl := old.templates[""].cur.Load().datname
 	old.Close()
 	execAdmin(t, f.catalogURL(), "UPDATE schema_version SET version = 999")
@@ -590,7 +591,7 @@ func TestCatalogRebuiltOnVersionChange(t *testing.T) {
 	if dbExists(t, tpl) {
 		t.Fatal("template of the replaced catalog survived")
 	}
-	l := acquire(t, p, "", ModeDB)
+	l := acquire(t, p, "", leasemode.DB)
 	l.Release(t.Context(), true)
 }
 
@@ -604,8 +605,8 @@ func TestCloseCutsLeasesAndJoins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := acquire(t, p, "", ModeDB)
-	tx := acquire(t, p, "", ModeTx)
+	l := acquire(t, p, "", leasemode.DB)
+	tx := acquire(t, p, "", leasemode.Tx)
 	kept := &closer{}
 	tx.Keep(kept)
 	tx.Release(t.Context(), true)
@@ -618,7 +619,7 @@ func TestCloseCutsLeasesAndJoins(t *testing.T) {
 		t.Fatal("Close did not close a kept resource")
 	}
 	l.Release(t.Context(), true) // after Close: harmless
-	if _, err := p.Acquire(t.Context(), "", ModeDB); !errors.Is(err, ErrClosed) || sqlStateOf(err) != "57P01" {
+	if _, err := p.Acquire(t.Context(), "", leasemode.DB); !errors.Is(err, ErrClosed) || sqlStateOf(err) != "57P01" {
 		t.Fatalf("Acquire after Close: %v", err)
 	}
 	eventually(t, "goroutines to exit", func() bool { return runtime.NumGoroutine() <= before })

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"io"
 	"os"
 	"os/exec"
@@ -108,7 +109,7 @@ func TestBuildOnceAcrossProcesses(t *testing.T) {
 	for _, h := range helpers {
 		fmt.Fprintln(h.stdin, "go")
 	}
-	wg.Go(func() { local, localErr = p.Acquire(t.Context(), "", ModeDB) })
+	wg.Go(func() { local, localErr = p.Acquire(t.Context(), "", leasemode.DB) })
 	builds := 0
 	templates := map[string]bool{}
 	for _, h := range helpers {
@@ -215,7 +216,7 @@ func helperMain(mode string) int {
 		if _, err := in.ReadString('\n'); err != nil {
 			return fail(err)
 		}
-		l, err := p.Acquire(ctx, "", ModeDB)
+		l, err := p.Acquire(ctx, "", leasemode.DB)
 		if err != nil {
 			return fail(err)
 		}
@@ -223,7 +224,7 @@ func helperMain(mode string) int {
 		l.Release(ctx, true)
 		_, _ = in.ReadString('\n') // until the parent closes stdin
 	case "lease":
-		l, err := p.Acquire(ctx, "", ModeDB)
+		l, err := p.Acquire(ctx, "", leasemode.DB)
 		if err != nil {
 			return fail(err)
 		}

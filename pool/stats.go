@@ -2,6 +2,7 @@ package pool
 
 import (
 	"context"
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -70,15 +71,15 @@ func (p *Pool) Stats(ctx context.Context) ([]TemplateStats, error) {
 
 // LeaseInfo describes one leased clone, for the admin console.
 type LeaseInfo struct {
-	Database   string    // the clone
-	Template   string    // template name the lease asked for ("" = default)
-	TemplateDB string    // template database it was cloned from
-	Mode       Mode      // db or tx
-	Since      time.Time // when it was leased
-	Owner      int64     // id of the pool holding it
-	OwnerPID   int       // that pool's process id (0 = unknown)
-	OwnerHost  string    // that pool's host name
-	Mine       bool      // held by this pool
+	Database   string         // the clone
+	Template   string         // template name the lease asked for ("" = default)
+	TemplateDB string         // template database it was cloned from
+	Mode       leasemode.Mode // db or tx
+	Since      time.Time      // when it was leased
+	Owner      int64          // id of the pool holding it
+	OwnerPID   int            // that pool's process id (0 = unknown)
+	OwnerHost  string         // that pool's host name
+	Mine       bool           // held by this pool
 }
 
 // Leases returns every leased clone in the catalog (all pools sharing it), oldest first.
@@ -94,7 +95,7 @@ func (p *Pool) Leases(ctx context.Context) ([]LeaseInfo, error) {
 		var l LeaseInfo
 		var mode string
 		err := r.Scan(&l.Database, &l.Template, &l.TemplateDB, &mode, &l.Since, &l.Owner, &l.OwnerPID, &l.OwnerHost)
-		l.Mode, l.Mine = Mode(mode), l.Owner == p.owner
+		l.Mode, l.Mine = leasemode.Mode(mode), l.Owner == p.owner
 		return l, err
 	})
 	return out, p.upstreamErr("read leases", err)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/jackc/pgerrcode"
+	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -223,7 +225,7 @@ func (p *Pool) buildLocked(ctx context.Context, conn *pgx.Conn, tpl *template, h
 		return nil, p.upstreamErr("record template "+datname, err)
 	}
 	_, err := conn.Exec(ctx, "CREATE DATABASE "+ident(datname))
-	if sqlState(err) == "42P04" { // ours by its generated name, but lost from the catalog
+	if pgerr.SQLState(err) == pgerrcode.DuplicateDatabase { // ours by its generated name, but lost from the catalog
 		if err = p.dropDatabase(ctx, datname); err == nil {
 			_, err = conn.Exec(ctx, "CREATE DATABASE "+ident(datname))
 		}

@@ -3,6 +3,7 @@ package pool
 import (
 	crand "crypto/rand"
 	"encoding/hex"
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -34,13 +35,13 @@ func TestNonSuperuser(t *testing.T) {
 	cfg := f.config(map[string]Migrator{"": newMigDir(t, simpleSchema)})
 	cfg.ConnString = u.String()
 	p := f.pool(cfg)
-	for _, mode := range []Mode{ModeDB, ModeTx, ModeDB} {
+	for _, mode := range []leasemode.Mode{leasemode.DB, leasemode.Tx, leasemode.DB} {
 		l := acquire(t, p, "", mode)
 		c := connect(t, l)
 		if got := query(t, c, "SELECT current_user || ' ' || (SELECT count(*) FROM users)"); got != role+" 1" {
 			t.Fatalf("%s lease: %q", mode, got)
 		}
-		l.Release(t.Context(), mode == ModeTx)
+		l.Release(t.Context(), mode == leasemode.Tx)
 	}
 	if _, err := p.GC(t.Context()); err != nil {
 		t.Fatal(err)
@@ -78,13 +79,13 @@ func TestUpstreamLost(t *testing.T) {
 	cfg := f.config(map[string]Migrator{"": newMigDir(t, simpleSchema)})
 	cfg.AcquireTimeout = 5 * time.Second
 	p := f.pool(cfg)
-	acquire(t, p, "", ModeDB).Release(t.Context(), true)
+	acquire(t, p, "", leasemode.DB).Release(t.Context(), true)
 	if err := srv.Close(); err != nil {
 		t.Fatal(err)
 	}
 	var last error
 	eventually(t, "Acquire to report the upstream unreachable", func() bool {
-		_, last = p.Acquire(t.Context(), "", ModeDB)
+		_, last = p.Acquire(t.Context(), "", leasemode.DB)
 		return sqlStateOf(last) == "08006"
 	})
 	mustContain(t, last.Error(), u.Host)

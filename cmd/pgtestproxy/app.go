@@ -4,6 +4,7 @@ import (
 	"context"
 	"embed"
 	"fmt"
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"io"
 	"slices"
 	"time"
@@ -215,7 +216,7 @@ func (a *app) gc(ctx context.Context) int {
 type provider struct{ p *pool.Pool }
 
 func (pr provider) Acquire(ctx context.Context, req proxy.LeaseRequest) (proxy.Lease, error) {
-	l, err := pr.p.Acquire(ctx, req.Database, pool.Mode(req.Mode))
+	l, err := pr.p.Acquire(ctx, req.Database, leasemode.Mode(req.Mode))
 	if err != nil {
 		return nil, err
 	}
