@@ -31,6 +31,11 @@ import (
 // URL or DSN of a role with CREATEDB (superuser for the tests that need it).
 const EnvDatabase = "PGTESTPROXY_TEST_DATABASE"
 
+// EnvDataDir, when set, is the data directory of the embedded test server instead of
+// the default beside the proxy's own (so that two checkouts tested at once on one
+// machine each get a server of their own).
+const EnvDataDir = "PGTESTPROXY_TEST_DATA_DIR"
+
 var shared struct {
 	once   sync.Once
 	server *pgserver.Server
@@ -74,6 +79,9 @@ func startShared() (string, *pgserver.Server, error) {
 	}
 	def, _ := pgserver.DefaultDataDir(major)
 	dataDir := filepath.Join(filepath.Dir(def), "test-"+filepath.Base(def))
+	if d := os.Getenv(EnvDataDir); d != "" {
+		dataDir = d
+	}
 	// The server outlives any one test; its life is bounded by Main.
 	// When this process starts the server nobody else uses it, so whatever databases it
 	// holds were left by test runs killed before their cleanup (the data directory is the
