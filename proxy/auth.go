@@ -3,6 +3,9 @@ package proxy
 import (
 	"crypto/rand"
 	"fmt"
+	"github.com/jackc/pgerrcode"
+	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
+	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 	"io"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -12,7 +15,6 @@ import (
 const (
 	scramMechanism  = "SCRAM-SHA-256"
 	scramIterations = 4096 // PostgreSQL's scram_iterations default
-	codeInvalidAuth = "28000"
 )
 
 // authenticator checks client passwords with SCRAM-SHA-256. The SCRAM exchange
@@ -46,12 +48,12 @@ func newAuthenticator(password string) (*authenticator, error) {
 
 // authenticate runs a SCRAM-SHA-256 exchange with the client. On success the final
 // SASL message is left in out for the caller to send with AuthenticationOk.
-func (a *authenticator) authenticate(rw io.ReadWriter, user string, out *msgBuffer) error {
-	failed := &pgError{code: codeInvalidPassword,
-		message: fmt.Sprintf("password authentication failed for user %q", user)}
+func (a *authenticator) authenticate(rw io.ReadWriter, user string, out *wire.MsgBuffer) error {
+	failed := &pgerr.Error{Code: pgerrcode.InvalidPassword,
+		Message: fmt.Sprintf("password authentication failed for user %q", user)}
 	conv := a.server.NewConversation()
-	out.add(&pgproto3.AuthenticationSASL{AuthMechanisms: []string{scramMechanism}})
-	if err := out.flush(rw); err != nil {
+	out.Add(&pgproto3.AuthenticationSASL{AuthMechanisms: []string{scramMechanism}})
+	if err := out.Flush(rw); err != nil {
 		return err
 	}
 	var first pgproto3.SASLInitialResponse
@@ -59,15 +61,15 @@ func (a *authenticator) authenticate(rw io.ReadWriter, user string, out *msgBuff
 		return err
 	}
 	if first.AuthMechanism != scramMechanism {
-		return newPgError(codeInvalidAuth,
+		return pgerr.New(pgerrcode.InvalidAuthorizationSpecification,
 			fmt.Sprintf("client selected an invalid SASL authentication mechanism %q", first.AuthMechanism))
 	}
 	serverFirst, err := conv.Step(string(first.Data))
 	if err != nil {
 		return failed
 	}
-	out.add(&pgproto3.AuthenticationSASLContinue{Data: []byte(serverFirst)})
-	if err := out.flush(rw); err != nil {
+	out.Add(&pgproto3.AuthenticationSASLContinue{Data: []byte(serverFirst)})
+	if err := out.Flush(rw); err != nil {
 		return err
 	}
 	var final pgproto3.SASLResponse
@@ -78,22 +80,22 @@ func (a *authenticator) authenticate(rw io.ReadWriter, user string, out *msgBuff
 	if err != nil || !conv.Valid() {
 		return failed
 	}
-	out.add(&pgproto3.AuthenticationSASLFinal{Data: []byte(serverFinal)})
+	out.Add(&pgproto3.AuthenticationSASLFinal{Data: []byte(serverFinal)})
 	return nil
 }
 
 // readAuthMessage reads a password-family ('p') message into msg.
 func readAuthMessage(r io.Reader, msg pgproto3.FrontendMessage) error {
-	typ, body, err := readMessage(r, maxAuthMessage)
+	typ, body, err := wire.ReadMessage(r, maxAuthMessage)
 	if err != nil {
 		return err
 	}
 	if typ != 'p' {
-		return newPgError(codeProtocolViolation,
+		return pgerr.New(pgerrcode.ProtocolViolation,
 			fmt.Sprintf("expected SASL response, got message type %q", typ))
 	}
 	if err := msg.Decode(body); err != nil {
-		return newPgError(codeProtocolViolation, "invalid SASL response: "+err.Error())
+		return pgerr.New(pgerrcode.ProtocolViolation, "invalid SASL response: "+err.Error())
 	}
 	return nil
 }

@@ -2,7 +2,7 @@ package proxy
 
 import (
 	"context"
-	"io"
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"sync"
 	"testing"
 	"time"
@@ -21,7 +21,7 @@ type warmProvider struct {
 	ready chan string
 
 	mu   sync.Mutex
-	kept map[string]io.Closer
+	kept map[string]*KeptBackend
 }
 
 // newWarmProvider clones n databases from a test template, after running setup on it.
@@ -31,7 +31,7 @@ func newWarmProvider(b *testing.B, n int, setup ...string) *warmProvider {
 	for _, sql := range setup {
 		testpg.Exec(b, testpg.URL(b, tpl), sql)
 	}
-	p := &warmProvider{cfgs: map[string]*pgconn.Config{}, ready: make(chan string, n), kept: map[string]io.Closer{}}
+	p := &warmProvider{cfgs: map[string]*pgconn.Config{}, ready: make(chan string, n), kept: map[string]*KeptBackend{}}
 	b.Cleanup(func() {
 		for _, k := range p.kept {
 			_ = k.Close()
@@ -67,13 +67,13 @@ func (p *warmProvider) Acquire(ctx context.Context, _ LeaseRequest) (Lease, erro
 type warmLease struct {
 	p          *warmProvider
 	name       string
-	kept, keep io.Closer
+	kept, keep *KeptBackend
 }
 
 func (l *warmLease) ConnConfig() *pgconn.Config { return l.p.cfgs[l.name].Copy() }
 func (l *warmLease) Database() string           { return l.name }
-func (l *warmLease) Keep(c io.Closer)           { l.keep = c }
-func (l *warmLease) Kept() io.Closer {
+func (l *warmLease) Keep(c *KeptBackend)        { l.keep = c }
+func (l *warmLease) Kept() *KeptBackend {
 	k := l.kept
 	l.kept = nil
 	return k
@@ -101,12 +101,12 @@ func (l *warmLease) Release(_ context.Context, clean bool) {
 // proxy/direct (the goal is at most 1.5 in db mode, below 1 in tx mode, where the
 // lease reuses the backend that the clone kept instead of starting one).
 func BenchmarkConnectSelect1(b *testing.B) {
-	for _, mode := range []Mode{ModeDB, ModeTx} {
+	for _, mode := range []leasemode.Mode{leasemode.DB, leasemode.Tx} {
 		b.Run(string(mode), func(b *testing.B) { benchmarkConnectSelect1(b, mode) })
 	}
 }
 
-func benchmarkConnectSelect1(b *testing.B, mode Mode) {
+func benchmarkConnectSelect1(b *testing.B, mode leasemode.Mode) {
 	p := newWarmProvider(b, 4)
 	s := startProxy(b, Config{Provider: p, Logger: nopLogger(), Linger: -1})
 	var direct string
@@ -149,3 +149,5 @@ func benchmarkConnectSelect1(b *testing.B, mode Mode) {
 	b.ReportMetric(float64(proxyTotal.Nanoseconds())/float64(b.N), "proxy-ns/op")
 	b.ReportMetric(float64(proxyTotal)/float64(directTotal), "proxy/direct")
 }
+
+var _ BackendKeeper = (*warmLease)(nil)

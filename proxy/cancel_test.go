@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"io"
 	"os"
 	"os/exec"
@@ -63,7 +64,7 @@ func TestCancelByContext(t *testing.T) {
 	forEachMode(t, testCancelByContext)
 }
 
-func testCancelByContext(t *testing.T, mode Mode) {
+func testCancelByContext(t *testing.T, mode leasemode.Mode) {
 	p := newTestProvider(t)
 	s := startProxy(t, Config{Provider: p})
 	cfg, err := pgx.ParseConfig(modeURL(s, mode, "app"))
@@ -105,12 +106,12 @@ func TestCancelRequest(t *testing.T) {
 	forEachMode(t, testCancelRequest)
 }
 
-func testCancelRequest(t *testing.T, mode Mode) {
+func testCancelRequest(t *testing.T, mode leasemode.Mode) {
 	p := newTestProvider(t)
 	s := startProxy(t, Config{Provider: p})
 	ctx := testContext(t)
 	url := modeURL(s, mode, "app")
-	if mode == ModeDB {
+	if mode == leasemode.DB {
 		url = modeURL(s, mode, "app", "session=cancel")
 	}
 	open := func() *pgconn.PgConn {
@@ -171,10 +172,10 @@ func TestCancelPsql(t *testing.T) {
 	if err != nil {
 		t.Skip("psql not installed")
 	}
-	forEachMode(t, func(t *testing.T, mode Mode) { testCancelPsql(t, psql, mode) })
+	forEachMode(t, func(t *testing.T, mode leasemode.Mode) { testCancelPsql(t, psql, mode) })
 }
 
-func testCancelPsql(t *testing.T, psql string, mode Mode) {
+func testCancelPsql(t *testing.T, psql string, mode leasemode.Mode) {
 	p := newTestProvider(t)
 	s := startProxy(t, Config{Provider: p})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

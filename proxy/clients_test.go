@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"os/exec"
 	"strings"
 	"testing"
@@ -36,7 +37,7 @@ func TestPgxThroughProxy(t *testing.T) {
 			}
 		}},
 	}
-	forEachMode(t, func(t *testing.T, mode Mode) {
+	forEachMode(t, func(t *testing.T, mode leasemode.Mode) {
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
@@ -174,10 +175,10 @@ func TestDatabaseSQLDrivers(t *testing.T) {
 	t.Parallel()
 	p := newTestProvider(t)
 	s := startProxy(t, Config{Provider: p})
-	forEachMode(t, func(t *testing.T, mode Mode) { testDatabaseSQLDrivers(t, s, mode) })
+	forEachMode(t, func(t *testing.T, mode leasemode.Mode) { testDatabaseSQLDrivers(t, s, mode) })
 }
 
-func testDatabaseSQLDrivers(t *testing.T, s *Server, mode Mode) {
+func testDatabaseSQLDrivers(t *testing.T, s *Server, mode leasemode.Mode) {
 	for _, driver := range []string{"pgx", "postgres"} {
 		t.Run(driver, func(t *testing.T) {
 			t.Parallel()
@@ -224,7 +225,7 @@ func TestLibpqProtocol32(t *testing.T) {
 	t.Parallel()
 	p := newTestProvider(t)
 	s := startProxy(t, Config{Provider: p})
-	forEachMode(t, func(t *testing.T, mode Mode) {
+	forEachMode(t, func(t *testing.T, mode leasemode.Mode) {
 		db, err := sql.Open("postgres", modeURL(s, mode, "app", "max_protocol_version=3.2"))
 		if err != nil {
 			t.Fatal(err)
@@ -247,7 +248,7 @@ func TestPsql(t *testing.T) {
 	}
 	p := newTestProvider(t)
 	s := startProxy(t, Config{Provider: p, Linger: 10 * time.Second})
-	forEachMode(t, func(t *testing.T, mode Mode) {
+	forEachMode(t, func(t *testing.T, mode leasemode.Mode) {
 		run := func(sql string) string {
 			t.Helper()
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

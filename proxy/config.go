@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"net"
 	"time"
 
@@ -41,8 +42,8 @@ type Config struct {
 	// TLS, when set, lets clients negotiate TLS with an SSLRequest. Nil answers every
 	// SSLRequest 'N'.
 	TLS *tls.Config
-	// DefaultMode is the lease mode of clients that name none. Empty means ModeDB.
-	DefaultMode Mode
+	// DefaultMode is the lease mode of clients that name none. Empty means leasemode.DB.
+	DefaultMode leasemode.Mode
 	// MaxSessions caps concurrent client sessions; one more is refused with SQLSTATE
 	// 53300. Zero means DefaultMaxSessions; negative means no cap.
 	MaxSessions int
@@ -67,7 +68,7 @@ func (c *Config) Validate() error {
 	if c.Provider == nil {
 		return errors.New("proxy config: Provider is required")
 	}
-	if c.DefaultMode != "" && !c.DefaultMode.valid() {
+	if c.DefaultMode != "" && !c.DefaultMode.Valid() {
 		return fmt.Errorf("proxy config: DefaultMode %q: allowed values are db and tx", c.DefaultMode)
 	}
 	addr := c.Addr
@@ -104,7 +105,7 @@ func (c Config) withDefaults() Config {
 		c.Addr = DefaultAddr
 	}
 	if c.DefaultMode == "" {
-		c.DefaultMode = ModeDB
+		c.DefaultMode = leasemode.DB
 	}
 	if c.MaxSessions == 0 {
 		c.MaxSessions = DefaultMaxSessions

@@ -3,6 +3,7 @@ package proxy
 import (
 	"encoding/binary"
 	"errors"
+	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 	"net"
 	"strings"
 	"testing"
@@ -27,12 +28,12 @@ func TestStartupErrors(t *testing.T) {
 		contains []string
 	}{
 		{"unknown template", "nosuch", nil, "3D000", []string{`"nosuch"`, "app"}},
-		{"bad mode parameter", "app", []string{"mode=fast"}, codeInvalidParameter, []string{"mode", "db", "tx", "fast"}},
-		{"bad mode option", "app", []string{"options=-c%20pgtestproxy.mode%3Dfast"}, codeInvalidParameter,
+		{"bad mode parameter", "app", []string{"mode=fast"}, "22023", []string{"mode", "db", "tx", "fast"}},
+		{"bad mode option", "app", []string{"options=-c%20pgtestproxy.mode%3Dfast"}, "22023",
 			[]string{"pgtestproxy.mode", "db", "tx"}},
-		{"unknown proxy option", "app", []string{"options=-c%20pgtestproxy.colour%3Dred"}, codeInvalidParameter,
+		{"unknown proxy option", "app", []string{"options=-c%20pgtestproxy.colour%3Dred"}, "22023",
 			[]string{"pgtestproxy.colour"}},
-		{"upstream rejects a runtime parameter", "app", []string{"TimeZone=Nowhere/Bogus"}, codeInvalidParameter,
+		{"upstream rejects a runtime parameter", "app", []string{"TimeZone=Nowhere/Bogus"}, "22023",
 			[]string{"TimeZone"}},
 	}
 	for _, tc := range tests {
@@ -100,7 +101,7 @@ func TestUpstreamUnreachable(t *testing.T) {
 	}
 	s := startProxy(t, Config{Provider: p})
 	_, err = pgx.Connect(testContext(t), proxyURL(s, "app"))
-	pgErr := wantSQLState(t, err, codeConnectionFailure)
+	pgErr := wantSQLState(t, err, "08006")
 	if !strings.Contains(pgErr.Message, addr.String()) || strings.Contains(pgErr.Message, "sekrit") {
 		t.Fatalf("message %q should name %s and not the password", pgErr.Message, addr)
 	}
@@ -119,7 +120,7 @@ func TestSessionCap(t *testing.T) {
 	ctx := testContext(t)
 	first := connect(t, proxyURL(s, "app"))
 	_, err := pgx.Connect(ctx, proxyURL(s, "app"))
-	wantSQLState(t, err, codeTooManyConnections)
+	wantSQLState(t, err, "53300")
 	_ = first.Close(ctx)
 	waitFor(t, "session slot free", func() bool { return s.Stats().SessionsActive == 0 })
 	connect(t, proxyURL(s, "app"))
@@ -149,15 +150,15 @@ func TestBadStartupPackets(t *testing.T) {
 		send []byte
 		code string
 	}{
-		{"http garbage", []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), codeProtocolViolation},
-		{"truncated", []byte{0, 0, 0, 100, 0, 3, 0, 0, 'u', 's'}, codeProtocolViolation},
-		{"oversized", binary.BigEndian.AppendUint32(nil, 1<<20), codeProtocolViolation},
-		{"too short", []byte{0, 0, 0, 4}, codeProtocolViolation},
-		{"unterminated parameters", []byte{0, 0, 0, 12, 0, 3, 0, 0, 'u', 's', 'e', 'r'}, codeProtocolViolation},
-		{"protocol 2.0", startup(2<<16, "user", "u"), codeFeatureNotSupported},
-		{"unknown request code", []byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x99}, codeFeatureNotSupported},
-		{"no user", startup(3<<16, "database", "app"), codeInvalidAuth},
-		{"ssl request twice", append(encode(t, &pgproto3.SSLRequest{}), encode(t, &pgproto3.SSLRequest{})...), codeProtocolViolation},
+		{"http garbage", []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), "08P01"},
+		{"truncated", []byte{0, 0, 0, 100, 0, 3, 0, 0, 'u', 's'}, "08P01"},
+		{"oversized", binary.BigEndian.AppendUint32(nil, 1<<20), "08P01"},
+		{"too short", []byte{0, 0, 0, 4}, "08P01"},
+		{"unterminated parameters", []byte{0, 0, 0, 12, 0, 3, 0, 0, 'u', 's', 'e', 'r'}, "08P01"},
+		{"protocol 2.0", startup(2<<16, "user", "u"), "0A000"},
+		{"unknown request code", []byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x99}, "0A000"},
+		{"no user", startup(3<<16, "database", "app"), "28000"},
+		{"ssl request twice", append(encode(t, &pgproto3.SSLRequest{}), encode(t, &pgproto3.SSLRequest{})...), "08P01"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -165,7 +166,7 @@ func TestBadStartupPackets(t *testing.T) {
 			if _, err := c.Write(tc.send); err != nil {
 				t.Fatal(err)
 			}
-			closeWrite(c)
+			wire.CloseWrite(c)
 			if tc.name == "ssl request twice" {
 				var b [1]byte
 				if _, err := c.Read(b[:]); err != nil || b[0] != 'N' {
@@ -179,7 +180,7 @@ func TestBadStartupPackets(t *testing.T) {
 	}
 	t.Run("silent client", func(t *testing.T) {
 		c := rawConn(t, s)
-		closeWrite(c)
+		wire.CloseWrite(c)
 		var b [1]byte
 		if n, err := c.Read(b[:]); n != 0 || err == nil {
 			t.Fatalf("a client that sent nothing got %d bytes, %v", n, err)
@@ -261,11 +262,11 @@ func TestOversizedAdminMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	readUntilReady(t, pgproto3.NewFrontend(c, c))
-	hdr := append([]byte{'Q'}, binary.BigEndian.AppendUint32(nil, maxFrontendMessage+100)...)
+	hdr := append([]byte{'Q'}, binary.BigEndian.AppendUint32(nil, wire.MaxFrontendMessage+100)...)
 	if _, err := c.Write(hdr); err != nil {
 		t.Fatal(err)
 	}
-	if e := readFatal(t, c); e.Code != codeProtocolViolation {
+	if e := readFatal(t, c); e.Code != "08P01" {
 		t.Fatalf("got %s: %s", e.Code, e.Message)
 	}
 }
@@ -281,7 +282,7 @@ func TestStartupTimeout(t *testing.T) {
 				t.Fatal(err)
 			}
 			e := readFatal(t, c)
-			if e.Code != codeProtocolViolation || !strings.Contains(e.Message, "200ms") {
+			if e.Code != "08P01" || !strings.Contains(e.Message, "200ms") {
 				t.Fatalf("got %s: %s", e.Code, e.Message)
 			}
 		})

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"maps"
 	"net"
 	"net/url"
@@ -145,7 +145,7 @@ func (p *testProvider) Acquire(ctx context.Context, req LeaseRequest) (Lease, er
 // takeFree returns a free tx-mode clone of the template, with what its last lease
 // kept, or nil.
 func (p *testProvider) takeFree(req LeaseRequest) *testLease {
-	if req.Mode != ModeTx {
+	if req.Mode != leasemode.Tx {
 		return nil
 	}
 	p.mu.Lock()
@@ -184,16 +184,16 @@ type testLease struct {
 	req  LeaseRequest
 
 	mu         sync.Mutex
-	kept, keep io.Closer
+	kept, keep *KeptBackend
 }
 
-func (l *testLease) Keep(c io.Closer) {
+func (l *testLease) Keep(c *KeptBackend) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.keep = c
 }
 
-func (l *testLease) Kept() io.Closer {
+func (l *testLease) Kept() *KeptBackend {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	k := l.kept
@@ -221,7 +221,7 @@ func (l *testLease) Release(ctx context.Context, clean bool) {
 	if kept != nil {
 		_ = kept.Close()
 	}
-	reuse := clean && l.req.Mode == ModeTx
+	reuse := clean && l.req.Mode == leasemode.Tx
 	if !reuse {
 		if keep != nil {
 			_ = keep.Close()
@@ -403,7 +403,7 @@ func startRaw(t testing.TB, c net.Conn, db string) *pgproto3.Frontend {
 }
 
 // startRawMode is startRaw asking for a lease mode ("" for the default).
-func startRawMode(t testing.TB, c net.Conn, db string, mode Mode) *pgproto3.Frontend {
+func startRawMode(t testing.TB, c net.Conn, db string, mode leasemode.Mode) *pgproto3.Frontend {
 	t.Helper()
 	params := map[string]string{"user": "raw", "database": db}
 	if mode != "" {
@@ -429,3 +429,5 @@ func startRawMode(t testing.TB, c net.Conn, db string, mode Mode) *pgproto3.Fron
 }
 
 func nopLogger() *zap.Logger { return zap.NewNop() }
+
+var _ BackendKeeper = (*testLease)(nil)

@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"fmt"
+	"github.com/jackc/pgerrcode"
+	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
 	"strings"
 )
 
@@ -83,7 +85,7 @@ func extractProxyOptions(options string) (settings map[string]string, rest strin
 			continue
 		}
 		if !hasValue {
-			return nil, "", newPgError(codeInvalidParameter,
+			return nil, "", pgerr.New(pgerrcode.InvalidParameterValue,
 				fmt.Sprintf("option %s requires a value (-c %s=VALUE)", name, name))
 		}
 		if settings == nil {

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
+	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
 	"slices"
 	"testing"
 )
@@ -43,7 +45,7 @@ func TestExtractProxyOptions(t *testing.T) {
 		{"dashes and case", "--PgTestProxy.Mode=db", map[string]string{"pgtestproxy.mode": "db"}, "", ""},
 		{"mixed keeps order and escapes", `-c a=b -c pgtestproxy.session=x\ y -c c=d\ e`,
 			map[string]string{"pgtestproxy.session": "x y"}, `-c a=b -c c=d\ e`, ""},
-		{"no value", "-c pgtestproxy.mode", nil, "", codeInvalidParameter},
+		{"no value", "-c pgtestproxy.mode", nil, "", "22023"},
 		{"dangling -c", "-c", nil, "-c", ""},
 		{"-c takes the next argument whole", "-c --pgtestproxy.mode=tx", nil, "-c --pgtestproxy.mode=tx", ""},
 	}
@@ -51,7 +53,7 @@ func TestExtractProxyOptions(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			settings, rest, err := extractProxyOptions(tc.in)
 			if tc.code != "" {
-				if pe, ok := err.(*pgError); !ok || pe.code != tc.code {
+				if got := pgerr.SQLState(err); got != tc.code {
 					t.Fatalf("want error %s, got %v", tc.code, err)
 				}
 				return
@@ -75,29 +77,29 @@ func TestParseParams(t *testing.T) {
 	tests := []struct {
 		name    string
 		params  map[string]string
-		mode    Mode
+		mode    leasemode.Mode
 		session string
 		db      string
 		runtime map[string]string
 		code    string
 	}{
-		{"defaults", map[string]string{"user": "u"}, ModeDB, "", "u", map[string]string{}, ""},
+		{"defaults", map[string]string{"user": "u"}, leasemode.DB, "", "u", map[string]string{}, ""},
 		{"plain params", map[string]string{"user": "u", "database": "app", "mode": "TX", "session": "s1", "TimeZone": "UTC"},
-			ModeTx, "s1", "app", map[string]string{"TimeZone": "UTC"}, ""},
+			leasemode.Tx, "s1", "app", map[string]string{"TimeZone": "UTC"}, ""},
 		{"options", map[string]string{"user": "u", "database": "app", "options": "-c pgtestproxy.mode=tx -c pgtestproxy.session=s -c work_mem=1MB"},
-			ModeTx, "s", "app", map[string]string{"options": "-c work_mem=1MB"}, ""},
+			leasemode.Tx, "s", "app", map[string]string{"options": "-c work_mem=1MB"}, ""},
 		{"plain wins over options", map[string]string{"user": "u", "options": "-c pgtestproxy.mode=tx", "mode": "db"},
-			ModeDB, "", "u", map[string]string{}, ""},
-		{"protocol options not forwarded", map[string]string{"user": "u", "_pq_.x": "1"}, ModeDB, "", "u", map[string]string{}, ""},
-		{"bad plain mode", map[string]string{"user": "u", "mode": "fast"}, "", "", "", nil, codeInvalidParameter},
-		{"bad option mode", map[string]string{"user": "u", "options": "-c pgtestproxy.mode=fast"}, "", "", "", nil, codeInvalidParameter},
-		{"unknown proxy option", map[string]string{"user": "u", "options": "-c pgtestproxy.colour=red"}, "", "", "", nil, codeInvalidParameter},
+			leasemode.DB, "", "u", map[string]string{}, ""},
+		{"protocol options not forwarded", map[string]string{"user": "u", "_pq_.x": "1"}, leasemode.DB, "", "u", map[string]string{}, ""},
+		{"bad plain mode", map[string]string{"user": "u", "mode": "fast"}, "", "", "", nil, "22023"},
+		{"bad option mode", map[string]string{"user": "u", "options": "-c pgtestproxy.mode=fast"}, "", "", "", nil, "22023"},
+		{"unknown proxy option", map[string]string{"user": "u", "options": "-c pgtestproxy.colour=red"}, "", "", "", nil, "22023"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := parseParams(tc.params, ModeDB)
+			p, err := parseParams(tc.params, leasemode.DB)
 			if tc.code != "" {
-				if pe, ok := err.(*pgError); !ok || pe.code != tc.code {
+				if got := pgerr.SQLState(err); got != tc.code {
 					t.Fatalf("want error %s, got %v", tc.code, err)
 				}
 				return
@@ -105,12 +107,12 @@ func TestParseParams(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if p.mode != tc.mode || p.session != tc.session || p.database != tc.db || len(p.runtime) != len(tc.runtime) {
-				t.Fatalf("got mode %q session %q db %q runtime %v", p.mode, p.session, p.database, p.runtime)
+			if p.mode != tc.mode || p.session != tc.session || p.database != tc.db || len(p.startup.Runtime) != len(tc.runtime) {
+				t.Fatalf("got mode %q session %q db %q runtime %v", p.mode, p.session, p.database, p.startup.Runtime)
 			}
 			for k, v := range tc.runtime {
-				if p.runtime[k] != v {
-					t.Fatalf("runtime %s = %q, want %q", k, p.runtime[k], v)
+				if p.startup.Runtime[k] != v {
+					t.Fatalf("runtime %s = %q, want %q", k, p.startup.Runtime[k], v)
 				}
 			}
 		})

@@ -2,6 +2,11 @@ package proxy
 
 import (
 	"fmt"
+	"github.com/jackc/pgerrcode"
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
+	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
+	"github.com/pgtestproxy/pgtestproxy/proxy/internal/txmode"
+	"go.uber.org/zap"
 	"maps"
 	"slices"
 	"strings"
@@ -11,11 +16,12 @@ import (
 type clientParams struct {
 	user     string
 	database string
-	mode     Mode
+	mode     leasemode.Mode
 	session  string // session key; empty means a lease of its own
-	// runtime holds the parameters passed to the upstream connection: everything the
-	// client sent except user, database, the proxy's own settings and protocol options.
-	runtime map[string]string
+	// startup is what the upstream connection gets: the runtime parameters (everything
+	// the client sent except user, database, the proxy's own settings and protocol
+	// options) and the settings they make.
+	startup txmode.Startup
 	// protocolOptions are the _pq_.* options the client asked for; the proxy supports
 	// none and says so with NegotiateProtocolVersion.
 	protocolOptions []string
@@ -31,8 +37,9 @@ const (
 // parseParams reads a startup packet's parameters. A setting given both as a plain
 // parameter and in `options` takes the plain parameter's value, as PostgreSQL applies
 // startup parameters after `options`.
-func parseParams(params map[string]string, defaultMode Mode) (*clientParams, error) {
-	p := &clientParams{runtime: map[string]string{}, mode: defaultMode}
+func parseParams(params map[string]string, defaultMode leasemode.Mode) (*clientParams, error) {
+	runtime := map[string]string{}
+	p := &clientParams{mode: defaultMode}
 	settings := map[string]string{}
 	for _, k := range slices.Sorted(maps.Keys(params)) {
 		v := params[k]
@@ -50,13 +57,13 @@ func parseParams(params map[string]string, defaultMode Mode) (*clientParams, err
 				settings[name] = val
 			}
 			if rest != "" {
-				p.runtime["options"] = rest
+				runtime["options"] = rest
 			}
 		case strings.HasPrefix(k, "_pq_."):
 			p.protocolOptions = append(p.protocolOptions, k)
 		case k == paramMode || k == paramSession:
 		default:
-			p.runtime[k] = v
+			runtime[k] = v
 		}
 	}
 	if p.database == "" {
@@ -65,7 +72,40 @@ func parseParams(params map[string]string, defaultMode Mode) (*clientParams, err
 	if err := p.apply(settings, params); err != nil {
 		return nil, err
 	}
+	p.startup = txmode.Startup{Runtime: runtime, Settings: runtimeSettings(runtime)}
 	return p, nil
+}
+
+// request is the lease the client asks for.
+func (p *clientParams) request() LeaseRequest {
+	return LeaseRequest{Database: p.database, Mode: p.mode, Session: p.session}
+}
+
+// logger returns log with the session's fields (see the package doc).
+func (p *clientParams) logger(log *zap.Logger, cc *clientConn) *zap.Logger {
+	return log.With(zap.String("template", p.database), zap.String("mode", string(p.mode)),
+		zap.String("session_key", p.session), zap.Stringer("client", cc.raw.RemoteAddr()))
+}
+
+// runtimeSettings lists the settings a client's startup parameters make: the plain
+// ones and the -c settings in options, in a stable order.
+func runtimeSettings(runtime map[string]string) [][2]string {
+	var out [][2]string
+	for _, k := range slices.Sorted(maps.Keys(runtime)) {
+		if k != "options" {
+			out = append(out, [2]string{k, runtime[k]})
+			continue
+		}
+		args := splitOptions(runtime[k])
+		for i := 0; i < len(args); i++ {
+			arg, n := settingArg(args, i)
+			if name, value, ok := strings.Cut(arg, "="); n > 0 && ok {
+				out = append(out, [2]string{strings.ReplaceAll(name, "-", "_"), value})
+			}
+			i += max(n, 1) - 1
+		}
+	}
+	return out
 }
 
 // apply takes the pgtestproxy.* settings from options and the plain parameters.
@@ -79,9 +119,9 @@ func (p *clientParams) apply(settings, params map[string]string) error {
 		case proxyOptionPrefix + paramSession:
 			p.session = v
 		default:
-			return &pgError{code: codeInvalidParameter,
-				message: fmt.Sprintf("unrecognized option %q", name),
-				hint:    "pgtestproxy options are pgtestproxy.mode (db or tx) and pgtestproxy.session (a key)."}
+			return &pgerr.Error{Code: pgerrcode.InvalidParameterValue,
+				Message: fmt.Sprintf("unrecognized option %q", name),
+				Hint:    "pgtestproxy options are pgtestproxy.mode (db or tx) and pgtestproxy.session (a key)."}
 		}
 	}
 	if v, ok := params[paramMode]; ok {
@@ -96,9 +136,9 @@ func (p *clientParams) apply(settings, params map[string]string) error {
 }
 
 func (p *clientParams) setMode(option, value string) error {
-	m := Mode(strings.ToLower(strings.TrimSpace(value)))
-	if !m.valid() {
-		return newPgError(codeInvalidParameter,
+	m := leasemode.Mode(strings.ToLower(strings.TrimSpace(value)))
+	if !m.Valid() {
+		return pgerr.New(pgerrcode.InvalidParameterValue,
 			fmt.Sprintf("invalid value %q for option %s: allowed values are db and tx", value, option))
 	}
 	p.mode = m

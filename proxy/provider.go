@@ -2,23 +2,12 @@ package proxy
 
 import (
 	"context"
-	"io"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
+	"github.com/pgtestproxy/pgtestproxy/proxy/internal/txmode"
 )
-
-// Mode is a lease mode (SPEC §5, §6).
-type Mode string
-
-const (
-	// ModeDB leases a fresh clone per lease; the client talks to it directly.
-	ModeDB Mode = "db"
-	// ModeTx leases a clone inside a transaction the proxy opened.
-	ModeTx Mode = "tx"
-)
-
-// valid reports whether m is a mode the proxy knows.
-func (m Mode) valid() bool { return m == ModeDB || m == ModeTx }
 
 // LeaseRequest is what a client asked for.
 type LeaseRequest struct {
@@ -26,7 +15,10 @@ type LeaseRequest struct {
 	// template.
 	Database string
 	// Mode is the lease mode the client asked for, or Config.DefaultMode.
-	Mode Mode
+	Mode leasemode.Mode
+	// Session is the client's session key; connections with the same Database, Mode
+	// and Session share one lease. Empty means a lease of the connection's own.
+	Session string
 }
 
 // Lease is one database handed to a client (or to every connection that shares a
@@ -44,21 +36,29 @@ type Lease interface {
 	Release(ctx context.Context, clean bool)
 }
 
+// KeptBackend is a tx-mode lease's backend connection, rolled back and reset, that a
+// BackendKeeper keeps with its clone for the clone's next tx-mode lease. It is opaque
+// to the provider, which only closes it (Close) when it does not hand it out again.
+type KeptBackend = txmode.Backend
+
 // BackendKeeper is implemented by leases that keep a tx-mode lease's backend
-// connection with the clone between leases (pool.Lease does). At the end of a clean
-// tx-mode lease the proxy rolls the backend's transaction back, resets it and hands it
-// to Keep; the next tx-mode lease of the clone takes it from Kept (nil when there is
-// none) instead of starting a backend. The proxy closes what Kept returns when it
-// cannot use it (other startup parameters); the provider closes what Keep was given
-// when it does not hand it out again.
+// connection with the clone between leases. At the end of a clean tx-mode lease the
+// proxy hands the backend to Keep; the next tx-mode lease of the clone takes it from
+// Kept (nil when there is none) instead of starting a backend. The proxy closes what
+// Kept returns when it cannot use it (other startup parameters); the provider closes
+// what Keep was given when it does not hand it out again.
 type BackendKeeper interface {
-	Keep(io.Closer)
-	Kept() io.Closer
+	Keep(*KeptBackend)
+	Kept() *KeptBackend
 }
 
-// LeaseProvider hands out leases. Errors that implement SQLState() string reach the
-// client as a FATAL ErrorResponse with that SQLSTATE and the error's message; any other
-// error reaches it as XX000.
+// The proxy hands txmode the provider's lease as it is.
+var _ txmode.Keeper = BackendKeeper(nil)
+
+// LeaseProvider hands out leases. An error that carries a SQLSTATE (an
+// internal/pgerr.Error, a *pgconn.PgError, anything with a SQLState() string method)
+// reaches the client as a FATAL ErrorResponse with that SQLSTATE and the error's
+// message; any other error reaches it as XX000.
 type LeaseProvider interface {
 	Acquire(ctx context.Context, req LeaseRequest) (Lease, error)
 }

@@ -3,13 +3,12 @@ package proxy
 import (
 	"encoding/binary"
 	"errors"
+	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 	"io"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // relayBufSize is the copy buffer of each relay direction.
@@ -58,17 +57,17 @@ func (r *relay) clientToUpstream() {
 		n, err := r.client.Read(buf)
 		if n > 0 {
 			if _, werr := r.upstream.Write(buf[:n]); werr != nil {
-				interrupt(r.upstream)
+				wire.Interrupt(r.upstream)
 				return
 			}
-			r.stats.bytesIn.Add(int64(n))
+			r.stats.BytesIn.Add(int64(n))
 		}
 		if errors.Is(err, io.EOF) {
-			closeWrite(r.upstream)
+			wire.CloseWrite(r.upstream)
 			return
 		}
 		if err != nil {
-			interrupt(r.upstream)
+			wire.Interrupt(r.upstream)
 			return
 		}
 	}
@@ -78,7 +77,7 @@ func (r *relay) clientToUpstream() {
 // stops the other direction: without a backend the session is over. It reports
 // whether the upstream ended by closing normally (or the client went away first).
 func (r *relay) upstreamToClient() (clean bool) {
-	defer interrupt(r.client)
+	defer wire.Interrupt(r.client)
 	bp := relayBufs.Get().(*[]byte)
 	defer relayBufs.Put(bp)
 	buf := *bp
@@ -90,18 +89,18 @@ func (r *relay) upstreamToClient() (clean bool) {
 				return true // the client went away; the upstream is fine
 			}
 			frames.advance(buf[:n])
-			r.stats.bytesOut.Add(int64(n))
+			r.stats.BytesOut.Add(int64(n))
 		}
 		switch {
 		case err == nil:
 		case errors.Is(err, io.EOF):
 			return true
-		case isInterrupted(err) && r.cutting.Load():
+		case wire.IsInterrupted(err) && r.cutting.Load():
 			if frames.atBoundary() {
 				r.sayShutdown()
 			}
 			return false
-		case isInterrupted(err):
+		case wire.IsInterrupted(err):
 			return true // the client direction ended: the client went away
 		default:
 			return false
@@ -112,22 +111,21 @@ func (r *relay) upstreamToClient() (clean bool) {
 // sayShutdown tells the client, between two upstream messages, that the proxy is
 // ending its session.
 func (r *relay) sayShutdown() {
-	var out msgBuffer
-	out.add(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL",
-		Code: codeAdminShutdown, Message: "terminating connection because pgtestproxy is shutting down"})
-	_ = r.client.SetWriteDeadline(time.Now().Add(goodbyeWriteTimeout))
-	if out.flush(r.client) == nil {
-		r.stats.errors.Add(1)
+	var out wire.MsgBuffer
+	out.Add(wire.ShutdownResponse())
+	_ = r.client.SetWriteDeadline(time.Now().Add(wire.GoodbyeWriteTimeout))
+	if out.Flush(r.client) == nil {
+		r.stats.Errors.Add(1)
 	}
 }
 
-// cut ends the session from outside (shutdown): both reads return at once and the
+// Cut ends the session from outside (shutdown): both reads return at once and the
 // client is told why if the upstream stream is between messages.
-func (r *relay) cut() {
+func (r *relay) Cut() {
 	r.cutting.Store(true)
-	interrupt(r.upstream)
-	interrupt(r.client)
-	_ = r.client.SetWriteDeadline(time.Now().Add(goodbyeWriteTimeout))
+	wire.Interrupt(r.upstream)
+	wire.Interrupt(r.client)
+	_ = r.client.SetWriteDeadline(time.Now().Add(wire.GoodbyeWriteTimeout))
 }
 
 // frameTracker follows the message boundaries of a backend byte stream (a type byte

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 	"sync"
 	"time"
 
@@ -11,18 +12,11 @@ import (
 // releaseTimeout bounds a provider's Release, which runs detached from any session.
 const releaseTimeout = 30 * time.Second
 
-// leaseKey identifies the lease that connections with a session key share.
-type leaseKey struct {
-	database string
-	mode     Mode
-	session  string
-}
-
-// sharedLease is a lease held by every open connection with the same leaseKey, and
+// sharedLease is a lease held by every open connection with the same LeaseRequest, and
 // for Linger after the last one closes.
-type sharedLease struct {
+type sharedLease[L heldLease] struct {
 	ready chan struct{} // closed when the provider answered
-	lease Lease
+	lease L
 	err   error
 	refs  int         // open connections holding the lease
 	clean bool        // no connection reported a problem
@@ -30,44 +24,57 @@ type sharedLease struct {
 	gen   int         // which linger timer is current
 }
 
-// router hands leases to sessions: one per connection, or one per session key.
-type router struct {
+// heldLease is what a router hands out: the provider's lease in the form a session
+// runner uses it.
+type heldLease interface {
+	Database() string
+	Release(ctx context.Context, clean bool)
+}
+
+// router hands leases to sessions: one per connection, or one per session key
+// (LeaseRequest.Session). It knows no lease mode: each session runner has a router of
+// its own whose wrap gives the provider's lease the runner's form (shared says
+// connections with a session key share it).
+type router[L heldLease] struct {
 	provider LeaseProvider
+	wrap     func(l Lease, shared bool) L
 	linger   time.Duration
 	log      *zap.Logger
-	stats    *counters
+	stats    *wire.Counters
 
 	mu      sync.Mutex
-	shared  map[leaseKey]*sharedLease
+	shared  map[LeaseRequest]*sharedLease[L]
 	closing bool           // release at once instead of lingering
 	pending sync.WaitGroup // linger timers scheduled and not yet done
 }
 
-func newRouter(p LeaseProvider, linger time.Duration, log *zap.Logger, stats *counters) *router {
-	return &router{provider: p, linger: linger, log: log, stats: stats, shared: map[leaseKey]*sharedLease{}}
+func newRouter[L heldLease](p LeaseProvider, wrap func(Lease, bool) L, linger time.Duration, log *zap.Logger,
+	stats *wire.Counters) *router[L] {
+	return &router[L]{provider: p, wrap: wrap, linger: linger, log: log, stats: stats,
+		shared: map[LeaseRequest]*sharedLease[L]{}}
 }
 
 // leaseRef is one connection's hold on a lease. release must be called once the
 // connection is done with it.
-type leaseRef struct {
-	r      *router
-	lease  Lease
-	shared *sharedLease // nil for a lease of the connection's own
-	key    leaseKey
+type leaseRef[L heldLease] struct {
+	r      *router[L]
+	lease  L
+	shared *sharedLease[L] // nil for a lease of the connection's own
+	key    LeaseRequest
 	once   sync.Once
 }
 
-// acquire returns a lease for req: a new one when session is empty, else the one
+// acquire returns a lease for req: a new one when req.Session is empty, else the one
 // shared by every connection with the same database, mode and session key.
-func (r *router) acquire(ctx context.Context, req LeaseRequest, session string) (*leaseRef, error) {
-	if session == "" {
+func (r *router[L]) acquire(ctx context.Context, req LeaseRequest) (*leaseRef[L], error) {
+	if req.Session == "" {
 		l, err := r.fromProvider(ctx, req, false)
 		if err != nil {
 			return nil, err
 		}
-		return &leaseRef{r: r, lease: l}, nil
+		return &leaseRef[L]{r: r, lease: l}, nil
 	}
-	key := leaseKey{database: req.Database, mode: req.Mode, session: session}
+	key := req
 	r.mu.Lock()
 	e := r.shared[key]
 	if e != nil {
@@ -78,9 +85,9 @@ func (r *router) acquire(ctx context.Context, req LeaseRequest, session string) 
 		if e.err != nil {
 			return nil, e.err
 		}
-		return &leaseRef{r: r, lease: e.lease, shared: e, key: key}, nil
+		return &leaseRef[L]{r: r, lease: e.lease, shared: e, key: key}, nil
 	}
-	e = &sharedLease{ready: make(chan struct{}), refs: 1, clean: true}
+	e = &sharedLease[L]{ready: make(chan struct{}), refs: 1, clean: true}
 	r.shared[key] = e
 	r.mu.Unlock()
 
@@ -95,28 +102,27 @@ func (r *router) acquire(ctx context.Context, req LeaseRequest, session string) 
 	if err != nil {
 		return nil, err
 	}
-	return &leaseRef{r: r, lease: l, shared: e, key: key}, nil
+	return &leaseRef[L]{r: r, lease: l, shared: e, key: key}, nil
 }
 
-// fromProvider acquires a lease; a tx-mode lease gets the proxy's tx-mode wrapping,
-// shared says connections with a session key share it.
-func (r *router) fromProvider(ctx context.Context, req LeaseRequest, shared bool) (Lease, error) {
-	l, err := r.provider.Acquire(ctx, req)
+// fromProvider acquires a lease and wraps it; shared says connections with a
+// session key share it.
+func (r *router[L]) fromProvider(ctx context.Context, req LeaseRequest, shared bool) (L, error) {
+	pl, err := r.provider.Acquire(ctx, req)
 	if err != nil {
-		return nil, err
+		var none L
+		return none, err
 	}
-	if req.Mode == ModeTx {
-		l = newTxLease(l, r.log, shared)
-	}
-	r.stats.leasesTotal.Add(1)
-	r.stats.leasesActive.Add(1)
-	r.log.Debug("lease acquired", zap.String("template", req.Database),
-		zap.String("mode", string(req.Mode)), zap.String("database", l.Database()))
+	l := r.wrap(pl, shared)
+	r.stats.LeasesTotal.Add(1)
+	r.stats.LeasesActive.Add(1)
+	r.log.Debug("lease acquired", zap.String("template", req.Database), zap.String("mode", string(req.Mode)),
+		zap.String("session_key", req.Session), zap.String("clone", l.Database()))
 	return l, nil
 }
 
 // stopLinger cancels e's linger timer, if any. r.mu must be held.
-func (r *router) stopLinger(e *sharedLease) {
+func (r *router[L]) stopLinger(e *sharedLease[L]) {
 	if e.timer == nil {
 		return
 	}
@@ -128,11 +134,11 @@ func (r *router) stopLinger(e *sharedLease) {
 
 // release gives up the connection's hold on the lease. clean is false when the
 // connection saw its upstream fail.
-func (ref *leaseRef) release(clean bool) {
+func (ref *leaseRef[L]) release(clean bool) {
 	ref.once.Do(func() { ref.r.unref(ref, clean) })
 }
 
-func (r *router) unref(ref *leaseRef, clean bool) {
+func (r *router[L]) unref(ref *leaseRef[L], clean bool) {
 	e := ref.shared
 	if e == nil {
 		r.releaseNow(ref.lease, clean)
@@ -159,7 +165,7 @@ func (r *router) unref(ref *leaseRef, clean bool) {
 }
 
 // expire ends a shared lease whose linger ran out, unless a connection took it again.
-func (r *router) expire(key leaseKey, e *sharedLease, gen int) {
+func (r *router[L]) expire(key LeaseRequest, e *sharedLease[L], gen int) {
 	defer r.pending.Done()
 	r.mu.Lock()
 	if e.refs > 0 || e.gen != gen || e.timer == nil {
@@ -173,20 +179,20 @@ func (r *router) expire(key leaseKey, e *sharedLease, gen int) {
 }
 
 // releaseNow hands a lease back to the provider.
-func (r *router) releaseNow(l Lease, clean bool) {
+func (r *router[L]) releaseNow(l L, clean bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
 	defer cancel()
 	l.Release(ctx, clean)
-	r.stats.leasesActive.Add(-1)
-	r.log.Debug("lease released", zap.String("database", l.Database()), zap.Bool("clean", clean))
+	r.stats.LeasesActive.Add(-1)
+	r.log.Debug("lease released", zap.String("clone", l.Database()), zap.Bool("clean", clean))
 }
 
 // close releases the lingering leases at once, makes later ends release at once, and
 // waits for linger timers already running. Call it after every session ended.
-func (r *router) close() {
+func (r *router[L]) close() {
 	r.mu.Lock()
 	r.closing = true
-	var lingering []*sharedLease
+	var lingering []*sharedLease[L]
 	for key, e := range r.shared {
 		if e.refs == 0 && e.timer != nil {
 			r.stopLinger(e)

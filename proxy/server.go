@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -25,7 +26,7 @@ type Server struct {
 	ln      net.Listener
 	log     *zap.Logger
 	auth    *authenticator // nil: trust
-	router  *router
+	runners map[leasemode.Mode]runner
 	cancels *cancelRegistry
 	stats   counters
 
@@ -34,7 +35,6 @@ type Server struct {
 	baseCtx    context.Context
 	cancelBase context.CancelFunc
 	shutting   atomic.Bool
-	panics     atomic.Int64 // sessions that panicked (a bug), for tests
 
 	mu           sync.Mutex
 	serving      bool
@@ -59,7 +59,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Logger, cancels: newCancelRegistry(),
 		conns: map[*clientConn]struct{}{}, connsChanged: make(chan struct{}),
 		closeCh: make(chan struct{}), doneCh: make(chan struct{})}
-	s.router = newRouter(cfg.Provider, cfg.Linger, cfg.Logger, &s.stats)
+	s.runners = map[leasemode.Mode]runner{leasemode.DB: newDBRunner(s), leasemode.Tx: newTxRunner(s)}
 	if cfg.Password != "" {
 		var err error
 		if s.auth, err = newAuthenticator(cfg.Password); err != nil {
@@ -81,7 +81,7 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
 // Stats returns the server's counters.
-func (s *Server) Stats() Stats { return s.stats.snapshot() }
+func (s *Server) Stats() Stats { return snapshot(&s.stats) }
 
 // Serve accepts clients until ctx is done or Close is called, then shuts down
 // gracefully: new clients are refused with 57P01, open sessions get ShutdownGrace to

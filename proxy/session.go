@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/jackc/pgerrcode"
+	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
+	"github.com/pgtestproxy/pgtestproxy/proxy/internal/txmode"
+	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 	"io"
 	"net"
 	"time"
@@ -22,7 +26,7 @@ func (s *Server) serveConn(cc *clientConn) {
 	defer func() {
 		// One bad session must not take the others down with the process.
 		if r := recover(); r != nil {
-			s.panics.Add(1)
+			s.stats.Panics.Add(1)
 			s.log.Error("session panicked", zap.Any("panic", r), zap.StackSkip("stack", 1))
 		}
 	}()
@@ -42,16 +46,16 @@ func (s *Server) serveConn(cc *clientConn) {
 
 // startSession admits a client that sent its StartupMessage and runs its session.
 func (s *Server) startSession(cc *clientConn, conn net.Conn, m *pgproto3.StartupMessage) {
-	var out msgBuffer
+	var out wire.MsgBuffer
 	p, err := s.admit(m, &out)
 	if err != nil {
 		s.refuse(cc, conn, &out, err)
 		return
 	}
 	if !s.enterSession() {
-		s.refuse(cc, conn, &out, &pgError{code: codeTooManyConnections,
-			message: "sorry, too many clients already",
-			detail:  fmt.Sprintf("pgtestproxy serves at most %d sessions at once", s.cfg.MaxSessions)})
+		s.refuse(cc, conn, &out, &pgerr.Error{Code: pgerrcode.TooManyConnections,
+			Message: "sorry, too many clients already",
+			Detail:  fmt.Sprintf("pgtestproxy serves at most %d sessions at once", s.cfg.MaxSessions)})
 		return
 	}
 	defer s.leaveSession()
@@ -61,84 +65,152 @@ func (s *Server) startSession(cc *clientConn, conn net.Conn, m *pgproto3.Startup
 			return
 		}
 	}
-	out.add(&pgproto3.AuthenticationOk{})
+	out.Add(&pgproto3.AuthenticationOk{})
 	_ = conn.SetDeadline(time.Time{})
 	if p.database == adminDatabase {
 		s.runAdmin(cc, conn, &out)
 		return
 	}
-	s.runLease(cc, conn, p, &out)
+	s.runners[p.mode].run(cc, conn, p, &out)
 }
 
 // admit checks what the client asked for, before any authentication or lease.
-func (s *Server) admit(m *pgproto3.StartupMessage, out *msgBuffer) (*clientParams, error) {
+func (s *Server) admit(m *pgproto3.StartupMessage, out *wire.MsgBuffer) (*clientParams, error) {
 	if s.shutting.Load() {
-		return nil, errShuttingDown
+		return nil, wire.ErrShuttingDown
 	}
 	p, err := parseParams(m.Parameters, s.cfg.DefaultMode)
 	if err != nil {
 		return nil, err
 	}
 	if minor := m.ProtocolVersion & 0xffff; minor != 0 || len(p.protocolOptions) > 0 {
-		out.add(&pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: 0, UnrecognizedOptions: p.protocolOptions})
+		out.Add(&pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: 0, UnrecognizedOptions: p.protocolOptions})
 	}
 	if p.user == "" {
-		return nil, newPgError(codeInvalidAuth, "no PostgreSQL user name specified in startup packet")
+		return nil, pgerr.New(pgerrcode.InvalidAuthorizationSpecification, "no PostgreSQL user name specified in startup packet")
 	}
 	return p, nil
 }
 
-var errShuttingDown = newPgError(codeAdminShutdown, "pgtestproxy is shutting down")
+// runner serves the sessions of one lease mode: it leases through a router of its
+// own, which gives the provider's lease the runner's form, and runs the client's
+// session on it. The mode is decided once, when the startup packet is parsed; the
+// session then goes to that mode's runner.
+type runner interface {
+	run(cc *clientConn, conn net.Conn, p *clientParams, out *wire.MsgBuffer)
+	// close releases the lingering leases; call it after every session ended.
+	close()
+}
 
-// runLease acquires the client's lease, connects it to the leased database and
-// relays until the session ends, then gives the lease back.
-func (s *Server) runLease(cc *clientConn, conn net.Conn, p *clientParams, out *msgBuffer) {
+// serveLeased acquires the client's lease from r, runs serve on it and gives the
+// lease back, clean as serve reports.
+func serveLeased[L heldLease](s *Server, r *router[L], cc *clientConn, conn net.Conn, p *clientParams,
+	out *wire.MsgBuffer, serve func(L) (clean bool)) {
 	if s.shutting.Load() {
-		s.refuse(cc, conn, out, errShuttingDown)
+		s.refuse(cc, conn, out, wire.ErrShuttingDown)
 		return
 	}
-	req := LeaseRequest{Database: p.database, Mode: p.mode}
-	ref, err := s.router.acquire(s.baseCtx, req, p.session)
+	ref, err := r.acquire(s.baseCtx, p.request())
 	if err != nil {
 		s.refuse(cc, conn, out, reportable(err))
 		return
 	}
 	clean := false
 	defer func() { ref.release(clean) }()
-	if p.mode == ModeTx {
-		clean = s.runTx(cc, conn, ref, p, out)
-		return
-	}
-	up, err := connectUpstream(s.baseCtx, ref.lease, p.runtime)
-	if err != nil {
-		s.refuse(cc, conn, out, reportable(err))
-		return
-	}
-	key, err := s.cancels.register(up.cancel)
-	if err != nil {
-		_ = up.conn.Close()
-		s.refuse(cc, conn, out, err)
-		return
-	}
-	defer s.cancels.unregister(key)
-	up.greet(out, key)
-	if err := out.flush(conn); err != nil {
-		_ = up.conn.Close()
-		clean = true // the client left; the upstream is fine
-		return
-	}
-	log := s.log.With(zap.String("template", p.database), zap.String("mode", string(p.mode)),
-		zap.String("database", ref.lease.Database()))
-	log.Debug("session started")
-	clean = s.runSession(cc, conn, up, p.mode)
-	log.Debug("session ended", zap.Bool("clean", clean))
+	clean = serve(ref.lease)
 }
 
-// runSession runs an established db-mode session to its end.
-func (s *Server) runSession(cc *clientConn, conn net.Conn, up *upstream, _ Mode) (clean bool) {
-	r := newRelay(conn, up.conn, &s.stats)
-	cc.setRunner(r, up.conn)
-	return r.run()
+// dbRunner runs db-mode sessions: a byte relay between the client and its clone.
+type dbRunner struct {
+	s      *Server
+	router *router[Lease]
+}
+
+func newDBRunner(s *Server) *dbRunner {
+	same := func(l Lease, _ bool) Lease { return l }
+	return &dbRunner{s: s, router: newRouter(s.cfg.Provider, same, s.cfg.Linger, s.log, &s.stats)}
+}
+
+func (d *dbRunner) close() { d.router.close() }
+
+func (d *dbRunner) run(cc *clientConn, conn net.Conn, p *clientParams, out *wire.MsgBuffer) {
+	serveLeased(d.s, d.router, cc, conn, p, out, func(l Lease) bool { return d.relay(cc, conn, l, p, out) })
+}
+
+// relay connects the session to its leased database and relays until the session
+// ends. It reports whether the upstream connection ended without a failure.
+func (d *dbRunner) relay(cc *clientConn, conn net.Conn, l Lease, p *clientParams, out *wire.MsgBuffer) (clean bool) {
+	s := d.s
+	up, err := wire.ConnectUpstream(s.baseCtx, l, p.startup.Runtime)
+	if err != nil {
+		s.refuse(cc, conn, out, reportable(err))
+		return false
+	}
+	key, err := s.cancels.register(up.Cancel)
+	if err != nil {
+		_ = up.Conn.Close()
+		s.refuse(cc, conn, out, err)
+		return false
+	}
+	defer s.cancels.unregister(key)
+	wire.Greet(out, up.Params, key, up.TxStatus)
+	if err := out.Flush(conn); err != nil {
+		_ = up.Conn.Close()
+		return true // the client left; the upstream is fine
+	}
+	log := p.logger(s.log, cc).With(zap.String("clone", l.Database()))
+	log.Debug("session started")
+	r := newRelay(conn, up.Conn, &s.stats)
+	cc.setRunner(r, up.Conn)
+	clean = r.run()
+	log.Debug("session ended", zap.Bool("clean", clean))
+	return clean
+}
+
+// txRunner runs tx-mode sessions on a tx-mode lease's backend (package txmode).
+type txRunner struct {
+	s      *Server
+	router *router[*txmode.Lease]
+}
+
+func newTxRunner(s *Server) *txRunner {
+	wrap := func(l Lease, shared bool) *txmode.Lease { return txmode.NewLease(l, shared, s.log, &s.stats) }
+	return &txRunner{s: s, router: newRouter(s.cfg.Provider, wrap, s.cfg.Linger, s.log, &s.stats)}
+}
+
+func (t *txRunner) close() { t.router.close() }
+
+func (t *txRunner) run(cc *clientConn, conn net.Conn, p *clientParams, out *wire.MsgBuffer) {
+	serveLeased(t.s, t.router, cc, conn, p, out, func(l *txmode.Lease) bool { return t.serve(cc, conn, l, p, out) })
+}
+
+// serve runs a tx-mode session on its lease and reports whether it left the lease
+// clean.
+func (t *txRunner) serve(cc *clientConn, conn net.Conn, l *txmode.Lease, p *clientParams, out *wire.MsgBuffer) (clean bool) {
+	s := t.s
+	sess, err := l.Attach(s.baseCtx, conn, p.startup)
+	if err != nil {
+		s.refuse(cc, conn, out, reportable(err))
+		return true // the lease knows whether it broke
+	}
+	key, err := s.cancels.register(sess)
+	if err != nil {
+		sess.Abandon()
+		s.refuse(cc, conn, out, err)
+		return true
+	}
+	defer s.cancels.unregister(key)
+	sess.Greet(out, key)
+	if err := out.Flush(conn); err != nil {
+		sess.Abandon()
+		return true // the client left; the backend is fine
+	}
+	log := p.logger(s.log, cc).With(zap.String("clone", l.Database()))
+	log.Debug("session started")
+	cc.setRunner(sess, sess.BackendConn())
+	clean = sess.Run()
+	log.Debug("session ended", zap.Bool("clean", clean))
+	return clean
 }
 
 func (s *Server) enterSession() bool {
@@ -148,8 +220,8 @@ func (s *Server) enterSession() bool {
 		return false
 	}
 	s.sessions++
-	s.stats.sessionsTotal.Add(1)
-	s.stats.sessionsActive.Add(1)
+	s.stats.SessionsTotal.Add(1)
+	s.stats.SessionsActive.Add(1)
 	return true
 }
 
@@ -157,49 +229,47 @@ func (s *Server) leaveSession() {
 	s.mu.Lock()
 	s.sessions--
 	s.mu.Unlock()
-	s.stats.sessionsActive.Add(-1)
+	s.stats.SessionsActive.Add(-1)
 }
 
 // refuse ends a connection during start-up with a FATAL ErrorResponse, after what out
 // holds. A client that simply went away gets nothing.
-func (s *Server) refuse(cc *clientConn, conn net.Conn, out *msgBuffer, err error) {
+func (s *Server) refuse(cc *clientConn, conn net.Conn, out *wire.MsgBuffer, err error) {
 	if out == nil {
-		out = &msgBuffer{}
+		out = &wire.MsgBuffer{}
 	}
 	switch {
 	case cc.isCutting() || (s.shutting.Load() && errors.Is(err, context.Canceled)):
-		err = errShuttingDown
+		err = wire.ErrShuttingDown
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
 		return
-	case isInterrupted(err):
-		err = newPgError(codeProtocolViolation,
+	case wire.IsInterrupted(err):
+		err = pgerr.New(pgerrcode.ProtocolViolation,
 			fmt.Sprintf("client did not complete start-up within %s", s.cfg.StartupTimeout))
 	}
 	var quiet *quietError
-	var coded interface{ SQLState() string }
-	if errors.As(err, &quiet) || (!errors.As(err, &coded) && isNetError(err)) {
+	if errors.As(err, &quiet) || (pgerr.SQLState(err) == "" && isNetError(err)) {
 		s.log.Debug("connection failed", zap.Error(err), zap.Stringer("client", cc.raw.RemoteAddr()))
 		return // the channel to the client is what broke: nobody to tell
 	}
-	resp := errorResponse("FATAL", err)
-	s.stats.errors.Add(1)
+	resp := wire.ErrorResponse("FATAL", err)
+	s.stats.Errors.Add(1)
 	s.log.Info("connection refused", zap.String("code", resp.Code), zap.String("message", resp.Message),
 		zap.Stringer("client", cc.raw.RemoteAddr()))
-	_ = conn.SetWriteDeadline(time.Now().Add(goodbyeWriteTimeout))
-	out.add(resp)
-	if out.flush(conn) == nil {
-		lingeringClose(conn)
+	_ = conn.SetWriteDeadline(time.Now().Add(wire.GoodbyeWriteTimeout))
+	out.Add(resp)
+	if out.Flush(conn) == nil {
+		wire.LingeringClose(conn)
 	}
 }
 
 // reportable makes sure an error of the provider or upstream reaches the client,
 // even when it wraps a network error (which refuse would take for the client's).
 func reportable(err error) error {
-	var coded interface{ SQLState() string }
-	if errors.As(err, &coded) || errors.Is(err, context.Canceled) {
+	if pgerr.SQLState(err) != "" || errors.Is(err, context.Canceled) {
 		return err
 	}
-	return newPgError(codeInternal, err.Error())
+	return pgerr.New(pgerrcode.InternalError, err.Error())
 }
 
 // isNetError reports whether err is a failure of the client's socket itself.
@@ -216,10 +286,10 @@ func (s *Server) forwardCancel(req *pgproto3.CancelRequest) {
 		s.log.Debug("cancel request with unknown key ignored")
 		return
 	}
-	s.stats.cancels.Add(1)
-	ctx, cancel := context.WithTimeout(s.baseCtx, cancelTimeout)
+	s.stats.Cancels.Add(1)
+	ctx, cancel := context.WithTimeout(s.baseCtx, wire.CancelTimeout)
 	defer cancel()
-	if err := t.send(ctx); err != nil {
+	if err := t.Send(ctx); err != nil {
 		s.log.Warn("forward cancel request", zap.Error(err))
 	}
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"net"
 	"testing"
 
@@ -55,7 +56,7 @@ func TestRuntimeParamsForwarded(t *testing.T) {
 	req := p.requests[0]
 	p.mu.Unlock()
 	// The plain parameter mode=tx wins over the option's db.
-	if req != (LeaseRequest{Database: "app", Mode: ModeTx}) {
+	if req != (LeaseRequest{Database: "app", Mode: leasemode.Tx, Session: "params"}) {
 		t.Errorf("provider asked for %+v", req)
 	}
 }
@@ -67,7 +68,7 @@ func TestLeaseReleasedWhenSessionBreaks(t *testing.T) {
 	forEachMode(t, testLeaseReleasedWhenSessionBreaks)
 }
 
-func testLeaseReleasedWhenSessionBreaks(t *testing.T, mode Mode) {
+func testLeaseReleasedWhenSessionBreaks(t *testing.T, mode leasemode.Mode) {
 	p := newTestProvider(t)
 	s := startProxy(t, Config{Provider: p})
 	ctx := testContext(t)

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 	"net"
 	"sync"
 	"time"
@@ -10,7 +11,7 @@ import (
 
 // clientConn is one accepted connection, tracked so that shutdown can cut it.
 type clientConn struct {
-	raw *onceConn
+	raw *wire.OnceConn
 
 	mu       sync.Mutex
 	cutting  bool
@@ -19,7 +20,7 @@ type clientConn struct {
 }
 
 // cutter is a session runner that shutdown can end from outside.
-type cutter interface{ cut() }
+type cutter interface{ Cut() }
 
 // cut ends the connection from outside: whatever reads from the client returns at
 // once and says goodbye with 57P01 when it can.
@@ -28,11 +29,11 @@ func (c *clientConn) cut() {
 	defer c.mu.Unlock()
 	c.cutting = true
 	if c.runner != nil {
-		c.runner.cut()
+		c.runner.Cut()
 		return
 	}
-	interrupt(c.raw)
-	_ = c.raw.SetWriteDeadline(time.Now().Add(goodbyeWriteTimeout))
+	wire.Interrupt(c.raw)
+	_ = c.raw.SetWriteDeadline(time.Now().Add(wire.GoodbyeWriteTimeout))
 }
 
 func (c *clientConn) isCutting() bool {
@@ -48,7 +49,7 @@ func (c *clientConn) setRunner(r cutter, upstream net.Conn) {
 	defer c.mu.Unlock()
 	c.runner, c.upstream = r, upstream
 	if c.cutting {
-		r.cut()
+		r.Cut()
 	}
 }
 
@@ -64,7 +65,7 @@ func (c *clientConn) forceClose() {
 }
 
 func (s *Server) track(c net.Conn) *clientConn {
-	cc := &clientConn{raw: newOnceConn(c)}
+	cc := &clientConn{raw: wire.NewOnceConn(c)}
 	s.mu.Lock()
 	s.conns[cc] = struct{}{}
 	cut := s.cutAll
@@ -145,6 +146,8 @@ func (s *Server) shutdown(acceptDone <-chan struct{}) {
 	<-acceptDone
 	s.waitConns(-1)
 	s.cancelBase()
-	s.router.close()
+	for _, r := range s.runners {
+		r.close()
+	}
 	s.log.Info("proxy stopped")
 }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"runtime"
 	"strings"
 	"testing"
@@ -22,7 +23,7 @@ func TestShutdownWithOpenSessions(t *testing.T) {
 	forEachMode(t, testShutdownWithOpenSessions)
 }
 
-func testShutdownWithOpenSessions(t *testing.T, mode Mode) {
+func testShutdownWithOpenSessions(t *testing.T, mode leasemode.Mode) {
 	p := newTestProvider(t)
 	core, logs := observer.New(zap.InfoLevel)
 	s, err := New(Config{Provider: p, Addr: "127.0.0.1:0", ShutdownGrace: 3 * time.Second, Logger: zap.New(core)})
@@ -49,7 +50,7 @@ func testShutdownWithOpenSessions(t *testing.T, mode Mode) {
 	go func() { closed <- s.Close() }()
 	waitFor(t, "shutdown to start", s.shutting.Load)
 	_, err = pgx.Connect(ctx, proxyURL(s, "app"))
-	wantSQLState(t, err, codeAdminShutdown)
+	wantSQLState(t, err, "57P01")
 	if err := leaving.Close(ctx); err != nil { // ends within the grace
 		t.Fatal(err)
 	}
@@ -61,11 +62,11 @@ func testShutdownWithOpenSessions(t *testing.T, mode Mode) {
 	if err := <-served; err != nil {
 		t.Fatalf("Serve: %v", err)
 	}
-	wantSQLState(t, <-busyDone, codeAdminShutdown)
+	wantSQLState(t, <-busyDone, "57P01")
 	_, err = idle.Exec(ctx, "SELECT 1")
-	wantSQLState(t, err, codeAdminShutdown)
+	wantSQLState(t, err, "57P01")
 	_, _, err = queryStrings(ctx, admin, "SHOW VERSION")
-	wantSQLState(t, err, codeAdminShutdown)
+	wantSQLState(t, err, "57P01")
 
 	if n := p.liveCount(); n != 0 {
 		t.Fatalf("%d leases still held after Close", n)
@@ -137,7 +138,7 @@ func TestNoGoroutinesLeftAfterShutdown(t *testing.T) {
 	if _, err := relay.Exec(ctx, "SELECT 1"); err != nil {
 		t.Fatal(err)
 	}
-	tx := connect(t, modeURL(s, ModeTx, "app"))
+	tx := connect(t, modeURL(s, leasemode.Tx, "app"))
 	if _, err := tx.Exec(ctx, "BEGIN"); err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/jackc/pgerrcode"
+	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
 	"io"
 	"net"
 
@@ -29,19 +31,19 @@ func readStartupPacket(r io.Reader) (pgproto3.FrontendMessage, error) {
 	var lenBuf [4]byte
 	if _, err := io.ReadFull(r, lenBuf[:]); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, newPgError(codeProtocolViolation, "incomplete startup packet")
+			return nil, pgerr.New(pgerrcode.ProtocolViolation, "incomplete startup packet")
 		}
 		return nil, err
 	}
 	n := int64(binary.BigEndian.Uint32(lenBuf[:]))
 	if n < minStartupPacket || n > maxStartupPacket {
-		return nil, newPgError(codeProtocolViolation,
+		return nil, pgerr.New(pgerrcode.ProtocolViolation,
 			fmt.Sprintf("invalid length of startup packet: %d bytes (allowed %d to %d)", n, minStartupPacket, maxStartupPacket))
 	}
 	body := make([]byte, n-4)
 	if _, err := io.ReadFull(r, body); err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, newPgError(codeProtocolViolation, "incomplete startup packet")
+			return nil, pgerr.New(pgerrcode.ProtocolViolation, "incomplete startup packet")
 		}
 		return nil, err
 	}
@@ -62,11 +64,11 @@ func decodeStartupPacket(body []byte) (pgproto3.FrontendMessage, error) {
 	case code>>16 == protocolMajor3:
 		return decodeStartupMessage(body)
 	default:
-		return nil, newPgError(codeFeatureNotSupported,
+		return nil, pgerr.New(pgerrcode.FeatureNotSupported,
 			fmt.Sprintf("unsupported frontend protocol %d.%d: server supports 3.0", code>>16, code&0xffff))
 	}
 	if err := msg.Decode(body); err != nil {
-		return nil, newPgError(codeProtocolViolation, "invalid startup packet: "+err.Error())
+		return nil, pgerr.New(pgerrcode.ProtocolViolation, "invalid startup packet: "+err.Error())
 	}
 	return msg, nil
 }
@@ -79,7 +81,7 @@ func decodeStartupMessage(body []byte) (*pgproto3.StartupMessage, error) {
 	binary.BigEndian.PutUint32(patched, pgproto3.ProtocolVersion30) // pgproto3 knows only 3.0 and 3.2
 	msg := &pgproto3.StartupMessage{}
 	if err := msg.Decode(patched); err != nil {
-		return nil, newPgError(codeProtocolViolation, "invalid startup packet layout: "+err.Error())
+		return nil, pgerr.New(pgerrcode.ProtocolViolation, "invalid startup packet layout: "+err.Error())
 	}
 	msg.ProtocolVersion = version
 	return msg, nil
@@ -98,7 +100,7 @@ func (s *Server) negotiate(conn net.Conn) (net.Conn, pgproto3.FrontendMessage, e
 		switch msg.(type) {
 		case *pgproto3.SSLRequest:
 			if sslDone {
-				return conn, nil, newPgError(codeProtocolViolation, "SSLRequest after SSL negotiation")
+				return conn, nil, pgerr.New(pgerrcode.ProtocolViolation, "SSLRequest after SSL negotiation")
 			}
 			sslDone = true
 			if conn, err = s.answerSSL(conn); err != nil {
@@ -106,7 +108,7 @@ func (s *Server) negotiate(conn net.Conn) (net.Conn, pgproto3.FrontendMessage, e
 			}
 		case *pgproto3.GSSEncRequest:
 			if gssDone || sslDone {
-				return conn, nil, newPgError(codeProtocolViolation, "GSSENCRequest after encryption negotiation")
+				return conn, nil, pgerr.New(pgerrcode.ProtocolViolation, "GSSENCRequest after encryption negotiation")
 			}
 			gssDone = true
 			if _, err := conn.Write([]byte{'N'}); err != nil {

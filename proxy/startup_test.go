@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
+	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 	"io"
 	"net"
 	"testing"
@@ -26,12 +28,12 @@ func startupSeeds(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 8, 0, 3, 0, 0})
 }
 
-// FuzzReadStartupPacket: decoding never panics and fails only with EOF or a *pgError.
+// FuzzReadStartupPacket: decoding never panics and fails only with EOF or a *pgerr.Error.
 func FuzzReadStartupPacket(f *testing.F) {
 	startupSeeds(f)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, err := readStartupPacket(bytes.NewReader(b))
-		var pe *pgError
+		var pe *pgerr.Error
 		if err != nil && !errors.Is(err, io.EOF) && !errors.As(err, &pe) {
 			t.Fatalf("unexpected error kind %T: %v", err, err)
 		}
@@ -53,13 +55,13 @@ func FuzzStartup(f *testing.F) {
 		defer c.Close()
 		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 		_, _ = c.Write(b)
-		closeWrite(c)
+		wire.CloseWrite(c)
 		resp, err := io.ReadAll(c)
 		if err != nil && !isConnReset(err) {
 			t.Fatalf("reading the answer: %v", err)
 		}
 		checkFraming(t, resp)
-		if n := s.panics.Load(); n > 0 {
+		if n := s.stats.Panics.Load(); n > 0 {
 			t.Fatalf("%d sessions panicked", n)
 		}
 	})

@@ -1,8 +1,8 @@
 package proxy
 
 import (
+	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 	"strconv"
-	"sync/atomic"
 )
 
 // Stats are the server's counters since it started.
@@ -15,35 +15,32 @@ type Stats struct {
 	BytesOut       int64 // bytes relayed from the upstream to clients
 	Cancels        int64 // cancel requests forwarded to the upstream
 	Errors         int64 // errors sent to clients by the proxy itself
+	Panics         int64 // panics recovered (a bug): each ended one session, or one shared tx lease
 }
 
 // counters is the live form of Stats.
-type counters struct {
-	sessionsTotal, sessionsActive atomic.Int64
-	leasesTotal, leasesActive     atomic.Int64
-	bytesIn, bytesOut             atomic.Int64
-	cancels, errors               atomic.Int64
-}
+type counters = wire.Counters
 
-func (c *counters) snapshot() Stats {
+func snapshot(c *counters) Stats {
 	return Stats{
-		SessionsTotal:  c.sessionsTotal.Load(),
-		SessionsActive: c.sessionsActive.Load(),
-		LeasesTotal:    c.leasesTotal.Load(),
-		LeasesActive:   c.leasesActive.Load(),
-		BytesIn:        c.bytesIn.Load(),
-		BytesOut:       c.bytesOut.Load(),
-		Cancels:        c.cancels.Load(),
-		Errors:         c.errors.Load(),
+		SessionsTotal:  c.SessionsTotal.Load(),
+		SessionsActive: c.SessionsActive.Load(),
+		LeasesTotal:    c.LeasesTotal.Load(),
+		LeasesActive:   c.LeasesActive.Load(),
+		BytesIn:        c.BytesIn.Load(),
+		BytesOut:       c.BytesOut.Load(),
+		Cancels:        c.Cancels.Load(),
+		Errors:         c.Errors.Load(),
+		Panics:         c.Panics.Load(),
 	}
 }
 
 // table returns the stats as SHOW STATS shows them: one row, one column per counter.
 func (s Stats) table() (columns []string, rows [][]string) {
 	columns = []string{"sessions_total", "sessions_active", "leases_total", "leases_active",
-		"bytes_in", "bytes_out", "cancels", "errors"}
+		"bytes_in", "bytes_out", "cancels", "errors", "panics"}
 	vals := []int64{s.SessionsTotal, s.SessionsActive, s.LeasesTotal, s.LeasesActive,
-		s.BytesIn, s.BytesOut, s.Cancels, s.Errors}
+		s.BytesIn, s.BytesOut, s.Cancels, s.Errors, s.Panics}
 	row := make([]string, len(vals))
 	for i, v := range vals {
 		row[i] = strconv.FormatInt(v, 10)

@@ -1,6 +1,9 @@
 package proxy
 
-import "testing"
+import (
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
+	"testing"
+)
 
 // The behavioural suite: tests of what a client sees that must hold in every lease
 // mode (db mode's relay and tx mode's rewriting session alike) run each case under
@@ -8,10 +11,10 @@ import "testing"
 // mode only say which and why.
 
 // leaseModes are the modes the shared suite runs in.
-var leaseModes = []Mode{ModeDB, ModeTx}
+var leaseModes = []leasemode.Mode{leasemode.DB, leasemode.Tx}
 
 // forEachMode runs f as a parallel subtest per lease mode.
-func forEachMode(t *testing.T, f func(t *testing.T, mode Mode)) {
+func forEachMode(t *testing.T, f func(t *testing.T, mode leasemode.Mode)) {
 	t.Helper()
 	for _, mode := range leaseModes {
 		t.Run(string(mode), func(t *testing.T) {
@@ -22,6 +25,6 @@ func forEachMode(t *testing.T, f func(t *testing.T, mode Mode)) {
 }
 
 // modeURL is a client URL for database db through s in the given mode.
-func modeURL(s *Server, mode Mode, db string, query ...string) string {
+func modeURL(s *Server, mode leasemode.Mode, db string, query ...string) string {
 	return proxyURL(s, db, append([]string{"mode=" + string(mode)}, query...)...)
 }

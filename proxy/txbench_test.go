@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"math/rand/v2"
 	"net"
 	"net/url"
@@ -43,8 +44,8 @@ func BenchmarkSelectOnly(b *testing.B) {
 	}
 	targets := []struct{ name, url string }{
 		{"direct", direct},
-		{"tx", modeURL(s, ModeTx, "app")},
-		{"db", modeURL(s, ModeDB, "app")},
+		{"tx", modeURL(s, leasemode.Tx, "app")},
+		{"db", modeURL(s, leasemode.DB, "app")},
 	}
 	if bouncer := startPgbouncer(b, direct); bouncer != "" {
 		targets = append(targets, struct{ name, url string }{"pgbouncer", bouncer})

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"math/rand/v2"
 	"strconv"
 	"sync"
@@ -23,7 +24,7 @@ func TestTxCancelStorm(t *testing.T) {
 	p := newTestProvider(t)
 	s := startProxy(t, Config{Provider: p, Logger: nopLogger()})
 	ctx := testContext(t)
-	c, err := pgconn.Connect(ctx, modeURL(s, ModeTx, "app"))
+	c, err := pgconn.Connect(ctx, modeURL(s, leasemode.Tx, "app"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +103,7 @@ func TestTxCancelInBlock(t *testing.T) {
 	p := newTestProvider(t)
 	s := startProxy(t, Config{Provider: p})
 	ctx := testContext(t)
-	c, err := pgconn.Connect(ctx, modeURL(s, ModeTx, "app"))
+	c, err := pgconn.Connect(ctx, modeURL(s, leasemode.Tx, "app"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,7 +27,7 @@ func TestTxPgx(t *testing.T) {
 	p := newTestProvider(t)
 	s := startProxy(t, Config{Provider: p})
 	ctx := testContext(t)
-	c := connect(t, modeURL(s, ModeTx, "app"))
+	c := connect(t, modeURL(s, leasemode.Tx, "app"))
 	count := func() int {
 		t.Helper()
 		var n int
@@ -104,7 +105,7 @@ func TestTxPgxpool(t *testing.T) {
 	p := newTestProvider(t)
 	s := startProxy(t, Config{Provider: p})
 	ctx := testContext(t)
-	cfg, err := pgxpool.ParseConfig(modeURL(s, ModeTx, "app"))
+	cfg, err := pgxpool.ParseConfig(modeURL(s, leasemode.Tx, "app"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +158,7 @@ func TestTxDatabaseSQL(t *testing.T) {
 		t.Run(driver, func(t *testing.T) {
 			t.Parallel()
 			ctx := testContext(t)
-			url := modeURL(s, ModeTx, "app")
+			url := modeURL(s, leasemode.Tx, "app")
 			if driver == "postgres" {
 				url = proxyURL(s, "app", "options=-c%20pgtestproxy.mode%3Dtx")
 			}

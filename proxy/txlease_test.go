@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"testing"
 	"time"
 
@@ -188,7 +189,7 @@ func TestTxClientLeavesMidUnit(t *testing.T) {
 		{&pgproto3.Query{String: "BEGIN"}, parse("", "COPY items FROM STDIN"), bind("", ""), execM(""), syncM()},
 	} {
 		c := rawConn(t, s)
-		fe := startRawMode(t, c, "app", ModeTx)
+		fe := startRawMode(t, c, "app", leasemode.Tx)
 		for _, m := range msgs {
 			fe.Send(m)
 		}
@@ -205,7 +206,7 @@ func TestTxClientLeavesMidUnit(t *testing.T) {
 			t.Fatalf("lease of %s released unclean", r.database)
 		}
 	}
-	c := connect(t, modeURL(s, ModeTx, "app"))
+	c := connect(t, modeURL(s, leasemode.Tx, "app"))
 	if st := readLeaseState(t, testContext(t), c); st.rows != 3 {
 		t.Fatalf("next lease sees %d rows", st.rows)
 	}

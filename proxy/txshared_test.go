@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"os"
 	"strconv"
 	"sync"
@@ -24,7 +25,7 @@ func TestTxSharedPool(t *testing.T) {
 	p := newTestProvider(t)
 	s := startProxy(t, Config{Provider: p})
 	ctx := testContext(t)
-	cfg, err := pgxpool.ParseConfig(modeURL(s, ModeTx, "app", "session=pool"))
+	cfg, err := pgxpool.ParseConfig(modeURL(s, leasemode.Tx, "app", "session=pool"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +81,7 @@ func TestTxSharedTurns(t *testing.T) {
 	p := newTestProvider(t)
 	s := startProxy(t, Config{Provider: p})
 	ctx := testContext(t)
-	url := modeURL(s, ModeTx, "app", "session=turns")
+	url := modeURL(s, leasemode.Tx, "app", "session=turns")
 	a, b := connect(t, url), connect(t, url)
 	if _, err := a.Exec(ctx, "BEGIN; INSERT INTO items VALUES (4, 'four')"); err != nil {
 		t.Fatal(err)
@@ -140,7 +141,7 @@ func TestTxSharedCancel(t *testing.T) {
 	p := newTestProvider(t)
 	s := startProxy(t, Config{Provider: p})
 	ctx := testContext(t)
-	url := modeURL(s, ModeTx, "app", "session=cancel")
+	url := modeURL(s, leasemode.Tx, "app", "session=cancel")
 	open := func() *pgconn.PgConn {
 		c, err := pgconn.Connect(ctx, url)
 		if err != nil {
@@ -189,7 +190,7 @@ func TestTxSharedStress(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute+time.Duration(steps*workers)*5*time.Millisecond)
 	defer cancel()
-	cfg, err := pgx.ParseConfig(modeURL(s, ModeTx, "app", "session=stress"))
+	cfg, err := pgx.ParseConfig(modeURL(s, leasemode.Tx, "app", "session=stress"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +220,7 @@ func TestTxSharedStress(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	c := connect(t, modeURL(s, ModeTx, "app", "session=stress"))
+	c := connect(t, modeURL(s, leasemode.Tx, "app", "session=stress"))
 	for w := range workers {
 		var n int
 		if err := c.QueryRow(ctx, "SELECT count(*) FROM items WHERE id >= $1 AND id < $2",

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"sync"
 	"testing"
 	"time"
@@ -27,7 +28,7 @@ func BenchmarkSharedPool(b *testing.B) {
 		direct = testpg.URL(b, name)
 		break
 	}
-	pools := []*pgxpool.Pool{openPool(b, direct), openPool(b, modeURL(s, ModeTx, "app", "session=bench"))}
+	pools := []*pgxpool.Pool{openPool(b, direct), openPool(b, modeURL(s, leasemode.Tx, "app", "session=bench"))}
 	const rounds = 4
 	per := max(b.N/rounds, sharedPoolSize)
 	took := make([]time.Duration, len(pools))

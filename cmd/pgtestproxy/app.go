@@ -4,7 +4,6 @@ import (
 	"context"
 	"embed"
 	"fmt"
-	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"io"
 	"slices"
 	"time"
@@ -132,7 +131,7 @@ func (a *app) start(ctx context.Context, listen string) (*stack, error) {
 		Admin:            adminTables(st.pool),
 		Password:         a.cfg.password,
 		AllowNonLoopback: a.cfg.allowNonLoopback,
-		DefaultMode:      proxy.Mode(a.cfg.mode),
+		DefaultMode:      a.cfg.mode,
 		MaxSessions:      a.cfg.maxSessions,
 		Version:          versionString(),
 		Logger:           a.log.Named("proxy"),
@@ -216,11 +215,27 @@ func (a *app) gc(ctx context.Context) int {
 type provider struct{ p *pool.Pool }
 
 func (pr provider) Acquire(ctx context.Context, req proxy.LeaseRequest) (proxy.Lease, error) {
-	l, err := pr.p.Acquire(ctx, req.Database, leasemode.Mode(req.Mode))
+	l, err := pr.p.Acquire(ctx, req.Database, req.Mode)
 	if err != nil {
 		return nil, err
 	}
-	return l, nil
+	return lease{l}, nil
+}
+
+// lease is a pool lease as the proxy sees it: it keeps a tx-mode lease's backend in
+// the clone for the clone's next tx-mode lease.
+type lease struct{ *pool.Lease }
+
+var _ proxy.BackendKeeper = lease{}
+
+// Keep leaves b in the clone; the pool closes it when it does not hand it out again.
+func (l lease) Keep(b *proxy.KeptBackend) { l.Lease.Keep(b) }
+
+// Kept returns the backend the clone's previous tx-mode lease kept, or nil. The pool
+// holds only what Keep gave it, so anything else is nil.
+func (l lease) Kept() *proxy.KeptBackend {
+	b, _ := l.Lease.Kept().(*proxy.KeptBackend)
+	return b
 }
 
 // adminTables answers the console's SHOW TEMPLATES, POOLS and LEASES from the pool.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"io"
 	"net"
 	"strings"
@@ -22,7 +23,7 @@ type config struct {
 	migrations       templateDirs
 	poolSize         int
 	maxClones        int
-	mode             string
+	mode             leasemode.Mode
 	ttl              time.Duration
 	acquireTimeout   time.Duration
 	password         string
@@ -86,7 +87,7 @@ func parseFlags(name string, args []string, getenv func(string) string, stderr i
 	fs.Var(&c.migrations, "migrations", "`[NAME=]DIR` of golang-migrate files, repeatable; the unnamed one is the default template")
 	fs.IntVar(&c.poolSize, "pool-size", 4, "ready clones kept warm per template")
 	fs.IntVar(&c.maxClones, "max-clones", 64, "clones that may exist at once across all templates")
-	fs.StringVar(&c.mode, "mode", "db", "lease mode when the client names none: db or tx")
+	fs.StringVar((*string)(&c.mode), "mode", string(leasemode.DB), "lease mode when the client names none: db or tx")
 	fs.DurationVar(&c.ttl, "ttl", 24*time.Hour, "templates and idle clones unused this long are dropped")
 	fs.DurationVar(&c.acquireTimeout, "acquire-timeout", 30*time.Second, "how long a client waits for a clone before SQLSTATE 53300")
 	fs.StringVar(&c.password, "password", "", "client password; turns on SCRAM-SHA-256 for clients (default: trust)")
@@ -116,9 +117,7 @@ func parseFlags(name string, args []string, getenv func(string) string, stderr i
 }
 
 func (c *config) validate() error {
-	switch c.mode {
-	case "db", "tx":
-	default:
+	if !c.mode.Valid() {
 		return fmt.Errorf("--mode %q: want db or tx", c.mode)
 	}
 	switch c.logFormat {

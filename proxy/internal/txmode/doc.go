@@ -1,20 +1,9 @@
-package proxy
-
-import (
-	"bufio"
-	"context"
-	"errors"
-	"io"
-	"net"
-	"sync"
-	"sync/atomic"
-	"time"
-
-	"github.com/jackc/pgx/v5/pgproto3"
-	"go.uber.org/zap"
-)
-
-// tx mode: design
+// Package txmode runs pgtestproxy's tx-mode sessions: a lease is a clone and one
+// backend connection inside a transaction of the proxy's, and each client connection
+// is a session on that backend whose messages are decoded and rewritten so that the
+// client sees an ordinary autocommit session.
+//
+// # Design
 //
 // The server's view. A lease is a clone and one backend connection. The lease starts
 // the proxy's transaction (BEGIN, with idle_in_transaction_session_timeout and, on
@@ -51,7 +40,7 @@ import (
 // context from them. Statements that cannot run in a transaction block reach the
 // server, which refuses them; the proxy adds a hint to use mode=db.
 //
-// Rewriting (txrewrite.go) maps one client statement to the server statements that
+// Rewriting (rewrite.go) maps one client statement to the server statements that
 // stand for it in the current state, each with a role: the client's own (replies
 // forwarded), a part (replies swallowed, errors and notices forwarded), the carrier
 // (its CommandComplete forwarded with the client statement's tag: BEGIN, START
@@ -65,9 +54,9 @@ import (
 // (ROLLBACK TO SAVEPOINT pgtestproxy); the proxy tracks which statement and portal
 // names hold transaction control and runs the rewrite when the portal is executed.
 //
-// The pumps. Each session's client pump (txclient.go) reads a message, decides,
-// writes, and queues what the server will answer (txqueue.go); the backend's one
-// server pump (txserver.go, on the lease's txConn) reads the replies and handles each
+// The pumps. Each session's client pump (client.go) reads a message, decides,
+// writes, and queues what the server will answer (queue.go); the backend's one
+// server pump (server.go, on the lease's txConn) reads the replies and handles each
 // by the role at the head of the queue, and gives it to the session that sent the
 // message, skipping the queue to the next Sync after an extended-protocol error as the
 // server does.
@@ -84,13 +73,13 @@ import (
 // own statements is pending it is held and forwarded once none is, and it is dropped
 // when nothing runs. Held behind the savepoint statements that open a unit (whose
 // replies come with the client statement's), it is delivered as soon as
-// pg_stat_activity shows the backend running the client's statement (txwatch.go).
+// pg_stat_activity shows the backend running the client's statement (watch.go).
 // The proxy waits for cancels in flight before it sends the savepoint statements of
 // the next unit, and reruns its recovery if a cancel hits it. So a cancel only ever
 // cancels the client's statement; it never costs the client work it was told is
 // committed.
 //
-// Lease end. txLease.Release rolls the proxy's transaction back, restores the
+// Lease end. Lease.Release rolls the proxy's transaction back, restores the
 // sequences to the values taken when the backend first opened the clone (one setval
 // statement), runs DISCARD ALL, and hands the backend to the provider with the clone
 // (BackendKeeper) so that the next lease skips the backend's start; any failure
@@ -98,10 +87,10 @@ import (
 // with the same startup parameters (those are the backend's reset values); otherwise
 // the lease opens a fresh one.
 //
-// Connections sharing a session key (SPEC §6) are sessions on the lease's one backend
-// and transaction (txconn.go): they take turns one unit at a time, or one client
+// Connections sharing a session key (README, "How it works") are sessions on the lease's one backend
+// and transaction (conn.go): they take turns one unit at a time, or one client
 // transaction block, which holds the backend until it ends; each session's prepared
-// statements and portals get names of their own on the server (txnames.go), and
+// statements and portals get names of their own on the server (names.go), and
 // errors name them as the client did. A session that leaves has its block rolled back
 // and its statements and portals closed while the others go on. The first connection
 // after all others left finds what a plain server keeps per connection reset
@@ -127,162 +116,4 @@ import (
 // then runs to its end; a connection of a shared session key that waits, in its transaction
 // block, for another connection of the same key waits forever (the block holds the
 // backend); SQL-level PREPARE names are shared by those connections.
-
-// txDrainTimeout bounds how long a tx-mode session whose client went away waits for
-// the server to answer what the client sent (after cancelling it), so that the
-// backend can serve the next session.
-const txDrainTimeout = 10 * time.Second
-
-var (
-	// errClientDone ends the client direction of a session normally (Terminate, EOF).
-	errClientDone = errors.New("client ended the session")
-	// errStopped ends the server pump when the lease stops it at a message boundary.
-	errStopped = errors.New("server direction stopped")
-)
-
-// txSession is one client connection on a tx-mode lease's backend (SPEC §6): its
-// client pump (txclient.go) forwards and rewrites what the client sends; the
-// backend's txConn forwards, swallows and re-tags what the server answers. See the
-// design above.
-type txSession struct {
-	c      *txConn
-	client net.Conn
-	names  *txNames // the session's prepared statement and portal names on the server; nil: as the client's
-
-	crd *wireReader   // the client's messages; client pump only
-	cwr *bufio.Writer // to the client; under cmu
-	cmu sync.Mutex
-	// cmid: a message to the client is half written (shutdown must not add a FATAL).
-	cmid bool
-	gone bool // writing to the client failed: the client is gone, replies are dropped
-
-	cutting atomic.Bool
-	// Under c.mu: the client left; the session opened a unit and sent nothing of it
-	// yet (it waits for its turn or for the units before); a CancelRequest came
-	// meanwhile, for the statement it sends first.
-	left, waiting, cancelFirst bool
-}
-
-func newTxSession(c *txConn, client net.Conn, names *txNames) *txSession {
-	return &txSession{c: c, client: client, names: names,
-		crd: newWireReader(client), cwr: bufio.NewWriterSize(client, txBufSize)}
-}
-
-// run runs the session until the client leaves or something breaks, and reports
-// whether it left the backend fit for the next session.
-func (s *txSession) run() (clean bool) {
-	cl := newTxClient(s)
-	err := cl.run()
-	s.c.leaving(s)
-	var own *pgError
-	if errors.As(err, &own) { // the client broke the protocol
-		s.toClientFatal(errorResponse("FATAL", own))
-	}
-	clean = s.leave(err, cl)
-	if s.cutting.Load() {
-		s.sayShutdown()
-	}
-	s.cmu.Lock()
-	if !s.gone {
-		_ = s.cwr.Flush()
-	}
-	s.cmu.Unlock()
-	_ = s.client.Close()
-	s.c.log.Debug("tx session ended", zap.Bool("clean", clean), zap.NamedError("client", err))
-	return clean
-}
-
-// leave finishes what the client left (a COPY, a unit without its Sync, a statement
-// still running, its transaction block, its prepared statements and portals) so that
-// the backend can serve the lease's other sessions, and detaches the session. It
-// reports whether the backend is still fit.
-func (s *txSession) leave(err error, cl *txClient) bool {
-	c := s.c
-	defer c.detach(s)
-	if errors.Is(c.failed(), errShuttingDown) {
-		s.cutting.Store(true) // another session of the lease was cut first
-	}
-	var own *pgError
-	switch {
-	case s.cutting.Load():
-		c.fail(errShuttingDown)
-		return false
-	case !errors.Is(err, errClientDone) && !errors.As(err, &own):
-		if c.failed() == nil {
-			_ = c.lost("a session broke off", err)
-		}
-		return false
-	}
-	if err := cl.abandon(); err != nil {
-		_ = c.lost("finish what a session left", err)
-		return false
-	}
-	if !s.drain() {
-		return false
-	}
-	if s.names != nil { // other connections of the session key go on
-		if err := cl.cleanup(); err != nil {
-			_ = c.lost("clean up after a session", err)
-			return false
-		}
-		if !s.drain() {
-			return false
-		}
-	}
-	return c.failed() == nil
-}
-
-// drain waits until the server answered everything the session sent, cancelling a
-// statement still running when the client went away.
-func (s *txSession) drain() bool {
-	c := s.c
-	c.mu.Lock()
-	busy := c.owns(s) && c.failure == nil
-	c.mu.Unlock()
-	if busy {
-		ctx, cancel := context.WithTimeout(context.Background(), cancelTimeout)
-		_ = s.send(ctx)
-		cancel()
-	}
-	timer := time.AfterFunc(txDrainTimeout, func() { c.fail(errors.New("server did not answer in time after the client left")) })
-	defer timer.Stop()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for (c.owns(s) || c.inflight > 0) && c.failure == nil {
-		c.changed.Wait()
-	}
-	return c.failure == nil
-}
-
-// cut ends the session from outside (shutdown); the lease's other sessions are cut too.
-func (s *txSession) cut() {
-	s.cutting.Store(true)
-	s.c.fail(errShuttingDown)
-	interrupt(s.client)
-}
-
-// sayShutdown tells the client, between two messages, that the proxy ends its session.
-func (s *txSession) sayShutdown() {
-	s.toClientFatal(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL",
-		Code: codeAdminShutdown, Message: "terminating connection because pgtestproxy is shutting down"})
-}
-
-// toClientFatal writes a final error to the client, if its stream is between messages.
-func (s *txSession) toClientFatal(e *pgproto3.ErrorResponse) {
-	s.cmu.Lock()
-	defer s.cmu.Unlock()
-	if s.cmid || s.gone {
-		return
-	}
-	_ = s.client.SetWriteDeadline(time.Now().Add(goodbyeWriteTimeout))
-	var b []byte
-	if err := writeMsg(s.cwr, &b, e); err == nil && s.cwr.Flush() == nil {
-		s.c.srv.stats.errors.Add(1)
-	}
-	s.gone = true
-}
-
-// isStop reports whether err is what interrupting a read causes, or the end of input.
-func isStop(err error) bool {
-	return isInterrupted(err) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)
-}
+package txmode

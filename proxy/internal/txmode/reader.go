@@ -1,10 +1,12 @@
-package proxy
+package txmode
 
 import (
 	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/jackc/pgerrcode"
+	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
 	"io"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -41,7 +43,7 @@ func (w *wireReader) header() (typ byte, n int, err error) {
 	typ = h[0]
 	l := int64(binary.BigEndian.Uint32(h[1:]))
 	if l < 4 {
-		return 0, 0, newPgError(codeProtocolViolation, fmt.Sprintf("invalid length %d of message type %q", l, typ))
+		return 0, 0, pgerr.New(pgerrcode.ProtocolViolation, fmt.Sprintf("invalid length %d of message type %q", l, typ))
 	}
 	_, _ = w.r.Discard(5)
 	return typ, int(l - 4), nil
@@ -50,7 +52,7 @@ func (w *wireReader) header() (typ byte, n int, err error) {
 // body reads a body of n bytes whole. The slice is valid until the next call.
 func (w *wireReader) body(typ byte, n int) ([]byte, error) {
 	if n > maxTxDecoded {
-		return nil, newPgError(codeProtocolViolation,
+		return nil, pgerr.New(pgerrcode.ProtocolViolation,
 			fmt.Sprintf("message type %q of %d bytes exceeds the limit of %d bytes", typ, n, maxTxDecoded))
 	}
 	if cap(w.buf) < n {

@@ -1,4 +1,4 @@
-package proxy
+package txmode
 
 import (
 	"encoding/binary"
@@ -11,7 +11,7 @@ import (
 
 // clientSink writes to the client; once the client is gone it drops what it is given,
 // so the pump can go on draining the server.
-type clientSink struct{ s *txSession }
+type clientSink struct{ s *Session }
 
 func (w clientSink) Write(p []byte) (int, error) {
 	if !w.s.gone {
@@ -22,7 +22,7 @@ func (w clientSink) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (s *txSession) toClient(msg interface{ Encode([]byte) ([]byte, error) }) {
+func (s *Session) toClient(msg interface{ Encode([]byte) ([]byte, error) }) {
 	if s == nil {
 		return
 	}
@@ -36,7 +36,7 @@ func (s *txSession) toClient(msg interface{ Encode([]byte) ([]byte, error) }) {
 	_, _ = clientSink{s}.Write(b)
 }
 
-func (s *txSession) toClientRaw(typ byte, body []byte) {
+func (s *Session) toClientRaw(typ byte, body []byte) {
 	if s == nil {
 		return
 	}
@@ -51,7 +51,7 @@ func (s *txSession) toClientRaw(typ byte, body []byte) {
 
 // toClientStream forwards a server message whose header was read from rd, streaming
 // its body.
-func (s *txSession) toClientStream(rd *wireReader, typ byte, n int) error {
+func (s *Session) toClientStream(rd *wireReader, typ byte, n int) error {
 	s.cmu.Lock()
 	defer s.cmu.Unlock()
 	var h [5]byte
@@ -64,7 +64,7 @@ func (s *txSession) toClientStream(rd *wireReader, typ byte, n int) error {
 	return err
 }
 
-func (s *txSession) flushClient() {
+func (s *Session) flushClient() {
 	s.cmu.Lock()
 	defer s.cmu.Unlock()
 	if !s.gone && s.cwr.Flush() != nil {

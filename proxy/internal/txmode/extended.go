@@ -1,10 +1,12 @@
-package proxy
+package txmode
 
 import (
 	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/jackc/pgerrcode"
+	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -20,7 +22,7 @@ func (c *txClient) parse(body []byte) error {
 	name, rest, ok1 := cstring(body)
 	sql, params, ok2 := cstring(rest)
 	if !ok1 || !ok2 {
-		return newPgError(codeProtocolViolation, "invalid Parse message")
+		return pgerr.New(pgerrcode.ProtocolViolation, "invalid Parse message")
 	}
 	if err := c.beginSQL(); err != nil {
 		return err
@@ -102,7 +104,7 @@ func (c *txClient) bind(n int) error {
 	}
 	rest := n - len(portalName) - len(stmtName) - 2
 	if rest < 0 {
-		return newPgError(codeProtocolViolation, "invalid Bind message")
+		return pgerr.New(pgerrcode.ProtocolViolation, "invalid Bind message")
 	}
 	if t, ok := c.stmts[stmtName]; ok {
 		c.portals[portalName] = t
@@ -134,7 +136,7 @@ func (c *txClient) bindName() (string, error) {
 	b, err := c.s.crd.r.ReadSlice(0)
 	switch {
 	case errors.Is(err, bufio.ErrBufferFull):
-		return "", newPgError(codeProtocolViolation, "invalid Bind message: name too long")
+		return "", pgerr.New(pgerrcode.ProtocolViolation, "invalid Bind message: name too long")
 	case err != nil:
 		return "", c.readFailed(err)
 	}
@@ -146,7 +148,7 @@ func (c *txClient) bindName() (string, error) {
 func (c *txClient) execute(body []byte) error {
 	portal, _, ok := cstring(body)
 	if !ok {
-		return newPgError(codeProtocolViolation, "invalid Execute message")
+		return pgerr.New(pgerrcode.ProtocolViolation, "invalid Execute message")
 	}
 	if err := c.beginSQL(); err != nil {
 		return err
@@ -185,7 +187,7 @@ func (c *txClient) execute(body []byte) error {
 // describeOrClose forwards a Describe or Close, forgetting what a Close removes.
 func (c *txClient) describeOrClose(typ byte, body []byte) error {
 	if len(body) < 2 {
-		return newPgError(codeProtocolViolation, fmt.Sprintf("invalid message type %q", typ))
+		return pgerr.New(pgerrcode.ProtocolViolation, fmt.Sprintf("invalid message type %q", typ))
 	}
 	kind := body[0]
 	name, _, _ := cstring(body[1:])

@@ -1,11 +1,10 @@
-package proxy
+package txmode
 
 import (
 	"bufio"
 	"context"
 	"maps"
 	"net"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,20 +13,22 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 )
 
-// txBackend is the backend connection of a tx-mode lease: taken over from pgconn,
+// Backend is the backend connection of a tx-mode lease: taken over from pgconn,
 // inside the proxy's transaction while the lease lasts, and kept with the clone
 // between leases so that the next lease does not start a backend.
-type txBackend struct {
+type Backend struct {
 	conn    net.Conn
 	rd      *wireReader
 	wr      *bufio.Writer
 	pmu     sync.Mutex
 	params  map[string]string // the server's ParameterStatus values, kept current; under pmu
 	runtime map[string]string // the startup parameters it was opened with
-	cancel  *cancelTarget
-	// watchConfig reaches the clone for watching the backend's activity (txwatch.go).
+	cancel  *wire.CancelTarget
+	// watchConfig reaches the clone for watching the backend's activity (watch.go).
 	watchConfig *pgconn.Config
 	major       int    // the server's major version
 	restore     string // the statement that restores the clone's sequences; "" when it has none
@@ -46,7 +47,7 @@ type txBackend struct {
 // prepStmt is one of the proxy's prepared statements on a backend.
 type prepStmt struct {
 	name, sql string
-	be        *txBackend
+	be        *Backend
 	ready     atomic.Uint64 // 1 + the generation in which the server confirmed it
 }
 
@@ -56,7 +57,7 @@ func (p *prepStmt) isReady() bool { return p.ready.Load() == p.be.gen.Load()+1 }
 func (p *prepStmt) setReady(gen uint64) { p.ready.Store(gen + 1) }
 
 // prepStmt returns the proxy's statement for sql, named once per backend.
-func (b *txBackend) prepStmt(sql string) *prepStmt {
+func (b *Backend) prepStmt(sql string) *prepStmt {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	ps := b.prepared[sql]
@@ -68,16 +69,16 @@ func (b *txBackend) prepStmt(sql string) *prepStmt {
 }
 
 // forgetPrepared marks the proxy's statements unprepared (after DEALLOCATE or DISCARD).
-func (b *txBackend) forgetPrepared() { b.gen.Add(1) }
+func (b *Backend) forgetPrepared() { b.gen.Add(1) }
 
 // openTxBackend connects to the lease's database with the client's startup parameters.
-func openTxBackend(ctx context.Context, lease Lease, runtime map[string]string) (*txBackend, error) {
-	up, err := connectUpstream(ctx, lease, runtime)
+func openTxBackend(ctx context.Context, lease Clone, runtime map[string]string) (*Backend, error) {
+	up, err := wire.ConnectUpstream(ctx, lease, runtime)
 	if err != nil {
 		return nil, err
 	}
-	b := &txBackend{conn: up.conn, rd: newWireReader(up.conn), wr: bufio.NewWriterSize(up.conn, txBufSize),
-		params: up.params, runtime: maps.Clone(runtime), cancel: up.cancel, prepared: map[string]*prepStmt{},
+	b := &Backend{conn: up.Conn, rd: newWireReader(up.Conn), wr: bufio.NewWriterSize(up.Conn, txBufSize),
+		params: up.Params, runtime: maps.Clone(runtime), cancel: up.Cancel, prepared: map[string]*prepStmt{},
 		watchConfig: lease.ConnConfig()}
 	if b.params == nil {
 		b.params = map[string]string{}
@@ -90,7 +91,7 @@ func openTxBackend(ctx context.Context, lease Lease, runtime map[string]string) 
 // run sends the queries as simple-protocol Query messages in one write and reads their
 // replies, passing data rows (as text) to row. It returns the last ReadyForQuery's
 // status and the first error the server reported.
-func (b *txBackend) run(ctx context.Context, queries []string, row func(q int, vals []string)) (byte, error) {
+func (b *Backend) run(ctx context.Context, queries []string, row func(q int, vals []string)) (byte, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		_ = b.conn.SetDeadline(dl)
 		defer func() { _ = b.conn.SetDeadline(time.Time{}) }()
@@ -151,7 +152,7 @@ func dataRow(body []byte) []string {
 }
 
 // noteParam records a ParameterStatus body.
-func (b *txBackend) noteParam(body []byte) {
+func (b *Backend) noteParam(body []byte) {
 	name, rest, ok1 := cstring(body)
 	value, _, ok2 := cstring(rest)
 	if ok1 && ok2 {
@@ -163,21 +164,17 @@ func (b *txBackend) noteParam(body []byte) {
 
 // greet completes a client's start-up on the backend: its parameters, the key the
 // proxy issued for cancel requests, and ReadyForQuery.
-func (b *txBackend) greet(out *msgBuffer, key backendKey) {
+func (b *Backend) greet(out *wire.MsgBuffer, key wire.BackendKey) {
 	b.pmu.Lock()
 	defer b.pmu.Unlock()
-	for _, name := range slices.Sorted(maps.Keys(b.params)) {
-		out.add(&pgproto3.ParameterStatus{Name: name, Value: b.params[name]})
-	}
-	out.add(&pgproto3.BackendKeyData{ProcessID: key.pid, SecretKey: key.secret[:]})
-	out.add(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+	wire.Greet(out, b.params, key, 'I')
 }
 
 // Close ends the backend connection (politely, with Terminate). It is what the pool
 // calls on a kept backend it does not hand out again.
-func (b *txBackend) Close() error {
+func (b *Backend) Close() error {
 	b.closeOnce.Do(func() {
-		_ = b.conn.SetWriteDeadline(time.Now().Add(goodbyeWriteTimeout))
+		_ = b.conn.SetWriteDeadline(time.Now().Add(wire.GoodbyeWriteTimeout))
 		_ = writeMsg(b.wr, new([]byte), &pgproto3.Terminate{})
 		_ = b.wr.Flush()
 		_ = b.conn.Close()

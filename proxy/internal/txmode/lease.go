@@ -1,9 +1,11 @@
-package proxy
+package txmode
 
 import (
 	"context"
 	"errors"
-	"fmt"
+	"github.com/jackc/pgerrcode"
+	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
+	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 	"maps"
 	"net"
 	"sync"
@@ -11,27 +13,30 @@ import (
 	"go.uber.org/zap"
 )
 
-// txLease is a tx-mode lease: the provider's lease and the backend connection that
+// Lease is a tx-mode lease: the provider's lease and the backend connection that
 // every session on it uses, inside the proxy's transaction. Sessions attach and
 // detach; while any is attached they share a txConn. The lease's end (Release) rolls
 // the transaction back, resets the backend and hands it to the provider with the
 // clone.
-type txLease struct {
-	Lease
+type Lease struct {
+	clone  Clone
+	keeper Keeper // nil: the provider keeps no backend
 	log    *zap.Logger
+	stats  *wire.Counters
 	shared bool // connections with a session key share it: their names are kept apart
 
 	mu     sync.Mutex
 	left   *sync.Cond // a session detached
-	be     *txBackend
+	be     *Backend
 	conn   *txConn // while sessions are attached
 	users  int     // sessions attached
 	ids    int     // sessions so far
 	broken error   // the lease's transaction was lost: no session may use it again
 }
 
-func newTxLease(l Lease, log *zap.Logger, shared bool) *txLease {
-	tl := &txLease{Lease: l, log: log, shared: shared}
+func NewLease(l Clone, shared bool, log *zap.Logger, stats *wire.Counters) *Lease {
+	tl := &Lease{clone: l, log: log, stats: stats, shared: shared}
+	tl.keeper, _ = l.(Keeper)
 	tl.left = sync.NewCond(&tl.mu)
 	return tl
 }
@@ -42,22 +47,22 @@ func newTxLease(l Lease, log *zap.Logger, shared bool) *txLease {
 // connection would find it; others join the sessions attached, whose settings they
 // share. Sessions whose clients already left are waited for, so that a client that
 // closes a connection and opens the next finds it as on a plain server.
-func (l *txLease) attach(ctx context.Context, srv *Server, client net.Conn, runtime map[string]string) (*txSession, error) {
+func (l *Lease) Attach(ctx context.Context, client net.Conn, st Startup) (*Session, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for l.conn != nil && l.conn.allLeaving() && ctx.Err() == nil {
 		l.left.Wait()
 	}
 	if l.broken != nil {
-		return nil, &pgError{code: codeConnectionFailure,
-			message: "the tx-mode session's transaction was lost: " + l.broken.Error(),
-			hint:    "The lease ends when its connections close; the next lease gets a fresh clone."}
+		return nil, &pgerr.Error{Code: pgerrcode.ConnectionFailure,
+			Message: "the tx-mode session's transaction was lost: " + l.broken.Error(),
+			Hint:    "The lease ends when its connections close; the next lease gets a fresh clone."}
 	}
 	if l.conn == nil {
-		if err := l.prepare(ctx, runtime); err != nil {
+		if err := l.prepare(ctx, st); err != nil {
 			return nil, err
 		}
-		l.conn = newTxConn(srv, l.be)
+		l.conn = newTxConn(l.log, l.stats, l.be)
 	}
 	l.users++
 	l.ids++
@@ -66,20 +71,20 @@ func (l *txLease) attach(ctx context.Context, srv *Server, client net.Conn, runt
 	if l.shared {
 		names = newTxNames(l.ids)
 	}
-	s := newTxSession(l.conn, client, names)
+	s := newTxSession(l, l.conn, client, names)
 	l.conn.join(s)
 	return s, nil
 }
 
 // prepare readies the backend for the first session attached: it opens it, or resets
 // it for a new connection. l.mu is held.
-func (l *txLease) prepare(ctx context.Context, runtime map[string]string) error {
+func (l *Lease) prepare(ctx context.Context, st Startup) error {
 	var err error
 	be := l.be
 	if be == nil {
-		be, err = l.open(ctx, runtime)
+		be, err = l.open(ctx, st.Runtime)
 	} else {
-		err = be.resetSession(ctx, runtime)
+		err = be.resetSession(ctx, st)
 	}
 	var refusal *clientRefusal
 	switch {
@@ -97,21 +102,20 @@ func (l *txLease) prepare(ctx context.Context, runtime map[string]string) error 
 }
 
 // open connects the lease's backend and begins the lease's transaction.
-func (l *txLease) open(ctx context.Context, runtime map[string]string) (*txBackend, error) {
-	if k, ok := l.Lease.(BackendKeeper); ok {
-		if kept := k.Kept(); kept != nil {
-			be, ok := kept.(*txBackend)
-			if ok && maps.Equal(be.runtime, runtime) {
+func (l *Lease) open(ctx context.Context, runtime map[string]string) (*Backend, error) {
+	if l.keeper != nil {
+		if be := l.keeper.Kept(); be != nil {
+			if maps.Equal(be.runtime, runtime) {
 				err := be.start(ctx)
 				if err == nil {
 					return be, nil
 				}
-				l.log.Debug("kept backend unusable", zap.String("database", l.Database()), zap.Error(err))
+				l.log.Debug("kept backend unusable", zap.String("clone", l.Database()), zap.Error(err))
 			}
-			_ = kept.Close()
+			_ = be.Close()
 		}
 	}
-	be, err := openTxBackend(ctx, l.Lease, runtime)
+	be, err := openTxBackend(ctx, l.clone, runtime)
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +129,7 @@ func (l *txLease) open(ctx context.Context, runtime map[string]string) (*txBacke
 // detach removes a session that ended; clean is false when it left the backend in a
 // state the proxy cannot vouch for, which ends the lease's transaction for good. The
 // last session out stops the backend's txConn.
-func (l *txLease) detach(s *txSession, clean bool) {
+func (l *Lease) detach(s *Session, clean bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	defer l.left.Broadcast()
@@ -149,7 +153,7 @@ func (l *txLease) detach(s *txSession, clean bool) {
 
 // Release ends the lease: the backend is reset and kept with the clone, which goes
 // back to the provider clean; anything that fails on the way retires the clone.
-func (l *txLease) Release(ctx context.Context, clean bool) {
+func (l *Lease) Release(ctx context.Context, clean bool) {
 	l.mu.Lock()
 	be, broken := l.be, l.broken
 	l.be = nil
@@ -158,49 +162,18 @@ func (l *txLease) Release(ctx context.Context, clean bool) {
 	if be != nil {
 		if clean {
 			if err := be.finish(ctx); err != nil {
-				l.log.Warn("tx lease end failed", zap.String("database", l.Database()), zap.Error(err))
+				l.log.Warn("tx lease end failed", zap.String("clone", l.Database()), zap.Error(err))
 				clean = false
 			}
 		}
-		k, keeps := l.Lease.(BackendKeeper)
-		if clean && keeps {
-			k.Keep(be)
+		if clean && l.keeper != nil {
+			l.keeper.Keep(be)
 		} else {
 			_ = be.Close()
 		}
 	}
-	l.Lease.Release(ctx, clean)
+	l.clone.Release(ctx, clean)
 }
 
-// runTx runs a tx-mode session on its lease and reports whether it left the lease
-// clean.
-func (s *Server) runTx(cc *clientConn, conn net.Conn, ref *leaseRef, p *clientParams, out *msgBuffer) (clean bool) {
-	tl, ok := ref.lease.(*txLease)
-	if !ok {
-		s.refuse(cc, conn, out, fmt.Errorf("lease of %s is not a tx-mode lease", ref.lease.Database()))
-		return false
-	}
-	sess, err := tl.attach(s.baseCtx, s, conn, p.runtime)
-	if err != nil {
-		s.refuse(cc, conn, out, reportable(err))
-		return true // the lease knows whether it broke
-	}
-	key, err := s.cancels.register(sess)
-	if err != nil {
-		sess.c.detach(sess)
-		tl.detach(sess, true)
-		s.refuse(cc, conn, out, err)
-		return true
-	}
-	defer s.cancels.unregister(key)
-	sess.c.be.greet(out, key)
-	if err := out.flush(conn); err != nil {
-		sess.c.detach(sess)
-		tl.detach(sess, true)
-		return true // the client left; the backend is fine
-	}
-	cc.setRunner(sess, sess.c.be.conn)
-	clean = sess.run()
-	tl.detach(sess, clean)
-	return clean
-}
+// Database is the name of the leased clone.
+func (l *Lease) Database() string { return l.clone.Database() }

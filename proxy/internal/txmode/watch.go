@@ -1,7 +1,8 @@
-package proxy
+package txmode
 
 import (
 	"context"
+	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 	"strconv"
 	"time"
 
@@ -26,7 +27,7 @@ const txWatchInterval = time.Millisecond
 // when the request is no longer held (delivered, or nothing left to cancel).
 func (c *txConn) watch() {
 	defer c.cancels.Done()
-	ctx, cancel := context.WithTimeout(context.Background(), cancelTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), wire.CancelTimeout)
 	defer cancel()
 	conn, err := pgconn.ConnectConfig(ctx, c.be.watchConfig)
 	if err != nil {
@@ -35,7 +36,7 @@ func (c *txConn) watch() {
 		return
 	}
 	defer conn.Close(context.Background())
-	pid := int64(c.be.cancel.pid)
+	pid := int64(c.be.cancel.PID())
 	for ctx.Err() == nil {
 		if !c.stillHeld() {
 			return

@@ -1,16 +1,15 @@
-package proxy
+package txmode
 
 import (
 	"context"
 	"fmt"
 	"maps"
-	"slices"
 	"strings"
 )
 
 // timeoutsOff turns off the server timeouts that would end the proxy's long
 // transaction: idle_in_transaction_session_timeout, and transaction_timeout (17+).
-func (b *txBackend) timeoutsOff() string {
+func (b *Backend) timeoutsOff() string {
 	s := "SET idle_in_transaction_session_timeout = 0"
 	if b.major >= 17 {
 		s += ";SET transaction_timeout = 0"
@@ -20,7 +19,7 @@ func (b *txBackend) timeoutsOff() string {
 
 // start begins the lease's transaction and sets the proxy's savepoint; on the
 // clone's first lease in this backend it also takes the sequences' values.
-func (b *txBackend) start(ctx context.Context) error {
+func (b *Backend) start(ctx context.Context) error {
 	queries := []string{b.timeoutsOff() + ";BEGIN;" + sqlSavepoint}
 	if !b.snapped {
 		queries = append(queries, `SELECT pg_catalog.format('%I.%I', schemaname, sequencename),
@@ -62,7 +61,7 @@ func restoreSequences(rows [][]string) string {
 // finish ends the lease on the backend: it rolls the proxy's transaction back,
 // restores the sequences and resets the session, so that the backend and the clone are
 // as the template left them.
-func (b *txBackend) finish(ctx context.Context) error {
+func (b *Backend) finish(ctx context.Context) error {
 	queries := []string{"ROLLBACK"}
 	if b.restore != "" {
 		queries = append(queries, b.restore)
@@ -85,7 +84,7 @@ func (b *txBackend) finish(ctx context.Context) error {
 // advisory locks, temporary tables, settings), and the new client's startup parameters
 // apply. A parameter the server refuses refuses the client (a *clientRefusal) and
 // leaves the session as it was.
-func (b *txBackend) resetSession(ctx context.Context, runtime map[string]string) error {
+func (b *Backend) resetSession(ctx context.Context, st Startup) error {
 	var q strings.Builder
 	switch {
 	case b.st.block:
@@ -100,11 +99,11 @@ func (b *txBackend) resetSession(ctx context.Context, runtime map[string]string)
 	}
 	b.forgetPrepared()
 	b.st = txState{sp: spClean, status: 'T'}
-	if maps.Equal(runtime, b.runtime) {
+	if maps.Equal(st.Runtime, b.runtime) {
 		return nil
 	}
 	q.Reset()
-	for i, kv := range runtimeSettings(runtime) {
+	for i, kv := range st.Settings {
 		if i > 0 {
 			q.WriteByte(';')
 		}
@@ -124,7 +123,7 @@ func (b *txBackend) resetSession(ctx context.Context, runtime map[string]string)
 }
 
 // runT runs one query that must leave the proxy's transaction in good order.
-func (b *txBackend) runT(ctx context.Context, q string) error {
+func (b *Backend) runT(ctx context.Context, q string) error {
 	status, err := b.run(ctx, []string{q}, nil)
 	if err == nil && status != 'T' {
 		err = fmt.Errorf("status %q", status)
@@ -137,24 +136,3 @@ type clientRefusal struct{ err error }
 
 func (e *clientRefusal) Error() string { return e.err.Error() }
 func (e *clientRefusal) Unwrap() error { return e.err }
-
-// runtimeSettings lists the settings a client's startup parameters make: the plain
-// ones and the -c settings in options, in a stable order.
-func runtimeSettings(runtime map[string]string) [][2]string {
-	var out [][2]string
-	for _, k := range slices.Sorted(maps.Keys(runtime)) {
-		if k != "options" {
-			out = append(out, [2]string{k, runtime[k]})
-			continue
-		}
-		args := splitOptions(runtime[k])
-		for i := 0; i < len(args); i++ {
-			arg, n := settingArg(args, i)
-			if name, value, ok := strings.Cut(arg, "="); n > 0 && ok {
-				out = append(out, [2]string{strings.ReplaceAll(name, "-", "_"), value})
-			}
-			i += max(n, 1) - 1
-		}
-	}
-	return out
-}

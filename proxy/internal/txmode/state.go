@@ -1,4 +1,4 @@
-package proxy
+package txmode
 
 // spState says what the proxy's savepoint (spName) holds.
 type spState uint8

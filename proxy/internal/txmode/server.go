@@ -1,8 +1,9 @@
-package proxy
+package txmode
 
 import (
 	"errors"
 	"fmt"
+	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 )
@@ -23,7 +24,7 @@ func (c *txConn) serverPump() error {
 		if err != nil {
 			return c.serverStopped(err, true)
 		}
-		c.srv.stats.bytesOut.Add(int64(n + 5))
+		c.stats.BytesOut.Add(int64(n + 5))
 		if err := c.onServer(typ, n); err != nil {
 			return c.serverStopped(err, false)
 		}
@@ -36,7 +37,7 @@ func (c *txConn) serverStopped(err error, atHeader bool) error {
 	c.mu.Lock()
 	stopping := c.stopping && c.failure == nil
 	c.mu.Unlock()
-	if stopping && atHeader && isInterrupted(err) && !c.be.rd.buffered() {
+	if stopping && atHeader && wire.IsInterrupted(err) && !c.be.rd.buffered() {
 		return errStopped
 	}
 	if c.failed() == nil {
@@ -72,7 +73,7 @@ func (c *txConn) onReply(typ byte, n int) error {
 	c.mu.Lock()
 	p := c.q.front()
 	var cur planStmt
-	var owner *txSession
+	var owner *Session
 	if p != nil {
 		cur, owner = p.current(), p.owner
 	}
@@ -270,7 +271,7 @@ func (c *txConn) popLocked() {
 // replyTo is the pending message replies are for now, and its session.
 type replyTo struct {
 	stmt  planStmt
-	owner *txSession
+	owner *Session
 }
 
 // current returns what the reply arriving now belongs to: the front of the queue, or,
@@ -285,14 +286,14 @@ func (c *txConn) current() replyTo {
 }
 
 // attached returns the sessions attached now.
-func (c *txConn) attached() []*txSession {
+func (c *txConn) attached() []*Session {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return append([]*txSession(nil), c.sessions...)
+	return append([]*Session(nil), c.sessions...)
 }
 
 // forward streams a server message to owner, or skips it when there is none.
-func (c *txConn) forward(owner *txSession, typ byte, n int) error {
+func (c *txConn) forward(owner *Session, typ byte, n int) error {
 	if owner == nil {
 		return c.be.rd.skip(n)
 	}

@@ -1,6 +1,8 @@
-package proxy
+package txmode
 
 import (
+	"github.com/jackc/pgerrcode"
+	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -12,7 +14,7 @@ import (
 func (c *txClient) query(body []byte) error {
 	sql, _, ok := cstring(body)
 	if !ok {
-		return newPgError(codeProtocolViolation, "invalid Query message")
+		return pgerr.New(pgerrcode.ProtocolViolation, "invalid Query message")
 	}
 	if err := c.beginSQL(); err != nil {
 		return err

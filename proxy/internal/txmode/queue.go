@@ -1,11 +1,11 @@
-package proxy
+package txmode
 
 // pending is one message the proxy sent to the server in a tx-mode session that the
 // server answers (Flush and copy data are not queued): what the replies are and what
 // to do with them.
 type pending struct {
-	owner    *txSession // whose message it is (nil: the proxy's, for a session gone)
-	msg      byte       // 'P','B','D','E','C','S','Q','F': the frontend message sent
+	owner    *Session // whose message it is (nil: the proxy's, for a session gone)
+	msg      byte     // 'P','B','D','E','C','S','Q','F': the frontend message sent
 	role     role
 	tag      string // roleCarrier: the client statement's command tag
 	ok, fail effect // applied to the session's txState on completion or error

@@ -1,8 +1,11 @@
-package proxy
+package txmode
 
 import (
 	"errors"
 	"fmt"
+	"github.com/jackc/pgerrcode"
+	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
+	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 )
@@ -13,7 +16,7 @@ import (
 // server will be in when the message now read runs, assuming what was sent before
 // succeeds. Where the rewrite depends on how earlier units ended, it waits for them.
 type txClient struct {
-	s  *txSession
+	s  *Session
 	cn *txConn
 	st txState // predicted
 	// failed says the client's block has failed; failedKnown that the pump knows it.
@@ -34,7 +37,7 @@ type txClient struct {
 	scratch []byte
 }
 
-func newTxClient(s *txSession) *txClient {
+func newTxClient(s *Session) *txClient {
 	return &txClient{s: s, cn: s.c, stmts: map[string]txStmt{}, portals: map[string]txStmt{}}
 }
 
@@ -50,7 +53,7 @@ func (c *txClient) run() error {
 		if err != nil {
 			return c.readFailed(err)
 		}
-		c.cn.srv.stats.bytesIn.Add(int64(n + 5))
+		c.cn.stats.BytesIn.Add(int64(n + 5))
 		if err := c.message(typ, n); err != nil {
 			return err
 		}
@@ -61,8 +64,8 @@ func (c *txClient) run() error {
 // sent on yet, means: the client left (EOF, reset), unless the session was stopped or
 // the client broke the protocol.
 func (c *txClient) readFailed(err error) error {
-	var own *pgError
-	if errors.As(err, &own) || isInterrupted(err) || c.cn.failed() != nil {
+	var own *pgerr.Error
+	if errors.As(err, &own) || wire.IsInterrupted(err) || c.cn.failed() != nil {
 		return err
 	}
 	return errClientDone
@@ -99,7 +102,7 @@ func (c *txClient) message(typ byte, n int) error {
 		}
 		return c.sendRaw(pending{msg: 'F'}, typ, body, true)
 	}
-	return newPgError(codeProtocolViolation, fmt.Sprintf("invalid frontend message type %q", typ))
+	return pgerr.New(pgerrcode.ProtocolViolation, fmt.Sprintf("invalid frontend message type %q", typ))
 }
 
 // beginUnit opens a unit if none is open: it waits for the session's turn on the

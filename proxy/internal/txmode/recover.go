@@ -1,4 +1,4 @@
-package proxy
+package txmode
 
 import (
 	"errors"
@@ -52,7 +52,7 @@ func (c *txConn) recovered(status byte) error {
 // rely on statements prepared before the failure) and through the unnamed portal,
 // which a failed autocommit unit leaves no client portal in. The unit's ReadyForQuery
 // goes to owner when it is done.
-func (c *txConn) sendRecovery(owner *txSession) error {
+func (c *txConn) sendRecovery(owner *Session) error {
 	const name = "pgtestproxy_recover"
 	msgs := []struct {
 		p   pending

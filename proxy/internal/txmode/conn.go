@@ -1,8 +1,10 @@
-package proxy
+package txmode
 
 import (
 	"errors"
 	"fmt"
+	"github.com/jackc/pgerrcode"
+	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 	"sync"
 	"time"
 
@@ -11,37 +13,37 @@ import (
 )
 
 // txConn is a tx-mode lease's backend while sessions use it: the reply queue and the
-// server pump (txserver.go) that all its sessions share, where the proxy's transaction
+// server pump (server.go) that all its sessions share, where the proxy's transaction
 // stands, and whose turn it is. Sessions take turns one unit at a time, or one client
-// transaction block, which holds the backend until it ends (SPEC §6): a session gets
+// transaction block, which holds the backend until it ends (README, "How it works"): a session gets
 // the turn when it opens a unit and gives it up when it has sent one that ends outside
 // a block. Replies go to the session whose message the queue says they answer.
 type txConn struct {
-	srv *Server
-	log *zap.Logger
-	be  *txBackend
+	log   *zap.Logger
+	stats *wire.Counters
+	be    *Backend
 
 	wmu sync.Mutex // the backend's writer (be.wr)
 
 	mu        sync.Mutex
 	changed   *sync.Cond // a unit completed, skipping started, a turn or a cancel ended, the backend failed
 	q         replyQueue
-	st        txState      // where the server's transaction stands, as replies show it
-	unitsSent int          // units (up to Sync, Query, FunctionCall) sent
-	predicted txState      // the state the last unit sent ends in, if it succeeds
-	unitsDone int          // units answered with ReadyForQuery
-	mustWait  bool         // the next unit needs the outcome of the ones before
-	skipping  bool         // an extended-protocol error: the server skips to the next Sync
-	retry     bool         // a cancel hit the recovery: run it again
-	copyIn    bool         // the server is in COPY FROM STDIN
-	failure   error        // the backend failed; every session ends
-	stopping  bool         // the lease stops the server pump
-	finished  bool         // nothing touches the backend any more
-	holder    *txSession   // whose unit or block has the backend
-	sessions  []*txSession // attached
-	held      *txSession   // whose CancelRequest is held until the proxy's statements are done
-	watching  bool         // a watch of the backend runs for the held request (txwatch.go)
-	inflight  int          // CancelRequests being delivered
+	st        txState    // where the server's transaction stands, as replies show it
+	unitsSent int        // units (up to Sync, Query, FunctionCall) sent
+	predicted txState    // the state the last unit sent ends in, if it succeeds
+	unitsDone int        // units answered with ReadyForQuery
+	mustWait  bool       // the next unit needs the outcome of the ones before
+	skipping  bool       // an extended-protocol error: the server skips to the next Sync
+	retry     bool       // a cancel hit the recovery: run it again
+	copyIn    bool       // the server is in COPY FROM STDIN
+	failure   error      // the backend failed; every session ends
+	stopping  bool       // the lease stops the server pump
+	finished  bool       // nothing touches the backend any more
+	holder    *Session   // whose unit or block has the backend
+	sessions  []*Session // attached
+	held      *Session   // whose CancelRequest is held until the proxy's statements are done
+	watching  bool       // a watch of the backend runs for the held request (watch.go)
+	inflight  int        // CancelRequests being delivered
 	cancels   sync.WaitGroup
 
 	served  chan error // the server pump's end
@@ -49,8 +51,8 @@ type txConn struct {
 }
 
 // newTxConn starts serving sessions on be, whose transaction stands as be.st says.
-func newTxConn(srv *Server, be *txBackend) *txConn {
-	c := &txConn{srv: srv, log: srv.log, be: be, st: be.st, predicted: be.st, mustWait: true, served: make(chan error, 1)}
+func newTxConn(log *zap.Logger, stats *wire.Counters, be *Backend) *txConn {
+	c := &txConn{log: log, stats: stats, be: be, st: be.st, predicted: be.st, mustWait: true, served: make(chan error, 1)}
 	c.changed = sync.NewCond(&c.mu)
 	go func() {
 		err := c.serverPump()
@@ -63,7 +65,7 @@ func newTxConn(srv *Server, be *txBackend) *txConn {
 }
 
 // join attaches a session.
-func (c *txConn) join(s *txSession) {
+func (c *txConn) join(s *Session) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.sessions = append(c.sessions, s)
@@ -75,7 +77,7 @@ func (c *txConn) stop() (clean bool) {
 	c.mu.Lock()
 	c.stopping = true
 	c.mu.Unlock()
-	interrupt(c.be.conn)
+	wire.Interrupt(c.be.conn)
 	err := <-c.served
 	c.cancels.Wait()
 	c.mu.Lock()
@@ -91,7 +93,7 @@ func (c *txConn) stop() (clean bool) {
 }
 
 // acquire waits for s's turn on the backend.
-func (c *txConn) acquire(s *txSession) error {
+func (c *txConn) acquire(s *Session) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s.waiting = true // until it sends (txClient.locked)
@@ -106,7 +108,7 @@ func (c *txConn) acquire(s *txSession) error {
 }
 
 // release ends s's turn.
-func (c *txConn) release(s *txSession) {
+func (c *txConn) release(s *Session) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.holder == s {
@@ -116,7 +118,7 @@ func (c *txConn) release(s *txSession) {
 }
 
 // detach removes a session that ended.
-func (c *txConn) detach(s *txSession) {
+func (c *txConn) detach(s *Session) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for i, o := range c.sessions {
@@ -140,9 +142,9 @@ func (c *txConn) fail(err error) {
 	}
 	c.failure = err
 	c.changed.Broadcast()
-	interrupt(c.be.conn)
+	wire.Interrupt(c.be.conn)
 	for _, s := range c.sessions {
-		interrupt(s.client)
+		wire.Interrupt(s.client)
 	}
 }
 
@@ -159,10 +161,10 @@ func (c *txConn) lost(what string, cause error) error {
 	err := fmt.Errorf("%s: %w", what, cause)
 	c.log.Warn("tx session lost its transaction", zap.Error(err))
 	c.mu.Lock()
-	sessions := append([]*txSession(nil), c.sessions...)
+	sessions := append([]*Session(nil), c.sessions...)
 	c.mu.Unlock()
 	for _, s := range sessions {
-		s.toClientFatal(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: codeInternal,
+		s.toClientFatal(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: pgerrcode.InternalError,
 			Message: "pgtestproxy lost track of the session's transaction: " + err.Error(),
 			Hint:    "The lease's database is retired; reconnect to get a fresh one."})
 	}
@@ -171,7 +173,7 @@ func (c *txConn) lost(what string, cause error) error {
 }
 
 // owns reports whether any message of s is pending.
-func (c *txConn) owns(s *txSession) bool {
+func (c *txConn) owns(s *Session) bool {
 	for i := c.q.head; i < len(c.q.items); i++ {
 		if c.q.items[i].owner == s {
 			return true
@@ -190,7 +192,7 @@ func (c *txConn) unitStart() (wait bool, sent int, predicted txState) {
 
 // unitEnd records that s sent a unit ending in the predicted state st; wait says the
 // next unit needs its outcome. Outside a transaction block, s's turn ends.
-func (c *txConn) unitEnd(s *txSession, wait bool, st txState) {
+func (c *txConn) unitEnd(s *Session, wait bool, st txState) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.unitsSent++
@@ -202,7 +204,7 @@ func (c *txConn) unitEnd(s *txSession, wait bool, st txState) {
 }
 
 // leaving marks s as a session whose client left.
-func (c *txConn) leaving(s *txSession) {
+func (c *txConn) leaving(s *Session) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s.left = true

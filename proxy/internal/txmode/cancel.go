@@ -1,12 +1,9 @@
-package proxy
+package txmode
 
-import "context"
-
-// send is the session's side of a client's CancelRequest (cancelRegistry): it cancels
-// the client's statement running on the backend, and nothing else: when the backend
-// runs another session's work, or nothing, it does nothing, as PostgreSQL does for an
-// idle backend.
-func (s *txSession) send(ctx context.Context) error { return s.c.cancel(ctx, s) }
+import (
+	"context"
+	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
+)
 
 // cancel cancels s's statement. A cancel that hit one of the proxy's own statements
 // could cost the client work it was told is committed, so while any of them is pending
@@ -14,7 +11,7 @@ func (s *txSession) send(ctx context.Context) error { return s.c.cancel(ctx, s) 
 //
 // A session waiting for its turn (another connection of its session key has the
 // backend) has its statement cancelled once it runs: the request is held for it.
-func (c *txConn) cancel(ctx context.Context, s *txSession) error {
+func (c *txConn) cancel(ctx context.Context, s *Session) error {
 	c.mu.Lock()
 	p := c.q.front()
 	switch {
@@ -46,7 +43,7 @@ func (c *txConn) deliver(ctx context.Context) error {
 		c.changed.Broadcast()
 		c.mu.Unlock()
 	}()
-	return c.be.cancel.send(ctx)
+	return c.be.cancel.Send(ctx)
 }
 
 // deliverLater delivers a held CancelRequest from its own goroutine. c.mu is held.
@@ -55,7 +52,7 @@ func (c *txConn) deliverLater() {
 	c.cancels.Add(1)
 	go func() {
 		defer c.cancels.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), cancelTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), wire.CancelTimeout)
 		defer cancel()
 		if err := c.deliver(ctx); err != nil {
 			c.log.Warn("forward held cancel request")
@@ -65,7 +62,7 @@ func (c *txConn) deliverLater() {
 
 // holdLocked holds a CancelRequest for s until the proxy's statements are done,
 // watching the backend when it can tell from there. c.mu is held.
-func (c *txConn) holdLocked(s *txSession) {
+func (c *txConn) holdLocked(s *Session) {
 	c.held = s
 	if c.q.guards == c.q.prefixes && !c.watching {
 		c.watching = true

@@ -1,4 +1,4 @@
-package proxy
+package txmode
 
 // awaitUnits waits until the server answered the first n units, and returns the
 // txState then. It returns skip = true instead when the server is skipping messages

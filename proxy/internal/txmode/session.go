@@ -1,0 +1,176 @@
+package txmode
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
+	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"go.uber.org/zap"
+)
+
+// txDrainTimeout bounds how long a tx-mode session whose client went away waits for
+// the server to answer what the client sent (after cancelling it), so that the
+// backend can serve the next session.
+const txDrainTimeout = 10 * time.Second
+
+var (
+	// errClientDone ends the client direction of a session normally (Terminate, EOF).
+	errClientDone = errors.New("client ended the session")
+	// errStopped ends the server pump when the lease stops it at a message boundary.
+	errStopped = errors.New("server direction stopped")
+)
+
+// Session is one client connection on a tx-mode lease's backend (README, "How it works"): its
+// client pump (client.go) forwards and rewrites what the client sends; the
+// backend's txConn forwards, swallows and re-tags what the server answers. See the
+// design above.
+type Session struct {
+	lease  *Lease
+	c      *txConn
+	client net.Conn
+	names  *txNames // the session's prepared statement and portal names on the server; nil: as the client's
+
+	crd *wireReader   // the client's messages; client pump only
+	cwr *bufio.Writer // to the client; under cmu
+	cmu sync.Mutex
+	// cmid: a message to the client is half written (shutdown must not add a FATAL).
+	cmid bool
+	gone bool // writing to the client failed: the client is gone, replies are dropped
+
+	cutting atomic.Bool
+	// Under c.mu: the client left; the session opened a unit and sent nothing of it
+	// yet (it waits for its turn or for the units before); a CancelRequest came
+	// meanwhile, for the statement it sends first.
+	left, waiting, cancelFirst bool
+}
+
+func newTxSession(l *Lease, c *txConn, client net.Conn, names *txNames) *Session {
+	return &Session{lease: l, c: c, client: client, names: names,
+		crd: newWireReader(client), cwr: bufio.NewWriterSize(client, txBufSize)}
+}
+
+// run runs the session until the client leaves or something breaks, and reports
+// whether it left the backend fit for the next session.
+func (s *Session) run() (clean bool) {
+	cl := newTxClient(s)
+	err := cl.run()
+	s.c.leaving(s)
+	var own *pgerr.Error
+	if errors.As(err, &own) { // the client broke the protocol
+		s.toClientFatal(wire.ErrorResponse("FATAL", own))
+	}
+	clean = s.leave(err, cl)
+	if s.cutting.Load() {
+		s.sayShutdown()
+	}
+	s.cmu.Lock()
+	if !s.gone {
+		_ = s.cwr.Flush()
+	}
+	s.cmu.Unlock()
+	_ = s.client.Close()
+	s.c.log.Debug("tx session ended", zap.Bool("clean", clean), zap.NamedError("cause", err))
+	return clean
+}
+
+// leave finishes what the client left (a COPY, a unit without its Sync, a statement
+// still running, its transaction block, its prepared statements and portals) so that
+// the backend can serve the lease's other sessions, and detaches the session. It
+// reports whether the backend is still fit.
+func (s *Session) leave(err error, cl *txClient) bool {
+	c := s.c
+	defer c.detach(s)
+	if errors.Is(c.failed(), wire.ErrShuttingDown) {
+		s.cutting.Store(true) // another session of the lease was cut first
+	}
+	var own *pgerr.Error
+	switch {
+	case s.cutting.Load():
+		c.fail(wire.ErrShuttingDown)
+		return false
+	case !errors.Is(err, errClientDone) && !errors.As(err, &own):
+		if c.failed() == nil {
+			_ = c.lost("a session broke off", err)
+		}
+		return false
+	}
+	if err := cl.abandon(); err != nil {
+		_ = c.lost("finish what a session left", err)
+		return false
+	}
+	if !s.drain() {
+		return false
+	}
+	if s.names != nil { // other connections of the session key go on
+		if err := cl.cleanup(); err != nil {
+			_ = c.lost("clean up after a session", err)
+			return false
+		}
+		if !s.drain() {
+			return false
+		}
+	}
+	return c.failed() == nil
+}
+
+// drain waits until the server answered everything the session sent, cancelling a
+// statement still running when the client went away.
+func (s *Session) drain() bool {
+	c := s.c
+	c.mu.Lock()
+	busy := c.owns(s) && c.failure == nil
+	c.mu.Unlock()
+	if busy {
+		ctx, cancel := context.WithTimeout(context.Background(), wire.CancelTimeout)
+		_ = s.Send(ctx)
+		cancel()
+	}
+	timer := time.AfterFunc(txDrainTimeout, func() { c.fail(errors.New("server did not answer in time after the client left")) })
+	defer timer.Stop()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for (c.owns(s) || c.inflight > 0) && c.failure == nil {
+		c.changed.Wait()
+	}
+	return c.failure == nil
+}
+
+// cut ends the session from outside (shutdown); the lease's other sessions are cut too.
+func (s *Session) cut() {
+	s.cutting.Store(true)
+	s.c.fail(wire.ErrShuttingDown)
+	wire.Interrupt(s.client)
+}
+
+// sayShutdown tells the client, between two messages, that the proxy ends its session.
+func (s *Session) sayShutdown() {
+	s.toClientFatal(wire.ShutdownResponse())
+}
+
+// toClientFatal writes a final error to the client, if its stream is between messages.
+func (s *Session) toClientFatal(e *pgproto3.ErrorResponse) {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	if s.cmid || s.gone {
+		return
+	}
+	_ = s.client.SetWriteDeadline(time.Now().Add(wire.GoodbyeWriteTimeout))
+	var b []byte
+	if err := writeMsg(s.cwr, &b, e); err == nil && s.cwr.Flush() == nil {
+		s.c.stats.Errors.Add(1)
+	}
+	s.gone = true
+}
+
+// isStop reports whether err is what interrupting a read causes, or the end of input.
+func isStop(err error) bool {
+	return wire.IsInterrupted(err) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)
+}
