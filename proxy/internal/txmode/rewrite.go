@@ -1,6 +1,7 @@
 package txmode
 
 import (
+	"github.com/jackc/pgerrcode"
 	"strings"
 
 	"github.com/pgtestproxy/pgtestproxy/internal/sqllex"
@@ -117,14 +118,14 @@ func rewrite(t txStmt, s txState, failed, last bool) []planStmt {
 			return rewriteCommit(t, failed, last)
 		}
 		if t.chain {
-			return carrierOnly(t.tag, raiseError("25P01", "COMMIT AND CHAIN can only be used in transaction blocks", ""))
+			return carrierOnly(t.tag, raiseError(pgerrcode.NoActiveSQLTransaction, "COMMIT AND CHAIN can only be used in transaction blocks", ""))
 		}
 		if last {
-			return carrierOnly(t.tag, raiseWarning("25P01", "there is no transaction in progress"))
+			return carrierOnly(t.tag, raiseWarning(pgerrcode.NoActiveSQLTransaction, "there is no transaction in progress"))
 		}
 		// As a plain server does in an implicit transaction: warn, and commit what the
 		// unit did so far.
-		return []planStmt{warnPart(raiseWarning("25P01", "there is no transaction in progress")),
+		return []planStmt{warnPart(raiseWarning(pgerrcode.NoActiveSQLTransaction, "there is no transaction in progress")),
 			{sql: sqlRelease, role: roleCarrier, tag: t.tag, ok: effReleased},
 			{sql: sqlSavepoint, role: roleInfra, ok: effSavepoint}}
 	case sqllex.Rollback:
@@ -132,13 +133,13 @@ func rewrite(t txStmt, s txState, failed, last bool) []planStmt {
 	case sqllex.Savepoint, sqllex.Release, sqllex.RollbackTo:
 		return rewriteSavepoint(t, s)
 	case sqllex.PrepareTransaction:
-		return carrierOnly(t.tag, raiseError("0A000", "PREPARE TRANSACTION is not supported in tx mode", hintModeDB))
+		return carrierOnly(t.tag, raiseError(pgerrcode.FeatureNotSupported, "PREPARE TRANSACTION is not supported in tx mode", hintModeDB))
 	case sqllex.SetTransaction:
 		if t.ignore {
 			return nil
 		}
 		if !s.block {
-			return carrierOnly(t.tag, raiseWarning("25P01", "SET TRANSACTION can only be used in transaction blocks"))
+			return carrierOnly(t.tag, raiseWarning(pgerrcode.NoActiveSQLTransaction, "SET TRANSACTION can only be used in transaction blocks"))
 		}
 		return carrierOnly(t.tag, raiseNotice("tx mode does not apply transaction modes: "+t.modes, hintModes))
 	}
@@ -147,7 +148,7 @@ func rewrite(t txStmt, s txState, failed, last bool) []planStmt {
 
 func rewriteBegin(t txStmt, s txState) []planStmt {
 	if s.block {
-		return carrierOnly(t.tag, raiseWarning("25001", "there is already a transaction in progress"))
+		return carrierOnly(t.tag, raiseWarning(pgerrcode.ActiveSQLTransaction, "there is already a transaction in progress"))
 	}
 	sql := sqlCarrier
 	raise := false
@@ -194,11 +195,11 @@ func rewriteRollback(t txStmt, s txState) []planStmt {
 	case s.block:
 		return []planStmt{{sql: sqlRollbackTo, role: roleCarrier, tag: t.tag, ok: effEnded}}
 	case t.chain:
-		return carrierOnly(t.tag, raiseError("25P01", "ROLLBACK AND CHAIN can only be used in transaction blocks", ""))
+		return carrierOnly(t.tag, raiseError(pgerrcode.NoActiveSQLTransaction, "ROLLBACK AND CHAIN can only be used in transaction blocks", ""))
 	}
 	// As a plain server does in an implicit transaction: warn, and undo what the
 	// unit did so far.
-	return []planStmt{warnPart(raiseWarning("25P01", "there is no transaction in progress")),
+	return []planStmt{warnPart(raiseWarning(pgerrcode.NoActiveSQLTransaction, "there is no transaction in progress")),
 		{sql: sqlRollbackTo, role: roleCarrier, tag: t.tag, ok: effSavepoint}}
 }
 
@@ -206,10 +207,10 @@ func rewriteSavepoint(t txStmt, s txState) []planStmt {
 	if !s.block {
 		what := map[sqllex.Kind]string{sqllex.Savepoint: "SAVEPOINT", sqllex.Release: "RELEASE SAVEPOINT",
 			sqllex.RollbackTo: "ROLLBACK TO SAVEPOINT"}[t.kind]
-		return carrierOnly(t.tag, raiseError("25P01", what+" can only be used in transaction blocks", ""))
+		return carrierOnly(t.tag, raiseError(pgerrcode.NoActiveSQLTransaction, what+" can only be used in transaction blocks", ""))
 	}
 	if t.reserved {
-		return carrierOnly(t.tag, raiseError("42939", msgReserved, ""))
+		return carrierOnly(t.tag, raiseError(pgerrcode.ReservedName, msgReserved, ""))
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package txmode
 import (
 	"errors"
 	"fmt"
+	"github.com/jackc/pgerrcode"
 	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -171,14 +172,14 @@ func (c *txConn) onError(n int) error {
 	}
 	c.copyIn = false
 	cur, owner := p.current(), p.owner
-	if cur.role == roleInfra && !(p.recovery && e.Code == "57014") {
+	if cur.role == roleInfra && !(p.recovery && e.Code == pgerrcode.QueryCanceled) {
 		c.mu.Unlock()
 		return c.lost("a statement of the proxy failed", pgErr(&e))
 	}
 	c.retry = c.retry || p.recovery
 	c.st.apply(cur.fail)
 	top := !c.st.block && c.st.sp == spNone
-	if p.hint && e.Code == "25001" && e.Hint == "" {
+	if p.hint && e.Code == pgerrcode.ActiveSQLTransaction && e.Hint == "" {
 		e.Hint = hintModeDB
 	}
 	if p.plan != nil {
