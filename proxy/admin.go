@@ -65,6 +65,7 @@ func (s *Server) runAdmin(cc *clientConn, conn net.Conn, out *wire.MsgBuffer) {
 			s.refuse(cc, conn, out, err)
 			return
 		}
+		s.guard.At("console")
 		if done, err := a.handle(typ, body); done || err != nil {
 			if err != nil {
 				s.refuse(cc, conn, out, err)

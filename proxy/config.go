@@ -61,6 +61,10 @@ type Config struct {
 	Version string
 	// Logger receives what the server does. Nil means zap.NewNop().
 	Logger *zap.Logger
+
+	// panicHook, set only by the package's tests, is called at each session
+	// goroutine kind's panic injection point (wire.Guard.At).
+	panicHook func(where string)
 }
 
 // Validate reports the first problem with c.

@@ -297,8 +297,19 @@ func startProxy(t testing.TB, cfg Config) *Server {
 		if err := <-served; err != nil {
 			t.Errorf("serve: %v", err)
 		}
+		if cfg.panicHook == nil { // a test that injects panics counts them itself
+			noPanics(t, s)
+		}
 	})
 	return s
+}
+
+// noPanics fails the test if s recovered a panic: every panic is a bug.
+func noPanics(t testing.TB, s *Server) {
+	t.Helper()
+	if n := s.Stats().Panics; n != 0 {
+		t.Errorf("the proxy recovered %d panics (see the log)", n)
+	}
 }
 
 // proxyURL is a client URL for database db through s, with extra query parameters.

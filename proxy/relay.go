@@ -23,12 +23,15 @@ var relayBufs = sync.Pool{New: func() any { b := make([]byte, relayBufSize); ret
 type relay struct {
 	client   net.Conn
 	upstream net.Conn
+	guard    *wire.Guard
 	stats    *counters
 	cutting  atomic.Bool
+	panicked atomic.Bool  // a direction panicked: the session ends with XX000
+	frames   frameTracker // the upstream's message boundaries; upstream direction only
 }
 
-func newRelay(client, upstream net.Conn, stats *counters) *relay {
-	return &relay{client: client, upstream: upstream, stats: stats}
+func newRelay(client, upstream net.Conn, guard *wire.Guard) *relay {
+	return &relay{client: client, upstream: upstream, guard: guard, stats: guard.Stats}
 }
 
 // run relays until both directions are done, then closes both sockets. It reports
@@ -37,13 +40,29 @@ func (r *relay) run() (clean bool) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		r.clientToUpstream()
+		r.contain("relay client to upstream", r.clientToUpstream)
 	}()
-	clean = r.upstreamToClient()
+	r.contain("relay upstream to client", func() { clean = r.upstreamToClient() })
 	<-done
+	if r.panicked.Load() && r.frames.atBoundary() && wire.SayInternalError(r.client) {
+		r.stats.Errors.Add(1)
+	}
 	_ = r.client.Close()
 	_ = r.upstream.Close()
-	return clean && !r.cutting.Load()
+	return clean && !r.cutting.Load() && !r.panicked.Load()
+}
+
+// contain runs one direction; a panic in it stops both.
+func (r *relay) contain(where string, direction func()) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.guard.Recovered(where, p)
+			r.panicked.Store(true)
+			wire.Interrupt(r.upstream)
+			wire.Interrupt(r.client)
+		}
+	}()
+	direction()
 }
 
 // clientToUpstream copies client bytes to the upstream. On the client's EOF it
@@ -56,6 +75,7 @@ func (r *relay) clientToUpstream() {
 	for {
 		n, err := r.client.Read(buf)
 		if n > 0 {
+			r.guard.At("relay client to upstream")
 			if _, werr := r.upstream.Write(buf[:n]); werr != nil {
 				wire.Interrupt(r.upstream)
 				return
@@ -81,14 +101,14 @@ func (r *relay) upstreamToClient() (clean bool) {
 	bp := relayBufs.Get().(*[]byte)
 	defer relayBufs.Put(bp)
 	buf := *bp
-	var frames frameTracker
 	for {
 		n, err := r.upstream.Read(buf)
 		if n > 0 {
+			r.guard.At("relay upstream to client")
 			if _, werr := r.client.Write(buf[:n]); werr != nil {
 				return true // the client went away; the upstream is fine
 			}
-			frames.advance(buf[:n])
+			r.frames.advance(buf[:n])
 			r.stats.BytesOut.Add(int64(n))
 		}
 		switch {
@@ -96,7 +116,7 @@ func (r *relay) upstreamToClient() (clean bool) {
 		case errors.Is(err, io.EOF):
 			return true
 		case wire.IsInterrupted(err) && r.cutting.Load():
-			if frames.atBoundary() {
+			if r.frames.atBoundary() {
 				r.sayShutdown()
 			}
 			return false

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
+	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -29,6 +30,7 @@ type Server struct {
 	runners map[leasemode.Mode]runner
 	cancels *cancelRegistry
 	stats   counters
+	guard   *wire.Guard // contains the panics of every session goroutine
 
 	// baseCtx bounds the work done for sessions (lease acquisition, upstream
 	// connects); it is cancelled when shutdown cuts the sessions.
@@ -59,6 +61,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Logger, cancels: newCancelRegistry(),
 		conns: map[*clientConn]struct{}{}, connsChanged: make(chan struct{}),
 		closeCh: make(chan struct{}), doneCh: make(chan struct{})}
+	s.guard = &wire.Guard{Log: s.log, Stats: &s.stats, Hook: cfg.panicHook}
 	s.runners = map[leasemode.Mode]runner{leasemode.DB: newDBRunner(s), leasemode.Tx: newTxRunner(s)}
 	if cfg.Password != "" {
 		var err error

@@ -23,11 +23,17 @@ const adminDatabase = "pgtestproxy"
 func (s *Server) serveConn(cc *clientConn) {
 	defer s.untrack(cc)
 	defer cc.raw.Close()
+	var conn net.Conn // the client's stream once negotiated (TLS or not)
 	defer func() {
-		// One bad session must not take the others down with the process.
+		// One bad session must not take the others down with the process. What
+		// runs the session (relay, tx session, console) writes whole messages, and
+		// the relay and tx mode contain their own panics, so the client's stream is
+		// between two messages here.
 		if r := recover(); r != nil {
-			s.stats.Panics.Add(1)
-			s.log.Error("session panicked", zap.Any("panic", r), zap.StackSkip("stack", 1))
+			s.guard.Recovered("session", r)
+			if conn != nil && wire.SayInternalError(conn) {
+				s.stats.Errors.Add(1)
+			}
 		}
 	}()
 	_ = cc.raw.SetDeadline(time.Now().Add(s.cfg.StartupTimeout))
@@ -67,6 +73,7 @@ func (s *Server) startSession(cc *clientConn, conn net.Conn, m *pgproto3.Startup
 	}
 	out.Add(&pgproto3.AuthenticationOk{})
 	_ = conn.SetDeadline(time.Time{})
+	s.guard.At("session")
 	if p.database == adminDatabase {
 		s.runAdmin(cc, conn, &out)
 		return
@@ -160,7 +167,7 @@ func (d *dbRunner) relay(cc *clientConn, conn net.Conn, l Lease, p *clientParams
 	}
 	log := p.logger(s.log, cc).With(zap.String("clone", l.Database()))
 	log.Debug("session started")
-	r := newRelay(conn, up.Conn, &s.stats)
+	r := newRelay(conn, up.Conn, s.guard)
 	cc.setRunner(r, up.Conn)
 	clean = r.run()
 	log.Debug("session ended", zap.Bool("clean", clean))
@@ -174,7 +181,7 @@ type txRunner struct {
 }
 
 func newTxRunner(s *Server) *txRunner {
-	wrap := func(l Lease, shared bool) *txmode.Lease { return txmode.NewLease(l, shared, s.log, &s.stats) }
+	wrap := func(l Lease, shared bool) *txmode.Lease { return txmode.NewLease(l, shared, s.guard) }
 	return &txRunner{s: s, router: newRouter(s.cfg.Provider, wrap, s.cfg.Linger, s.log, &s.stats)}
 }
 
@@ -287,6 +294,7 @@ func (s *Server) forwardCancel(req *pgproto3.CancelRequest) {
 		return
 	}
 	s.stats.Cancels.Add(1)
+	s.guard.At("cancel forwarder")
 	ctx, cancel := context.WithTimeout(s.baseCtx, wire.CancelTimeout)
 	defer cancel()
 	if err := t.Send(ctx); err != nil {

@@ -30,6 +30,7 @@ func testShutdownWithOpenSessions(t *testing.T, mode leasemode.Mode) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { noPanics(t, s) })
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(context.Background()) }()
 	ctx := testContext(t)
@@ -90,6 +91,7 @@ func TestServeContextAndEarlyClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { noPanics(t, s) })
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ctx) }()
@@ -110,6 +112,7 @@ func TestServeContextAndEarlyClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { noPanics(t, early) })
 	if err := early.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -131,6 +134,7 @@ func TestNoGoroutinesLeftAfterShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { noPanics(t, s) })
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(context.Background()) }()
 	ctx := testContext(t)

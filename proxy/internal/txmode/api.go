@@ -52,6 +52,19 @@ func (s *Session) Abandon() {
 // Run runs the session until the client leaves or something breaks, detaches it from
 // its lease, and reports whether it left the lease clean.
 func (s *Session) Run() (clean bool) {
+	defer func() {
+		// A panic in the client pump: the lease's transaction is in an unknown state,
+		// so every session of the lease ends.
+		if r := recover(); r != nil {
+			s.c.guard.Recovered("tx client pump", r)
+			_ = s.c.panicked()
+			s.c.leaving(s)
+			s.c.detach(s)
+			_ = s.client.Close()
+			s.lease.detach(s, false)
+			clean = false
+		}
+	}()
 	clean = s.run()
 	s.lease.detach(s, clean)
 	return clean

@@ -52,6 +52,7 @@ func (c *txConn) deliverLater() {
 	c.cancels.Add(1)
 	go func() {
 		defer c.cancels.Done()
+		defer c.contain("tx cancel forwarder")
 		ctx, cancel := context.WithTimeout(context.Background(), wire.CancelTimeout)
 		defer cancel()
 		if err := c.deliver(ctx); err != nil {

@@ -54,6 +54,7 @@ func (c *txClient) run() error {
 			return c.readFailed(err)
 		}
 		c.cn.stats.BytesIn.Add(int64(n + 5))
+		c.cn.guard.At("tx client pump")
 		if err := c.message(typ, n); err != nil {
 			return err
 		}

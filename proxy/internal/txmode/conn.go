@@ -19,6 +19,7 @@ import (
 // the turn when it opens a unit and gives it up when it has sent one that ends outside
 // a block. Replies go to the session whose message the queue says they answer.
 type txConn struct {
+	guard *wire.Guard
 	log   *zap.Logger
 	stats *wire.Counters
 	be    *Backend
@@ -51,17 +52,51 @@ type txConn struct {
 }
 
 // newTxConn starts serving sessions on be, whose transaction stands as be.st says.
-func newTxConn(log *zap.Logger, stats *wire.Counters, be *Backend) *txConn {
-	c := &txConn{log: log, stats: stats, be: be, st: be.st, predicted: be.st, mustWait: true, served: make(chan error, 1)}
+func newTxConn(guard *wire.Guard, be *Backend) *txConn {
+	c := &txConn{guard: guard, log: guard.Log, stats: guard.Stats, be: be, st: be.st, predicted: be.st, mustWait: true, served: make(chan error, 1)}
 	c.changed = sync.NewCond(&c.mu)
 	go func() {
-		err := c.serverPump()
+		err := c.containedPump()
 		if !errors.Is(err, errStopped) {
 			c.fail(err)
 		}
 		c.served <- err
 	}()
 	return c
+}
+
+// containedPump runs the server pump; a panic in it ends every session of the lease.
+func (c *txConn) containedPump() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.guard.Recovered("tx server pump", r)
+			err = c.panicked()
+		}
+	}()
+	return c.serverPump()
+}
+
+// contain ends every session of the lease after a panic recovered in one of the
+// lease's goroutines of kind where. Deferred; the goroutine then ends.
+func (c *txConn) contain(where string) {
+	if r := recover(); r != nil {
+		c.guard.Recovered(where, r)
+		_ = c.panicked()
+	}
+}
+
+// panicked ends every session of the lease after a panic: the proxy no longer knows
+// where the lease's transaction stands. Each client is told so with a FATAL XX000.
+func (c *txConn) panicked() error {
+	err := errors.New("internal error in pgtestproxy")
+	c.mu.Lock()
+	sessions := append([]*Session(nil), c.sessions...)
+	c.mu.Unlock()
+	for _, s := range sessions {
+		s.toClientFatal(wire.InternalErrorResponse())
+	}
+	c.fail(err)
+	return err
 }
 
 // join attaches a session.

@@ -21,8 +21,8 @@ import (
 type Lease struct {
 	clone  Clone
 	keeper Keeper // nil: the provider keeps no backend
+	guard  *wire.Guard
 	log    *zap.Logger
-	stats  *wire.Counters
 	shared bool // connections with a session key share it: their names are kept apart
 
 	mu     sync.Mutex
@@ -34,8 +34,10 @@ type Lease struct {
 	broken error   // the lease's transaction was lost: no session may use it again
 }
 
-func NewLease(l Clone, shared bool, log *zap.Logger, stats *wire.Counters) *Lease {
-	tl := &Lease{clone: l, log: log, stats: stats, shared: shared}
+// NewLease makes a tx-mode lease of the provider's lease l; shared says connections
+// with a session key share it. guard contains the panics of its goroutines.
+func NewLease(l Clone, shared bool, guard *wire.Guard) *Lease {
+	tl := &Lease{clone: l, guard: guard, log: guard.Log, shared: shared}
 	tl.keeper, _ = l.(Keeper)
 	tl.left = sync.NewCond(&tl.mu)
 	return tl
@@ -62,7 +64,7 @@ func (l *Lease) Attach(ctx context.Context, client net.Conn, st Startup) (*Sessi
 		if err := l.prepare(ctx, st); err != nil {
 			return nil, err
 		}
-		l.conn = newTxConn(l.log, l.stats, l.be)
+		l.conn = newTxConn(l.guard, l.be)
 	}
 	l.users++
 	l.ids++

@@ -26,6 +26,7 @@ func (c *txConn) serverPump() error {
 			return c.serverStopped(err, true)
 		}
 		c.stats.BytesOut.Add(int64(n + 5))
+		c.guard.At("tx server pump")
 		if err := c.onServer(typ, n); err != nil {
 			return c.serverStopped(err, false)
 		}

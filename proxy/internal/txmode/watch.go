@@ -27,6 +27,8 @@ const txWatchInterval = time.Millisecond
 // when the request is no longer held (delivered, or nothing left to cancel).
 func (c *txConn) watch() {
 	defer c.cancels.Done()
+	defer c.contain("tx cancel watcher")
+	c.guard.At("tx cancel watcher")
 	ctx, cancel := context.WithTimeout(context.Background(), wire.CancelTimeout)
 	defer cancel()
 	conn, err := pgconn.ConnectConfig(ctx, c.be.watchConfig)
