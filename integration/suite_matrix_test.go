@@ -281,10 +281,7 @@ func (r externalRunner) require(t *testing.T) {
 	if what == "" {
 		return
 	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s; .ci/run installs it: %s", what, r.install)
-	}
-	t.Skipf("%s; install it with: %s", what, r.install)
+	testpg.Missing(t, what, r.install)
 }
 
 // runnerResult is one case's line from a runner.

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"github.com/pgtestproxy/pgtestproxy/internal/testpg"
 	"os/exec"
 	"strings"
 	"testing"
@@ -81,10 +82,7 @@ func TestAdminConsoleWithoutAdminFunc(t *testing.T) {
 	_, _, err := queryStrings(testContext(t), c, "SHOW LEASES")
 	wantSQLState(t, err, "0A000")
 
-	psql, lookErr := exec.LookPath("psql")
-	if lookErr != nil {
-		return
-	}
+	psql := testpg.Psql(t)
 	out, err := exec.Command(psql, "-X", "-At", "-c", "SHOW VERSION", proxyURL(s, adminDatabase)).CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) != "pgtestproxy devel" {
 		t.Fatalf("psql SHOW VERSION: %v\n%s", err, out)

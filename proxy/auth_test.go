@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"github.com/pgtestproxy/pgtestproxy/internal/testpg"
 	"math/big"
 	"net"
 	"net/url"
@@ -50,12 +51,10 @@ func TestSCRAMAuth(t *testing.T) {
 	if got := p.acquired(); got != 1 {
 		t.Fatalf("%d leases acquired, want 1: a failed login must not take a lease", got)
 	}
-	if psql, err := exec.LookPath("psql"); err == nil {
-		cmd := exec.Command(psql, "-X", "-Atc", "SELECT 1", proxyURL(s, "app"))
-		cmd.Env = append(cmd.Environ(), "PGPASSWORD=right horse battery")
-		if out, err := cmd.CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "1" {
-			t.Fatalf("psql with SCRAM: %v\n%s", err, out)
-		}
+	cmd := exec.Command(testpg.Psql(t), "-X", "-Atc", "SELECT 1", proxyURL(s, "app"))
+	cmd.Env = append(cmd.Environ(), "PGPASSWORD=right horse battery")
+	if out, err := cmd.CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "1" {
+		t.Fatalf("psql with SCRAM: %v\n%s", err, out)
 	}
 }
 

@@ -168,10 +168,7 @@ func testCancelRequest(t *testing.T, mode leasemode.Mode) {
 // psql's Ctrl-C sends a CancelRequest with the key the proxy issued.
 func TestCancelPsql(t *testing.T) {
 	t.Parallel()
-	psql, err := exec.LookPath("psql")
-	if err != nil {
-		t.Skip("psql not installed")
-	}
+	psql := testpg.Psql(t)
 	forEachMode(t, func(t *testing.T, mode leasemode.Mode) { testCancelPsql(t, psql, mode) })
 }
 

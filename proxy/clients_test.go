@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"fmt"
 	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
+	"github.com/pgtestproxy/pgtestproxy/internal/testpg"
 	"os/exec"
 	"strings"
 	"testing"
@@ -242,10 +243,7 @@ func TestLibpqProtocol32(t *testing.T) {
 // upstream, and the session key shares a database across psql runs.
 func TestPsql(t *testing.T) {
 	t.Parallel()
-	psql, err := exec.LookPath("psql")
-	if err != nil {
-		t.Skip("psql not installed")
-	}
+	psql := testpg.Psql(t)
 	p := newTestProvider(t)
 	s := startProxy(t, Config{Provider: p, Linger: 10 * time.Second})
 	forEachMode(t, func(t *testing.T, mode leasemode.Mode) {

@@ -442,3 +442,10 @@ func startRawMode(t testing.TB, c net.Conn, db string, mode leasemode.Mode) *pgp
 func nopLogger() *zap.Logger { return zap.NewNop() }
 
 var _ BackendKeeper = (*testLease)(nil)
+
+// waitBytesIn waits until the proxy read more client bytes than before: a message a
+// client sent meanwhile reached it.
+func waitBytesIn(t testing.TB, s *Server, before int64) {
+	t.Helper()
+	waitFor(t, "a client message reaching the proxy", func() bool { return s.Stats().BytesIn > before })
+}

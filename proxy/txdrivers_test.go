@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
+	"github.com/pgtestproxy/pgtestproxy/internal/testpg"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -224,10 +225,7 @@ SELECT id FROM items ORDER BY id;
 // psql gives the same output through the proxy in tx mode as on a plain database.
 func TestTxPsqlMatchesPlainServer(t *testing.T) {
 	t.Parallel()
-	psql, err := exec.LookPath("psql")
-	if err != nil {
-		t.Skip("psql not installed")
-	}
+	psql := testpg.Psql(t)
 	env := newDiffEnv(t)
 	file := filepath.Join(t.TempDir(), "script.sql")
 	if err := os.WriteFile(file, []byte(psqlScript), 0o600); err != nil {

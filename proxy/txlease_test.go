@@ -196,7 +196,7 @@ func TestTxClientLeavesMidUnit(t *testing.T) {
 		if err := fe.Flush(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(50 * time.Millisecond)
+		waitBackendRuns(t, p.liveNames(), msgs)
 		n := len(p.releases())
 		_ = c.Close()
 		waitFor(t, "lease released", func() bool { return len(p.releases()) > n })
@@ -210,4 +210,30 @@ func TestTxClientLeavesMidUnit(t *testing.T) {
 	if st := readLeaseState(t, testContext(t), c); st.rows != 3 {
 		t.Fatalf("next lease sees %d rows", st.rows)
 	}
+}
+
+// waitBackendRuns waits until a backend of one of the databases shows the statement
+// of the last Parse or Query in msgs as its query: the server has what the client sent.
+func waitBackendRuns(t *testing.T, dbs []string, msgs []pgproto3.FrontendMessage) {
+	t.Helper()
+	var stmt string
+	for _, m := range msgs {
+		switch m := m.(type) {
+		case *pgproto3.Parse:
+			stmt = m.Query
+		case *pgproto3.Query:
+			stmt = m.String
+		}
+	}
+	admin, err := pgx.Connect(testContext(t), testpg.AdminURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	waitFor(t, "the server running "+stmt, func() bool {
+		var n int
+		_ = admin.QueryRow(testContext(t), "SELECT count(*) FROM pg_stat_activity WHERE datname = ANY($1) AND query = $2",
+			dbs, stmt).Scan(&n)
+		return n > 0
+	})
 }

@@ -87,21 +87,23 @@ func TestTxSharedTurns(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan int, 1)
+	sent := s.Stats().BytesIn
 	go func() {
 		var n int
 		_ = b.QueryRow(ctx, "SELECT count(*) FROM items").Scan(&n)
 		done <- n
 	}()
-	select {
-	case n := <-done:
-		t.Fatalf("the other connection ran during the block (saw %d rows)", n)
-	case <-time.After(200 * time.Millisecond):
+	// Once b's statement reached the proxy, a's block goes on: b, waiting for its
+	// turn, sees the row a inserts now, after its statement arrived.
+	waitBytesIn(t, s, sent)
+	if _, err := a.Exec(ctx, "INSERT INTO items VALUES (6, 'six')"); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := a.Exec(ctx, "COMMIT"); err != nil {
 		t.Fatal(err)
 	}
-	if n := <-done; n != 4 {
-		t.Fatalf("the other connection saw %d rows after the commit, want 4", n)
+	if n := <-done; n != 5 {
+		t.Fatalf("the other connection saw %d rows, want the 5 after the block's commit: it ran during the block", n)
 	}
 
 	// Same statement names on both connections, different statements.
@@ -127,10 +129,14 @@ func TestTxSharedTurns(t *testing.T) {
 	if _, err := b.Exec(ctx, "BEGIN; INSERT INTO items VALUES (5, 'five')"); err != nil {
 		t.Fatal(err)
 	}
-	go func() { time.Sleep(100 * time.Millisecond); _ = b.Close(context.Background()) }()
+	counted := make(chan error, 1)
 	var n int
-	if err := a.QueryRow(ctx, "SELECT count(*) FROM items").Scan(&n); err != nil || n != 4 {
-		t.Fatalf("after the other left in its block: %d, %v; want 4", n, err)
+	sent = s.Stats().BytesIn
+	go func() { counted <- a.QueryRow(ctx, "SELECT count(*) FROM items").Scan(&n) }()
+	waitBytesIn(t, s, sent) // a's statement waits for b's block
+	_ = b.Close(context.Background())
+	if err := <-counted; err != nil || n != 5 {
+		t.Fatalf("after the other left in its block: %d, %v; want 5", n, err)
 	}
 }
 

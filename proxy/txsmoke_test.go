@@ -35,5 +35,7 @@ func TestTxSmoke(t *testing.T) {
 	if err := c.QueryRow(ctx, "SELECT count(*) FROM items").Scan(&n); err != nil || n != 4 {
 		t.Fatalf("count %d %v", n, err)
 	}
-	t.Log(c.PgConn().TxStatus())
+	if st := c.PgConn().TxStatus(); st != 'I' {
+		t.Fatalf("transaction status %q after the rollback, want 'I'", st)
+	}
 }
