@@ -21,7 +21,7 @@ import (
 
 // The Go drivers of the suite: pgx (a connection, and pgxpool), database/sql with pgx's
 // stdlib, and lib/pq. pgx users select the mode with runtime parameters in the URL
-// (?mode=tx&session=KEY, SPEC §4); lib/pq users, like libpq's, with
+// (?mode=tx&session=KEY, README "Choosing the mode"); lib/pq users, like libpq's, with
 // ?options=-c pgtestproxy.mode=tx.
 
 // goDrivers are the Go drivers by matrix name.

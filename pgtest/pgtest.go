@@ -26,7 +26,7 @@ const EnvURL = "PGTESTPROXY_URL"
 // DefaultURL is used when EnvURL is not set: `pgtestproxy serve` with its defaults.
 const DefaultURL = "postgres://pgtestproxy@127.0.0.1:6543/test?sslmode=disable"
 
-// Lease modes (SPEC §5, §6).
+// Lease modes (README, "Choosing the mode").
 const (
 	modeDB = "db"
 	modeTx = "tx"
@@ -45,7 +45,7 @@ func NewDB(t testing.TB) *sql.DB {
 }
 
 // NewTx is NewDB in tx mode: t's connections share one transaction on a clean clone,
-// which the proxy rolls back when the lease ends. See SPEC §6 for what tx mode cannot
+// which the proxy rolls back when the lease ends. See the README's FAQ for what tx mode cannot
 // do (statements that cannot run in a transaction block; now() is the lease's start).
 func NewTx(t testing.TB) *sql.DB {
 	t.Helper()
@@ -66,7 +66,7 @@ func NewTxPool(t testing.TB) *pgxpool.Pool {
 
 // ConnString returns the URL of t's lease in mode ("db" or "tx"), for a driver of
 // your own: the proxy's URL with the runtime parameters mode and session (pgx and
-// lib/pq send unknown URL parameters as runtime parameters; SPEC §4).
+// lib/pq send unknown URL parameters as runtime parameters; README, "Choosing the mode").
 func ConnString(t testing.TB, mode string) string {
 	t.Helper()
 	u, err := connString(proxyURL(), mode, sessionKey(t))

@@ -145,7 +145,7 @@ func pgxBinary(t *testing.T, ctx context.Context, c *pgx.Conn) {
 }
 
 // LISTEN/NOTIFY works between connections that share a database through a session key.
-// db mode only: in tx mode notifications are never delivered (SPEC §6).
+// db mode only: in tx mode notifications are never delivered (README, FAQ).
 func TestListenNotify(t *testing.T) {
 	t.Parallel()
 	p := newTestProvider(t)

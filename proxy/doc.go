@@ -12,14 +12,36 @@
 // statements. The proxy never imports the pool: what it needs is the LeaseProvider
 // interface declared here.
 //
-// Lease modes: in db mode (SPEC §5) the session is a byte relay (relay.go). In tx
-// mode (SPEC §6) the lease is a clone and one backend connection inside a transaction
-// of the proxy's, and the session decodes and rewrites what it must so that every
-// client sees an ordinary autocommit session; tx.go describes how. Connections that
-// share a tx-mode session key are multiplexed onto the lease's one backend and
-// transaction.
+// Lease modes: the mode is decided once, when the startup packet is parsed, and the
+// session goes to that mode's runner, which leases through a router of its own. In db
+// mode the session is a byte relay (relay.go). In tx mode the lease is a clone and one
+// backend connection inside a transaction of the proxy's, and the session decodes and
+// rewrites what it must so that every client sees an ordinary autocommit session;
+// package proxy/internal/txmode owns it and describes how. Connections that share a
+// tx-mode session key are multiplexed onto the lease's one backend and transaction.
+// What the relay, the console, authentication, startup and tx mode share on the wire
+// is package proxy/internal/wire. README's "How it works" and "Choosing the mode" say
+// what each mode promises.
 //
-// Choices where the SPEC is silent: a setting given both as a plain parameter and in
+// Errors: every SQLSTATE the proxy sends is a github.com/jackc/pgerrcode code carried
+// by an internal/pgerr error; a provider's or the server's error keeps its own code,
+// message, detail and hint. A panic in any goroutine that touches a client's bytes
+// ends only that session (in tx mode, every session of its lease) with FATAL XX000
+// "internal error in pgtestproxy", is logged once with its stack and counted in
+// Stats.Panics (the SHOW STATS panics column).
+//
+// Log fields have one meaning each, here and in cmd/pgtestproxy:
+//
+//	database     the database name in the client's startup packet (it selects the template)
+//	template     a template's name, as given to --migrations (pool)
+//	template_db  a template's database on the upstream (pool)
+//	clone        a clone's database name on the upstream
+//	session_key  the client's session key (pgtestproxy.session); empty: none
+//	client       the client's address
+//	mode         the lease mode, db or tx
+//	cause        why a session or connection ended
+//
+// Choices the README leaves open: a setting given both as a plain parameter and in
 // `options` takes the plain parameter's value (PostgreSQL applies startup parameters
 // after `options`); the client's user name is only used in messages, the upstream
 // always sees the proxy's own role; admin console sessions count towards MaxSessions;

@@ -14,7 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
-// Every SPEC §8 error the proxy owns reaches a real client as a FATAL ErrorResponse
+// Every error of the README's "Errors" the proxy owns reaches a real client as a FATAL ErrorResponse
 // with its SQLSTATE and a message naming the object.
 func TestStartupErrors(t *testing.T) {
 	t.Parallel()

@@ -8,7 +8,7 @@ import (
 )
 
 // proxyOptionPrefix marks the options the proxy takes out of the `options` startup
-// parameter instead of passing them on (SPEC §4).
+// parameter instead of passing them on (README, "Choosing the mode").
 const proxyOptionPrefix = "pgtestproxy."
 
 // splitOptions splits the `options` startup parameter into arguments the way

@@ -116,7 +116,7 @@ func (r *router[L]) fromProvider(ctx context.Context, req LeaseRequest, shared b
 	l := r.wrap(pl, shared)
 	r.stats.LeasesTotal.Add(1)
 	r.stats.LeasesActive.Add(1)
-	r.log.Debug("lease acquired", zap.String("template", req.Database), zap.String("mode", string(req.Mode)),
+	r.log.Debug("lease acquired", zap.String("database", req.Database), zap.String("mode", string(req.Mode)),
 		zap.String("session_key", req.Session), zap.String("clone", l.Database()))
 	return l, nil
 }

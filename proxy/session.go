@@ -16,7 +16,7 @@ import (
 	"go.uber.org/zap"
 )
 
-// adminDatabase is the database name of the admin console (SPEC §7).
+// adminDatabase is the database name of the admin console (README, "The admin console").
 const adminDatabase = "pgtestproxy"
 
 // serveConn carries one accepted connection from its first byte to its end.

@@ -13,7 +13,7 @@ const deferredSetup = `CREATE TABLE parent (id int PRIMARY KEY);
 	CREATE TABLE child (pid int REFERENCES parent DEFERRABLE INITIALLY DEFERRED)`
 
 // diffCases are client message sequences whose replies through the proxy in tx mode
-// must be the ones a plain server sends (SPEC §6).
+// must be the ones a plain server sends (README, FAQ).
 var diffCases = []struct {
 	name string
 	sc   script

@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// What tx mode does where it cannot do what a plain server does (SPEC §6): clear
+// What tx mode does where it cannot do what a plain server does (README, FAQ): clear
 // errors with a mode=db hint, transaction modes accepted with a NOTICE, the proxy's
 // savepoint names reserved, the server's timeouts off.
 func TestTxOnlyBehaviour(t *testing.T) {

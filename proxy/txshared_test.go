@@ -17,7 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// Connections that share a tx-mode session key share one transaction (SPEC §6): a pool
+// Connections that share a tx-mode session key share one transaction (README, FAQ): a pool
 // of them sees its own writes across connections, pgx's prepared statements (the same
 // names on every connection) do not collide, and they run concurrently.
 func TestTxSharedPool(t *testing.T) {
