@@ -3,12 +3,13 @@ package proxy
 import (
 	"context"
 	"errors"
-	"github.com/pgtestproxy/pgtestproxy/internal/testpg"
 	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgtestproxy/pgtestproxy/internal/testpg"
 )
 
 // The admin console answers SHOW statements with ordinary result sets.

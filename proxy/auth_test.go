@@ -7,7 +7,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"github.com/pgtestproxy/pgtestproxy/internal/testpg"
 	"math/big"
 	"net"
 	"net/url"
@@ -17,6 +16,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgtestproxy/pgtestproxy/internal/testpg"
 )
 
 // With a password configured, clients authenticate with SCRAM-SHA-256.

@@ -5,8 +5,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
-	"github.com/pgtestproxy/pgtestproxy/internal/testpg"
 	"os/exec"
 	"strings"
 	"testing"
@@ -16,6 +14,9 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	_ "github.com/jackc/pgx/v5/stdlib"
 	_ "github.com/lib/pq"
+
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
+	"github.com/pgtestproxy/pgtestproxy/internal/testpg"
 )
 
 // What real applications do over pgx works in every mode.

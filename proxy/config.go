@@ -4,11 +4,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"net"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 )
 
 // Defaults for the zero values of Config.

@@ -3,7 +3,6 @@ package proxy
 import (
 	"encoding/binary"
 	"errors"
-	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 	"net"
 	"strings"
 	"testing"
@@ -12,6 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 )
 
 // Every error of the README's "Errors" the proxy owns reaches a real client as a FATAL ErrorResponse

@@ -2,9 +2,11 @@ package proxy
 
 import (
 	"fmt"
-	"github.com/jackc/pgerrcode"
-	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
 	"strings"
+
+	"github.com/jackc/pgerrcode"
+
+	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
 )
 
 // proxyOptionPrefix marks the options the proxy takes out of the `options` startup

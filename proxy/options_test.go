@@ -1,10 +1,11 @@
 package proxy
 
 import (
-	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
-	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
 	"slices"
 	"testing"
+
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
+	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
 )
 
 func TestSplitOptions(t *testing.T) {

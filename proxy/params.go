@@ -2,14 +2,16 @@ package proxy
 
 import (
 	"fmt"
-	"github.com/jackc/pgerrcode"
-	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
-	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
-	"github.com/pgtestproxy/pgtestproxy/proxy/internal/txmode"
-	"go.uber.org/zap"
 	"maps"
 	"slices"
 	"strings"
+
+	"github.com/jackc/pgerrcode"
+	"go.uber.org/zap"
+
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
+	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
+	"github.com/pgtestproxy/pgtestproxy/proxy/internal/txmode"
 )
 
 // clientParams is what a client's startup parameters ask of the proxy.

@@ -3,12 +3,13 @@ package proxy
 import (
 	"encoding/binary"
 	"errors"
-	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 	"io"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 )
 
 // relayBufSize is the copy buffer of each relay direction.

@@ -2,11 +2,12 @@ package proxy
 
 import (
 	"context"
-	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 )
 
 // releaseTimeout bounds a provider's Release, which runs detached from any session.

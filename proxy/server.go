@@ -4,14 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
-	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
+	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 )
 
 // ErrServerClosed is returned by Serve after Close.

@@ -4,16 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/jackc/pgerrcode"
-	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
-	"github.com/pgtestproxy/pgtestproxy/proxy/internal/txmode"
-	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 	"io"
 	"net"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
+
+	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
+	"github.com/pgtestproxy/pgtestproxy/proxy/internal/txmode"
+	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 )
 
 // adminDatabase is the database name of the admin console (README, "The admin console").

@@ -2,13 +2,13 @@ package proxy
 
 import (
 	"context"
-	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"net"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"github.com/pgtestproxy/pgtestproxy/internal/testpg"
 )
 

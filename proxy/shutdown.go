@@ -1,12 +1,13 @@
 package proxy
 
 import (
-	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 	"net"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 )
 
 // clientConn is one accepted connection, tracked so that shutdown can cut it.

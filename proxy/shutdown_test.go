@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"errors"
-	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"runtime"
 	"strings"
 	"testing"
@@ -13,6 +12,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 )
 
 // Close refuses new clients with 57P01, lets sessions that end within the grace end,

@@ -5,12 +5,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/jackc/pgerrcode"
-	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
 	"io"
 	"net"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
 )
 
 // Startup packet limits and request codes (PostgreSQL's pqcomm.h).

@@ -4,14 +4,15 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
-	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 	"io"
 	"net"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
+	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 )
 
 func startupSeeds(f *testing.F) {

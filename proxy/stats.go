@@ -1,8 +1,9 @@
 package proxy
 
 import (
-	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 	"strconv"
+
+	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 )
 
 // Stats are the server's counters since it started.

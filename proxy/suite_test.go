@@ -1,8 +1,9 @@
 package proxy
 
 import (
-	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"testing"
+
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 )
 
 // The behavioural suite: tests of what a client sees that must hold in every lease

@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"errors"
-	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"math/rand/v2"
 	"strconv"
 	"sync"
@@ -11,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 )
 
 // CancelRequests that arrive at any moment (while the client's statement runs,

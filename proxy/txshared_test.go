@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"os"
 	"strconv"
 	"sync"
@@ -15,6 +14,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 )
 
 // Connections that share a tx-mode session key share one transaction (README, FAQ): a pool

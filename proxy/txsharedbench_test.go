@@ -2,13 +2,13 @@ package proxy
 
 import (
 	"context"
-	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"github.com/pgtestproxy/pgtestproxy/internal/testpg"
 )
 

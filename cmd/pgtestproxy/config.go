@@ -4,11 +4,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"io"
 	"net"
 	"strings"
 	"time"
+
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 )
 
 // envPrefix is the prefix of the environment variables that stand in for flags.

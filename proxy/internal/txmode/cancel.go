@@ -2,6 +2,7 @@ package txmode
 
 import (
 	"context"
+
 	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 )
 

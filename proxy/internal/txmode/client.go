@@ -3,11 +3,12 @@ package txmode
 import (
 	"errors"
 	"fmt"
+
 	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pgx/v5/pgproto3"
+
 	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
 	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
-
-	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // txClient is the client pump of a tx-mode session: it reads the client's messages,

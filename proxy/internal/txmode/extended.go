@@ -5,11 +5,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/jackc/pgerrcode"
-	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
 	"github.com/pgtestproxy/pgtestproxy/internal/sqllex"
 )
 

@@ -3,14 +3,15 @@ package txmode
 import (
 	"context"
 	"errors"
-	"github.com/jackc/pgerrcode"
-	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
-	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 	"maps"
 	"net"
 	"sync"
 
+	"github.com/jackc/pgerrcode"
 	"go.uber.org/zap"
+
+	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
+	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 )
 
 // Lease is a tx-mode lease: the provider's lease and the backend connection that

@@ -1,8 +1,9 @@
 package txmode
 
 import (
-	"github.com/jackc/pgerrcode"
 	"strings"
+
+	"github.com/jackc/pgerrcode"
 
 	"github.com/pgtestproxy/pgtestproxy/internal/sqllex"
 )

@@ -3,10 +3,11 @@ package txmode
 import (
 	"errors"
 	"fmt"
-	"github.com/jackc/pgerrcode"
-	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 )
 
 // errBackendGone ends a session whose backend reported a FATAL error or closed.

@@ -1,12 +1,12 @@
 package txmode
 
 import (
-	"github.com/jackc/pgerrcode"
-	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
 	"strings"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
 	"github.com/pgtestproxy/pgtestproxy/internal/sqllex"
 )
 

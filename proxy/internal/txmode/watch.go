@@ -2,12 +2,13 @@ package txmode
 
 import (
 	"context"
-	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
+
+	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 )
 
 // txWatchInterval is how often a held CancelRequest looks at the backend's activity.
