@@ -61,6 +61,25 @@ func TestPanicEndsOnlyItsSession(t *testing.T) {
 			e := readFatal(t, raw)
 			return &pgconn.PgError{Severity: e.Severity, Code: e.Code, Message: e.Message}
 		}},
+		{"tx cancel watcher", func(t *testing.T, ctx context.Context, s *Server) error {
+			// A CancelRequest that comes while the proxy's savepoint statements of the
+			// unit are pending (the unit after an INSERT) is held, and a watcher started.
+			c := connect(t, proxyURL(s, "app", "mode=tx"))
+			db := currentDatabase(t, c)
+			if _, err := c.Exec(ctx, "INSERT INTO items VALUES (10, 'ten')"); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() {
+				_, err := c.PgConn().Exec(context.Background(), "SELECT pg_sleep(30)").ReadAll()
+				done <- err
+			}()
+			waitSleeping(t, db)
+			if err := c.PgConn().CancelRequest(ctx); err != nil {
+				t.Fatal(err)
+			}
+			return <-done
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.where, func(t *testing.T) {

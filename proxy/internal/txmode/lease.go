@@ -44,7 +44,7 @@ func NewLease(l Clone, shared bool, guard *wire.Guard) *Lease {
 	return tl
 }
 
-// attach makes a session of client on the lease. The first session opens the backend
+// Attach makes a session of client on the lease. The first session opens the backend
 // (reusing the one the provider kept with the clone when it was opened with the same
 // startup parameters); the first one after the lease had none resets it as a new
 // connection would find it; others join the sessions attached, whose settings they

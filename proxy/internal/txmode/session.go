@@ -29,10 +29,9 @@ var (
 	errStopped = errors.New("server direction stopped")
 )
 
-// Session is one client connection on a tx-mode lease's backend (README, "How it works"): its
-// client pump (client.go) forwards and rewrites what the client sends; the
-// backend's txConn forwards, swallows and re-tags what the server answers. See the
-// design above.
+// Session is one client connection on a tx-mode lease's backend: its client pump
+// (client.go) forwards and rewrites what the client sends; the backend's txConn
+// forwards, swallows and re-tags what the server answers. See the package doc.
 type Session struct {
 	lease  *Lease
 	c      *txConn
