@@ -1,0 +1,131 @@
+package proxy
+
+import (
+	"net"
+
+	"go.uber.org/zap"
+
+	"github.com/pgtestproxy/pgtestproxy/proxy/internal/txmode"
+	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
+)
+
+// runner serves the sessions of one lease mode: it leases through a router of its
+// own, which gives the provider's lease the runner's form, and runs the client's
+// session on it. The mode is decided once, when the startup packet is parsed; the
+// session then goes to that mode's runner.
+type runner interface {
+	run(cc *clientConn, conn net.Conn, p *clientParams, out *wire.MsgBuffer)
+	// close releases the lingering leases; call it after every session ended.
+	close()
+}
+
+// serveLeased acquires the client's lease from r, runs serve on it and gives the
+// lease back, clean as serve reports.
+func serveLeased[L heldLease](s *Server, r *router[L], cc *clientConn, conn net.Conn, p *clientParams,
+	out *wire.MsgBuffer, serve func(L) (clean bool)) {
+	if s.shutting.Load() {
+		s.refuse(cc, conn, out, wire.ErrShuttingDown)
+		return
+	}
+	ref, err := r.acquire(s.baseCtx, p.request())
+	if err != nil {
+		s.refuse(cc, conn, out, reportable(err))
+		return
+	}
+	clean := false
+	defer func() { ref.release(clean) }()
+	clean = serve(ref.lease)
+}
+
+// dbRunner runs db-mode sessions: a byte relay between the client and its clone.
+type dbRunner struct {
+	s      *Server
+	router *router[Lease]
+}
+
+func newDBRunner(s *Server) *dbRunner {
+	same := func(l Lease, _ bool) Lease { return l }
+	return &dbRunner{s: s, router: newRouter(s.cfg.Provider, same, s.cfg.Linger, s.log, &s.stats)}
+}
+
+func (d *dbRunner) close() { d.router.close() }
+
+func (d *dbRunner) run(cc *clientConn, conn net.Conn, p *clientParams, out *wire.MsgBuffer) {
+	serveLeased(d.s, d.router, cc, conn, p, out, func(l Lease) bool { return d.relay(cc, conn, l, p, out) })
+}
+
+// relay connects the session to its leased database and relays until the session
+// ends. It reports whether the upstream connection ended without a failure.
+func (d *dbRunner) relay(cc *clientConn, conn net.Conn, l Lease, p *clientParams, out *wire.MsgBuffer) (clean bool) {
+	s := d.s
+	up, err := wire.ConnectUpstream(s.baseCtx, l, p.startup.Runtime)
+	if err != nil {
+		s.refuse(cc, conn, out, reportable(err))
+		return false
+	}
+	key, err := s.cancels.register(up.Cancel)
+	if err != nil {
+		_ = up.Conn.Close()
+		s.refuse(cc, conn, out, err)
+		return false
+	}
+	defer s.cancels.unregister(key)
+	wire.Greet(out, up.Params, key, up.TxStatus)
+	if err := out.Flush(conn); err != nil {
+		_ = up.Conn.Close()
+		return true // the client left; the upstream is fine
+	}
+	log := p.logger(s.log, cc).With(zap.String("clone", l.Database()))
+	log.Debug("session started")
+	r := newRelay(conn, up.Conn, s.guard)
+	cc.setRunner(r, up.Conn)
+	clean = r.run()
+	log.Debug("session ended", zap.Bool("clean", clean))
+	return clean
+}
+
+// txRunner runs tx-mode sessions on a tx-mode lease's backend (package txmode).
+type txRunner struct {
+	s      *Server
+	router *router[*txmode.Lease]
+}
+
+func newTxRunner(s *Server) *txRunner {
+	wrap := func(l Lease, shared bool) *txmode.Lease { return txmode.NewLease(l, shared, s.guard) }
+	return &txRunner{s: s, router: newRouter(s.cfg.Provider, wrap, s.cfg.Linger, s.log, &s.stats)}
+}
+
+func (t *txRunner) close() { t.router.close() }
+
+func (t *txRunner) run(cc *clientConn, conn net.Conn, p *clientParams, out *wire.MsgBuffer) {
+	serveLeased(t.s, t.router, cc, conn, p, out, func(l *txmode.Lease) bool { return t.serve(cc, conn, l, p, out) })
+}
+
+// serve runs a tx-mode session on its lease and reports whether it left the lease
+// clean.
+func (t *txRunner) serve(cc *clientConn, conn net.Conn, l *txmode.Lease, p *clientParams, out *wire.MsgBuffer) (clean bool) {
+	s := t.s
+	sess, err := l.Attach(s.baseCtx, conn, p.startup)
+	if err != nil {
+		s.refuse(cc, conn, out, reportable(err))
+		return true // the lease knows whether it broke
+	}
+	key, err := s.cancels.register(sess)
+	if err != nil {
+		sess.Abandon()
+		s.refuse(cc, conn, out, err)
+		return true
+	}
+	defer s.cancels.unregister(key)
+	sess.Greet(out, key)
+	if err := out.Flush(conn); err != nil {
+		sess.Abandon()
+		return true // the client left; the backend is fine
+	}
+	log := p.logger(s.log, cc).With(zap.String("clone", l.Database()))
+	log.Debug("session started")
+	cc.setRunner(sess, sess.BackendConn())
+	clean = sess.Run()
+	log.Debug("session ended", zap.Bool("clean", clean))
+	return clean
+}
