@@ -270,7 +270,7 @@ func stressStep(ctx context.Context, c *pgx.Conn, i, id int) (bool, error) {
 		_, err := c.Exec(short, fmt.Sprintf("INSERT INTO items VALUES (%d, 'x'); SELECT pg_sleep(5)", id))
 		// A cancel that reaches the proxy before it has sent the string to the backend
 		// (the string waits for its turn, or is not read yet) is dropped, as a late one
-		// is (a known limit, proxy/tx.go): the string then runs whole and its row stays.
+		// is (a known limit, proxy/internal/txmode/doc.go): the string then runs whole and its row stays.
 		// Either way the row's fate must match what the client was told.
 		return err == nil, nil
 	default: // a batch that fails as a whole
