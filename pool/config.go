@@ -73,12 +73,28 @@ type Config struct {
 	// Default 10m.
 	BuildTimeout time.Duration
 
+	// HeartbeatInterval is how often the pool records in the catalog that it is alive
+	// (and checks its owner lock, re-taking it at once when the connection holding it
+	// broke, e.g. after an upstream restart). Default 2s.
+	HeartbeatInterval time.Duration
+
+	// ReclaimGrace is how long after this pool's last heartbeat (or after the upstream
+	// last started, whichever is later) other pools must wait before they may reclaim
+	// its clones, once its owner lock is gone. It is stored with the pool's owner row,
+	// so every pool judges this one by this pool's own setting. Default 30s; at least
+	// three HeartbeatIntervals.
+	ReclaimGrace time.Duration
+
 	// NoStartupGC skips the GC run New starts in the background, for a caller that
 	// runs GC itself and wants its report (the `gc` command). Default false.
 	NoStartupGC bool
 
 	// Logger receives the pool's logs. Default zap.NewNop().
 	Logger *zap.Logger
+
+	// catalogVersion overrides CatalogVersion, for tests of several versions sharing
+	// one upstream. Zero means CatalogVersion.
+	catalogVersion int
 }
 
 var prefixRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,31}$`)
@@ -109,6 +125,11 @@ func (c Config) withDefaults() Config {
 	set(&c.TTL, 24*time.Hour)
 	set(&c.ReclaimInterval, time.Minute)
 	set(&c.BuildTimeout, 10*time.Minute)
+	set(&c.HeartbeatInterval, 2*time.Second)
+	set(&c.ReclaimGrace, 30*time.Second)
+	if c.catalogVersion == 0 {
+		c.catalogVersion = CatalogVersion
+	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
@@ -142,8 +163,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("pool: MaxClones %d: want at least 1", c.MaxClones)
 	case c.RefillParallelism < 1:
 		return fmt.Errorf("pool: RefillParallelism %d: want at least 1", c.RefillParallelism)
-	case c.AcquireTimeout < 0, c.TTL < 0, c.ReclaimInterval < 0, c.BuildTimeout < 0:
+	case c.AcquireTimeout < 0, c.TTL < 0, c.ReclaimInterval < 0, c.BuildTimeout < 0, c.HeartbeatInterval < 0:
 		return errors.New("pool: durations must not be negative")
+	case c.ReclaimGrace < 3*c.HeartbeatInterval:
+		return fmt.Errorf("pool: ReclaimGrace %v: want at least three HeartbeatIntervals (%v)", c.ReclaimGrace, 3*c.HeartbeatInterval)
 	}
 	return nil
 }

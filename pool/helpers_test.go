@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -109,8 +110,18 @@ func (f *fixture) dropAll() {
 	}
 }
 
-// catalogURL is the URL of f's catalog database.
-func (f *fixture) catalogURL() string { return testpg.URL(f.t, f.catalog) }
+// catalogURL is the URL of f's catalog database, with the current catalog version's
+// schema as the search path.
+func (f *fixture) catalogURL() string {
+	u, err := url.Parse(testpg.URL(f.t, f.catalog))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", catalogSchema(CatalogVersion))
+	u.RawQuery = q.Encode()
+	return u.String()
+}
 
 // queryInt runs a query returning one integer on the database at url.
 func queryInt(t testing.TB, url, sql string, args ...any) int {

@@ -162,11 +162,12 @@ func (p *Pool) retire(l *Lease) {
 		return // Close drops it
 	}
 	delete(p.leases, l.name)
-	p.busy[l.name] = true
+	p.busy[l.name]++
 	p.wg.Add(1) // under mu with the closed check: Close waits for this drop
 	p.mu.Unlock()
 	go func() {
 		defer p.wg.Done()
+		defer p.unbusy(l.name)
 		ctx, cancel := context.WithTimeout(context.Background(), dropTimeout)
 		defer cancel()
 		p.dropAll(ctx, []string{l.name})

@@ -150,7 +150,7 @@ func (p *Pool) evictFor(g *generation) bool {
 	err := p.cat.QueryRow(ctx, `UPDATE migrated_dbs SET state = 'dropping', owner = $2, kept_by = NULL
 		WHERE datname = (SELECT datname FROM migrated_dbs WHERE state = 'ready' AND template_db <> $1
 			AND starts_with(datname, $3) ORDER BY last_used LIMIT 1 FOR UPDATE SKIP LOCKED)
-		RETURNING datname`, g.datname, p.owner, p.cfg.Prefix).Scan(&name)
+		RETURNING datname`, g.datname, p.owner, p.namePrefix()).Scan(&name)
 	if err != nil {
 		return false
 	}

@@ -67,13 +67,14 @@ type buildCall struct {
 
 // templateName is the database name of the template for hash.
 func (p *Pool) templateName(hash string) string {
-	return p.cfg.Prefix + "tpl_" + hash[:min(24, len(hash))]
+	prefix := p.namePrefix() + "tpl_"
+	return prefix + hash[:min(24, len(hash), 63-len(prefix))]
 }
 
 // generationFor returns the built template for tpl's current migrations, building it
 // (once, across all processes) when needed.
 func (p *Pool) generationFor(ctx context.Context, tpl *template) (*generation, error) {
-	hash, err := tpl.mig.Hash(ctx, p.major, CatalogVersion)
+	hash, err := tpl.mig.Hash(ctx, p.major, p.cfg.catalogVersion)
 	if err != nil {
 		return nil, fmt.Errorf("template %q: hash migrations: %w", tpl.name, err)
 	}
@@ -181,7 +182,7 @@ func (p *Pool) build(ctx context.Context, tpl *template, hash string) (*generati
 	// A connection of its own, not one of the admin pool's: it is held for the whole
 	// build (while the build itself needs admin connections), and closing it releases
 	// the lock whatever happens.
-	conn, err := pgx.ConnectConfig(ctx, p.connConfig(p.cfg.CatalogDB))
+	conn, err := pgx.ConnectConfig(ctx, p.catalogConfig())
 	if err != nil {
 		return nil, p.upstreamErr("build template "+datname, err)
 	}
