@@ -68,6 +68,9 @@ type template struct {
 	name string
 	mig  Migrator
 	cur  atomic.Pointer[generation] // the build its files hashed to last
+
+	mu      sync.Mutex
+	changed chan struct{} // closed when cur changes; nil until someone waits
 }
 
 // New connects to the upstream, sets up the catalog and starts the background work
@@ -171,7 +174,10 @@ func (p *Pool) Acquire(ctx context.Context, database string, mode leasemode.Mode
 	if err != nil {
 		return nil, err
 	}
-	for attempt := 0; ; attempt++ {
+	// One deadline for the whole wait, whichever templates it waits on.
+	timer := time.NewTimer(p.cfg.AcquireTimeout)
+	defer timer.Stop()
+	for attempt := 0; ; {
 		if p.isClosed() {
 			return nil, ErrClosed
 		}
@@ -180,8 +186,12 @@ func (p *Pool) Acquire(ctx context.Context, database string, mode leasemode.Mode
 			return nil, err
 		}
 		gen.lastUsed.Store(time.Now().UnixNano())
-		l, err := p.claimOrWait(ctx, tpl, gen, mode)
-		if errors.Is(err, errTemplateGone) && attempt < 2 {
+		l, err := p.claimOrWait(ctx, tpl, gen, mode, timer.C)
+		switch {
+		case errors.Is(err, errTemplateChanged):
+			continue // the migrations changed while waiting: wait on the new template
+		case errors.Is(err, errTemplateGone) && attempt < 2:
+			attempt++
 			continue // dropped under us (GC elsewhere); build it again
 		}
 		return l, err
