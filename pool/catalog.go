@@ -98,10 +98,12 @@ func alive(col string) string {
 	return "(" + fmt.Sprintf(ownerLocked, col) + " OR " + fmt.Sprintf(ownerRecent, col) + ")"
 }
 
-// ensureCatalogDB creates the catalog database when it is missing.
+// ensureCatalogDB creates the catalog database when it is missing, and learns the
+// upstream's major version.
 func (p *Pool) ensureCatalogDB(ctx context.Context) error {
 	c, err := pgx.ConnectConfig(ctx, p.connConfig(p.cfg.CatalogDB))
 	if err == nil {
+		p.major = serverMajor(c)
 		return c.Close(ctx)
 	}
 	if pgerr.SQLState(err) != pgerrcode.InvalidCatalogName {
@@ -113,12 +115,27 @@ func (p *Pool) ensureCatalogDB(ctx context.Context) error {
 		return p.upstreamErr("connect to create catalog "+p.cfg.CatalogDB, err)
 	}
 	defer c.Close(context.WithoutCancel(ctx))
+	p.major = serverMajor(c)
 	_, err = c.Exec(ctx, "CREATE DATABASE "+ident(p.cfg.CatalogDB))
 	switch pgerr.SQLState(err) {
 	case "", pgerrcode.DuplicateDatabase, pgerrcode.UniqueViolation: // created, or another pool created it first
 		return nil
 	}
 	return fmt.Errorf("create catalog database %s: %w", p.cfg.CatalogDB, err)
+}
+
+// serverMajor reads the major version from the server_version a server reports at
+// start-up ("15.4 (Debian 15.4-1)" → 15; "9.6.24" → 9).
+func serverMajor(c *pgx.Conn) int {
+	v := c.PgConn().ParameterStatus("server_version")
+	n := 0
+	for _, r := range v {
+		if r < '0' || r > '9' {
+			break
+		}
+		n = 10*n + int(r-'0')
+	}
+	return n
 }
 
 // setupCatalog creates this version's catalog schema and tables when they are missing.

@@ -116,6 +116,7 @@ func (p *Pool) connect(ctx context.Context) error {
 	if err := p.ensureCatalogDB(ctx); err != nil {
 		return err
 	}
+	p.watchPeers(p.base)
 	var err error
 	if p.cat, err = p.newPgxPool(int32(4 + p.cfg.RefillParallelism)); err != nil {
 		return err
@@ -126,11 +127,6 @@ func (p *Pool) connect(ctx context.Context) error {
 	if p.lockC, err = p.lockOwner(ctx); err != nil {
 		return err
 	}
-	var num int
-	if err := p.cat.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&num); err != nil {
-		return p.upstreamErr("read server version", err)
-	}
-	p.major = num / 10000
 	if err := p.setupCatalog(ctx); err != nil {
 		return err
 	}
