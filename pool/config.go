@@ -53,6 +53,13 @@ type Config struct {
 	// sharing the catalog). Default 64.
 	MaxClones int
 
+	// ConnectionReserve is how many of the upstream's connections (max_connections
+	// minus those reserved for superusers) the pool keeps free for its own work:
+	// refill, drops, catalog, builds. Acquire refuses, with SQLSTATE 53300, a lease whose
+	// connection would leave fewer free; every lease counts as one connection in use
+	// until its client connects, then as its backends. Default 2×RefillParallelism+4.
+	ConnectionReserve int
+
 	// AcquireTimeout is how long Acquire waits for a ready clone before failing with
 	// SQLSTATE 53300. Default 30s.
 	AcquireTimeout time.Duration
@@ -121,6 +128,9 @@ func (c Config) withDefaults() Config {
 	if c.RefillParallelism == 0 {
 		c.RefillParallelism = 2
 	}
+	if c.ConnectionReserve == 0 {
+		c.ConnectionReserve = 2*c.RefillParallelism + 4
+	}
 	set(&c.AcquireTimeout, 30*time.Second)
 	set(&c.TTL, 24*time.Hour)
 	set(&c.ReclaimInterval, time.Minute)
@@ -161,6 +171,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("pool: PoolSize %d is negative", c.PoolSize)
 	case c.MaxClones < 1:
 		return fmt.Errorf("pool: MaxClones %d: want at least 1", c.MaxClones)
+	case c.ConnectionReserve < 0:
+		return fmt.Errorf("pool: ConnectionReserve %d is negative", c.ConnectionReserve)
 	case c.RefillParallelism < 1:
 		return fmt.Errorf("pool: RefillParallelism %d: want at least 1", c.RefillParallelism)
 	case c.AcquireTimeout < 0, c.TTL < 0, c.ReclaimInterval < 0, c.BuildTimeout < 0, c.HeartbeatInterval < 0:

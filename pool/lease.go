@@ -240,6 +240,9 @@ const (
 
 // claim takes a ready clone of gen, or returns (nil, nil) when there is none.
 func (p *Pool) claim(ctx context.Context, tpl *template, gen *generation, mode leasemode.Mode) (*Lease, error) {
+	if err := p.checkBudget(ctx); err != nil {
+		return nil, err
+	}
 	q := claimDB
 	if mode == leasemode.Tx {
 		q = claimTx
@@ -252,6 +255,7 @@ func (p *Pool) claim(ctx context.Context, tpl *template, gen *generation, mode l
 	if err != nil {
 		return nil, p.upstreamErr(fmt.Sprintf("claim a clone of template %q", tpl.name), err)
 	}
+	p.budget.granted.Add(1)
 	l := &Lease{p: p, gen: gen, template: tpl.name, name: name, mode: mode, since: time.Now()}
 	p.mu.Lock()
 	k := p.kept[name]

@@ -47,6 +47,7 @@ type Pool struct {
 	gcMu      sync.Mutex // one GC at a time
 
 	refillFailing bool // the last refill scan failed; owned by the refill loop
+	budget        budget
 
 	ctx     context.Context // background work; cancelled by Close
 	cancel  context.CancelFunc
@@ -128,6 +129,9 @@ func (p *Pool) connect(ctx context.Context) error {
 		return err
 	}
 	if err := p.setupCatalog(ctx); err != nil {
+		return err
+	}
+	if err := p.learnBudget(ctx); err != nil {
 		return err
 	}
 	return p.register(ctx, p.lockC)

@@ -28,6 +28,10 @@ func (p *Pool) refillLoop() {
 			return
 		case <-p.kick:
 		case <-tick.C:
+			// Refresh the connection count Acquire's budget check starts from.
+			if _, err := p.countUsage(p.ctx); err != nil && p.ctx.Err() == nil {
+				p.log.Debug("count upstream connections", zap.Error(err))
+			}
 		}
 		p.refill(p.ctx)
 	}

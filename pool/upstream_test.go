@@ -56,23 +56,7 @@ func TestNonSuperuser(t *testing.T) {
 // SQLSTATE 08006 naming the address (never the password), and Close still returns.
 func TestUpstreamLost(t *testing.T) {
 	t.Parallel()
-	if os.Getenv("PGTESTPROXY_TEST_DATABASE") != "" {
-		t.Skip("needs a server of its own to stop")
-	}
-	base := os.TempDir()
-	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
-		base = "/dev/shm"
-	}
-	dir, err := os.MkdirTemp(base, "pgtp-pool-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	srv, err := pgserver.Start(t.Context(), pgserver.Config{DataDir: filepath.Join(dir, "data"), MaxConnections: 50})
-	if err != nil {
-		t.Fatalf("cannot start a private server: %v", err) // never a skip: it would hide a broken launcher
-	}
-	defer srv.Close()
+	srv := privateServer(t, 50)
 	u, _ := url.Parse(srv.ConnString("postgres"))
 	u.User = url.UserPassword(pgserver.Superuser, "sekret-pw") // trust auth ignores it
 	f := &fixture{t: t, admin: u.String(), catalog: "pgtestproxy", prefix: "pgtp_"}
@@ -93,4 +77,29 @@ func TestUpstreamLost(t *testing.T) {
 		t.Fatalf("error leaks the password: %v", last)
 	}
 	p.Close()
+}
+
+// privateServer starts a PostgreSQL server of the test's own with the given
+// max_connections, stopped when the test ends. It fails (never skips) when the server
+// does not start: a skip would hide a broken launcher.
+func privateServer(t *testing.T, maxConnections int) *pgserver.Server {
+	t.Helper()
+	if os.Getenv("PGTESTPROXY_TEST_DATABASE") != "" {
+		t.Skip("needs a server of its own")
+	}
+	base := os.TempDir()
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		base = "/dev/shm"
+	}
+	dir, err := os.MkdirTemp(base, "pgtp-pool-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	srv, err := pgserver.Start(t.Context(), pgserver.Config{DataDir: filepath.Join(dir, "data"), MaxConnections: maxConnections})
+	if err != nil {
+		t.Fatalf("cannot start a private server: %v", err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return srv
 }
