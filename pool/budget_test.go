@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
+	"github.com/pgtestproxy/pgtestproxy/internal/pgserver"
 )
 
 // TestConnectionBudget: on a server with few connections and a clone cap above them,
@@ -17,7 +18,7 @@ import (
 // is left dropping, and leases are granted again.
 func TestConnectionBudget(t *testing.T) {
 	t.Parallel()
-	srv := privateServer(t, 30)
+	srv := privateServer(t, pgserver.Config{MaxConnections: 30})
 	f := &fixture{t: t, admin: srv.ConnString("postgres"), catalog: "pgtestproxy", prefix: "pgtp_"}
 	cfg := f.config(map[string]Migrator{"": newMigDir(t, simpleSchema)})
 	cfg.MaxClones, cfg.AcquireTimeout = 60, 10*time.Second

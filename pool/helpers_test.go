@@ -126,6 +126,12 @@ func (f *fixture) catalogURL() string {
 // queryInt runs a query returning one integer on the database at url.
 func queryInt(t testing.TB, url, sql string, args ...any) int {
 	t.Helper()
+	return queryRow[int](t, url, sql, args...)
+}
+
+// queryRow runs a query returning one value on the database at url.
+func queryRow[T any](t testing.TB, url, sql string, args ...any) T {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c, err := pgx.Connect(ctx, url)
@@ -133,11 +139,11 @@ func queryInt(t testing.TB, url, sql string, args ...any) int {
 		t.Fatal(err)
 	}
 	defer c.Close(ctx)
-	var n int
-	if err := c.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
+	var v T
+	if err := c.QueryRow(ctx, sql, args...).Scan(&v); err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
-	return n
+	return v
 }
 
 func dbExists(t testing.TB, name string) bool {

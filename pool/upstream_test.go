@@ -56,7 +56,7 @@ func TestNonSuperuser(t *testing.T) {
 // SQLSTATE 08006 naming the address (never the password), and Close still returns.
 func TestUpstreamLost(t *testing.T) {
 	t.Parallel()
-	srv := privateServer(t, 50)
+	srv := privateServer(t, pgserver.Config{MaxConnections: 50})
 	u, _ := url.Parse(srv.ConnString("postgres"))
 	u.User = url.UserPassword(pgserver.Superuser, "sekret-pw") // trust auth ignores it
 	f := &fixture{t: t, admin: u.String(), catalog: "pgtestproxy", prefix: "pgtp_"}
@@ -79,10 +79,10 @@ func TestUpstreamLost(t *testing.T) {
 	p.Close()
 }
 
-// privateServer starts a PostgreSQL server of the test's own with the given
-// max_connections, stopped when the test ends. It fails (never skips) when the server
+// privateServer starts a PostgreSQL server of the test's own with cfg's settings (in
+// a fresh data directory), stopped when the test ends. It fails (never skips) when the server
 // does not start: a skip would hide a broken launcher.
-func privateServer(t *testing.T, maxConnections int) *pgserver.Server {
+func privateServer(t *testing.T, cfg pgserver.Config) *pgserver.Server {
 	t.Helper()
 	if os.Getenv("PGTESTPROXY_TEST_DATABASE") != "" {
 		t.Skip("needs a server of its own")
@@ -96,7 +96,8 @@ func privateServer(t *testing.T, maxConnections int) *pgserver.Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	srv, err := pgserver.Start(t.Context(), pgserver.Config{DataDir: filepath.Join(dir, "data"), MaxConnections: maxConnections})
+	cfg.DataDir = filepath.Join(dir, "data")
+	srv, err := pgserver.Start(t.Context(), cfg)
 	if err != nil {
 		t.Fatalf("cannot start a private server: %v", err)
 	}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,6 +34,10 @@ type Config struct {
 	DataDir string
 	// MaxConnections is the server's max_connections. Zero means 300.
 	MaxConnections int
+	// Settings are further postgresql.conf settings (name → value as written in the
+	// file, e.g. "max_prepared_transactions": "2"), written when the data directory is
+	// initialised.
+	Settings map[string]string
 	// StartTimeout bounds initdb plus start-up. Zero means 2 minutes.
 	StartTimeout time.Duration
 	// Logger receives what the launcher does. Nil means zap.NewNop().
@@ -84,7 +90,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	defer startLock.unlock()
-	if err := s.initialize(startCtx, cfg.MaxConnections); err != nil {
+	if err := s.initialize(startCtx, cfg); err != nil {
 		return nil, err
 	}
 	if err := s.attachOrStart(startCtx); err != nil {
@@ -141,7 +147,7 @@ func (s *Server) resolve(cfg Config) error {
 
 // initialize runs initdb once. It works in a scratch directory renamed into place at
 // the end, so a crash mid-initdb never leaves a half-initialised data directory behind.
-func (s *Server) initialize(ctx context.Context, maxConns int) error {
+func (s *Server) initialize(ctx context.Context, cfg Config) error {
 	if _, err := os.Stat(filepath.Join(s.dataDir, "PG_VERSION")); err == nil {
 		return nil
 	}
@@ -160,7 +166,7 @@ func (s *Server) initialize(ctx context.Context, maxConns int) error {
 	if out, err := runCtx(ctx, cmd); err != nil {
 		return fmt.Errorf("initdb %s: %w: %s", s.dataDir, err, lastLines(out, 5))
 	}
-	if err := s.writeSettings(tmp, maxConns); err != nil {
+	if err := s.writeSettings(tmp, cfg); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, s.dataDir); err != nil {
@@ -172,7 +178,8 @@ func (s *Server) initialize(ctx context.Context, maxConns int) error {
 }
 
 // writeSettings appends the test settings to postgresql.conf.
-func (s *Server) writeSettings(dir string, maxConns int) error {
+func (s *Server) writeSettings(dir string, cfg Config) error {
+	maxConns := cfg.MaxConnections
 	if maxConns == 0 {
 		maxConns = 300
 	}
@@ -187,6 +194,9 @@ wal_level = minimal
 max_wal_senders = 0
 logging_collector = off
 `, maxConns)
+	for _, name := range slices.Sorted(maps.Keys(cfg.Settings)) {
+		settings += name + " = " + cfg.Settings[name] + "\n"
+	}
 	conf := filepath.Join(dir, "postgresql.conf")
 	f, err := os.OpenFile(conf, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
