@@ -84,6 +84,14 @@ func TestUpstreamLost(t *testing.T) {
 // does not start: a skip would hide a broken launcher.
 func privateServer(t *testing.T, cfg pgserver.Config) *pgserver.Server {
 	t.Helper()
+	srv, _ := privateServerConfig(t, cfg)
+	return srv
+}
+
+// privateServerConfig is privateServer that also returns the Config it started with,
+// data directory included, to start the server again after a Close.
+func privateServerConfig(t *testing.T, cfg pgserver.Config) (*pgserver.Server, pgserver.Config) {
+	t.Helper()
 	if os.Getenv("PGTESTPROXY_TEST_DATABASE") != "" {
 		t.Skip("needs a server of its own")
 	}
@@ -102,5 +110,5 @@ func privateServer(t *testing.T, cfg pgserver.Config) *pgserver.Server {
 		t.Fatalf("cannot start a private server: %v", err)
 	}
 	t.Cleanup(func() { srv.Close() })
-	return srv
+	return srv, cfg
 }

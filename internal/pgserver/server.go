@@ -34,6 +34,9 @@ type Config struct {
 	DataDir string
 	// MaxConnections is the server's max_connections. Zero means 300.
 	MaxConnections int
+	// Port is the TCP port to start the server on. Zero picks a free one. A fixed port
+	// lets a test restart the server where its clients will reconnect.
+	Port int
 	// Settings are further postgresql.conf settings (name → value as written in the
 	// file, e.g. "max_prepared_transactions": "2"), written when the data directory is
 	// initialised.
@@ -54,6 +57,7 @@ type Server struct {
 	dataDir string
 	major   int
 	port    int
+	want    int  // Config.Port
 	started bool // this launcher started the server rather than attaching
 	user    *runAs
 	log     *zap.Logger
@@ -80,7 +84,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	startCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	s := &Server{binDir: cfg.BinDir, dataDir: cfg.DataDir, log: log,
+	s := &Server{binDir: cfg.BinDir, dataDir: cfg.DataDir, log: log, want: cfg.Port,
 		closeCh: make(chan struct{}), watchDone: make(chan struct{})}
 	if err := s.resolve(cfg); err != nil {
 		return nil, err
@@ -242,7 +246,10 @@ func (s *Server) start(ctx context.Context) error {
 	logFile := filepath.Join(s.dataDir, "server.log")
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		port, err := freePort()
+		port, err := s.want, error(nil)
+		if port == 0 {
+			port, err = freePort()
+		}
 		if err != nil {
 			return err
 		}
