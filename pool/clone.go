@@ -290,11 +290,15 @@ func (p *Pool) retryDrop(name string, cause error) {
 				return
 			case <-time.After(wait):
 			}
+			select {
+			case p.dropSem <- struct{}{}:
+			case <-p.ctx.Done():
+				return
+			}
 			ctx, cancel := context.WithTimeout(p.ctx, dropTimeout)
-			p.dropSem <- struct{}{}
 			err := p.dropClone(ctx, name)
-			<-p.dropSem
 			cancel()
+			<-p.dropSem
 			if err == nil {
 				p.log.Info("dropped clone on retry", zap.String("clone", name))
 				p.kickRefill()
