@@ -11,10 +11,16 @@ import (
 	"go.uber.org/zap"
 )
 
-// CatalogVersion is the catalog's schema version. A catalog of another version is
-// rebuilt rather than migrated; it is also part of every template's hash, so templates
-// built for another catalog version are never reused.
-const CatalogVersion = 1
+// CatalogVersion is the catalog's schema version. Each version keeps its tables in a
+// schema of its own in the catalog database (catalogSchema) and puts its number in the
+// name of every database it creates (namePrefix), so pools of different versions share
+// one upstream without ever seeing, let alone dropping, each other's databases. It is
+// also part of every template's hash. Version 1 (before versioning) kept its tables in
+// the public schema; this version never touches them.
+const CatalogVersion = 2
+
+// catalogSchema is the schema holding the catalog of the given version.
+func catalogSchema(version int) string { return fmt.Sprintf("catalog_v%d", version) }
 
 // Advisory lock keys. Owner locks use the single-bigint form (objsubid 1 in pg_locks);
 // everything else uses the two-int4 form (objsubid 2) under lockClass, so the two can
@@ -27,17 +33,20 @@ const (
 )
 
 // catalogDDL creates the catalog from nothing.
-var catalogDDL = []string{
-	`CREATE TABLE schema_version (version int NOT NULL)`,
-	fmt.Sprintf(`INSERT INTO schema_version VALUES (%d)`, CatalogVersion),
-	// Live and recently live pool instances, for the admin console and GC.
-	`CREATE TABLE owners (
+func catalogDDL(version int) []string {
+	return []string{
+		`CREATE TABLE schema_version (version int NOT NULL)`,
+		fmt.Sprintf(`INSERT INTO schema_version VALUES (%d)`, version),
+		// Live and recently live pool instances, for the admin console and GC.
+		`CREATE TABLE owners (
 		id         bigint PRIMARY KEY,  -- the session advisory lock key the pool holds
 		pid        int NOT NULL,
 		host       text NOT NULL,
-		started_at timestamptz NOT NULL DEFAULT now()
+		started_at timestamptz NOT NULL DEFAULT now(),
+		heartbeat  timestamptz NOT NULL DEFAULT now(), -- last sign of life
+		grace      interval NOT NULL                   -- how long after it the pool may be deemed dead
 	)`,
-	`CREATE TABLE template_dbs (
+		`CREATE TABLE template_dbs (
 		datname      text PRIMARY KEY,                -- prefix || 'tpl_' || hash[:24]
 		hash         text NOT NULL,
 		template     text NOT NULL,                   -- name of the template that built it ('' = default)
@@ -51,7 +60,7 @@ var catalogDDL = []string{
 		file_copy_ms double precision,                -- measured clone time with STRATEGY FILE_COPY
 		last_used    timestamptz NOT NULL DEFAULT now()
 	)`,
-	`CREATE TABLE migrated_dbs (
+		`CREATE TABLE migrated_dbs (
 		datname        text PRIMARY KEY,               -- prefix || hash[:8] || '_' || random
 		template_db    text NOT NULL,                  -- template_dbs.datname it was cloned from
 		state          text NOT NULL CHECK (state IN ('creating', 'ready', 'leased', 'dropping')),
@@ -65,22 +74,36 @@ var catalogDDL = []string{
 		leased_at      timestamptz,
 		last_used      timestamptz NOT NULL DEFAULT now()
 	)`,
-	`CREATE INDEX migrated_dbs_template_state ON migrated_dbs (template_db, state)`,
+		`CREATE INDEX migrated_dbs_template_state ON migrated_dbs (template_db, state)`,
+	}
 }
 
-// ownerAlive is an SQL condition true when the owner id in %s holds its lock, i.e. its
-// pool is alive. pg_locks is readable without superuser.
-const ownerAlive = `EXISTS (SELECT 1 FROM pg_locks l
+// ownerLocked is an SQL condition true when the owner id in %[1]s holds its lock.
+// pg_locks is readable without superuser.
+const ownerLocked = `EXISTS (SELECT 1 FROM pg_locks l
 	WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
 	  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-	  AND ((l.classid::int8 << 32) | l.objid::int8) = %s)`
+	  AND ((l.classid::int8 << 32) | l.objid::int8) = %[1]s)`
 
-func alive(col string) string { return fmt.Sprintf(ownerAlive, col) }
+// ownerRecent is an SQL condition true when the owner id in %[1]s showed a sign of life
+// within its grace period: a heartbeat, or the upstream's own start (a restart breaks
+// every owner's lock at once, and a live pool needs a moment to take it again).
+const ownerRecent = `EXISTS (SELECT 1 FROM owners h WHERE h.id = %[1]s
+	AND greatest(h.heartbeat, pg_postmaster_start_time()) > now() - h.grace)`
 
-// ensureCatalogDB creates the catalog database when it is missing.
+// alive is an SQL condition true while the owner id in col may still be alive: it holds
+// its lock, or its heartbeat is within its grace period. Only an owner that fails both
+// is dead, and only a dead owner's clones are ever reclaimed.
+func alive(col string) string {
+	return "(" + fmt.Sprintf(ownerLocked, col) + " OR " + fmt.Sprintf(ownerRecent, col) + ")"
+}
+
+// ensureCatalogDB creates the catalog database when it is missing, and learns the
+// upstream's major version.
 func (p *Pool) ensureCatalogDB(ctx context.Context) error {
 	c, err := pgx.ConnectConfig(ctx, p.connConfig(p.cfg.CatalogDB))
 	if err == nil {
+		p.major = serverMajor(c)
 		return c.Close(ctx)
 	}
 	if pgerr.SQLState(err) != pgerrcode.InvalidCatalogName {
@@ -92,6 +115,7 @@ func (p *Pool) ensureCatalogDB(ctx context.Context) error {
 		return p.upstreamErr("connect to create catalog "+p.cfg.CatalogDB, err)
 	}
 	defer c.Close(context.WithoutCancel(ctx))
+	p.major = serverMajor(c)
 	_, err = c.Exec(ctx, "CREATE DATABASE "+ident(p.cfg.CatalogDB))
 	switch pgerr.SQLState(err) {
 	case "", pgerrcode.DuplicateDatabase, pgerrcode.UniqueViolation: // created, or another pool created it first
@@ -100,39 +124,52 @@ func (p *Pool) ensureCatalogDB(ctx context.Context) error {
 	return fmt.Errorf("create catalog database %s: %w", p.cfg.CatalogDB, err)
 }
 
-// setupCatalog creates the catalog tables, or rebuilds them when they are of another
-// schema version. It runs in one transaction under an advisory lock, so racing pools
-// agree. Databases listed by a replaced catalog are dropped afterwards (those with the
-// pool's prefix only).
+// serverMajor reads the major version from the server_version a server reports at
+// start-up ("15.4 (Debian 15.4-1)" → 15; "9.6.24" → 9).
+func serverMajor(c *pgx.Conn) int {
+	v := c.PgConn().ParameterStatus("server_version")
+	n := 0
+	for _, r := range v {
+		if r < '0' || r > '9' {
+			break
+		}
+		n = 10*n + int(r-'0')
+	}
+	return n
+}
+
+// setupCatalog creates this version's catalog schema and tables when they are missing.
+// It runs in one transaction under an advisory lock, so racing pools agree. It never
+// drops or alters a catalog: one whose recorded version is not this one (a layout this
+// binary cannot use) is reported and left alone. Catalogs of other versions are only
+// logged.
 func (p *Pool) setupCatalog(ctx context.Context) error {
-	var orphans []string
+	schema := catalogSchema(p.cfg.catalogVersion)
 	err := pgx.BeginFunc(ctx, p.cat, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1, $2)", lockClassPool, lockSetup); err != nil {
 			return err
 		}
 		var exists bool
-		if err := tx.QueryRow(ctx, "SELECT to_regclass('schema_version') IS NOT NULL").Scan(&exists); err != nil {
+		if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", schema+".schema_version").Scan(&exists); err != nil {
 			return err
 		}
 		if exists {
 			var version int
-			err := tx.QueryRow(ctx, "SELECT version FROM schema_version LIMIT 1").Scan(&version)
-			if err == nil && version == CatalogVersion {
+			err := tx.QueryRow(ctx, "SELECT version FROM "+ident(schema)+".schema_version LIMIT 1").Scan(&version)
+			if err == nil && version == p.cfg.catalogVersion {
 				return nil
 			}
 			if err != nil && err != pgx.ErrNoRows {
 				return err
 			}
-			p.log.Warn("catalog has another schema version; rebuilding it",
-				zap.String("catalog", p.cfg.CatalogDB), zap.Int("found", version), zap.Int("want", CatalogVersion))
-			orphans = oldCatalogDatabases(ctx, tx)
-			for _, t := range []string{"schema_version", "owners", "template_dbs", "migrated_dbs"} {
-				if _, err := tx.Exec(ctx, "DROP TABLE IF EXISTS "+ident(t)+" CASCADE"); err != nil {
-					return err
-				}
-			}
+			return pgerr.New(pgerrcode.ObjectNotInPrerequisiteState, fmt.Sprintf(
+				"catalog schema %s in database %s records version %d, want %d: this pgtestproxy cannot use it and leaves it alone (drop the schema by hand if nothing uses it)",
+				schema, p.cfg.CatalogDB, version, p.cfg.catalogVersion))
 		}
-		for _, ddl := range catalogDDL {
+		if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+ident(schema)); err != nil {
+			return fmt.Errorf("create schema %s: %w", schema, err)
+		}
+		for _, ddl := range catalogDDL(p.cfg.catalogVersion) {
 			if _, err := tx.Exec(ctx, ddl); err != nil {
 				return fmt.Errorf("%s: %w", strings.Fields(ddl)[2], err)
 			}
@@ -142,28 +179,33 @@ func (p *Pool) setupCatalog(ctx context.Context) error {
 	if err != nil {
 		return p.upstreamErr("set up catalog "+p.cfg.CatalogDB, err)
 	}
-	for _, name := range orphans {
-		if err := p.dropDatabase(ctx, name); err != nil {
-			p.log.Warn("drop database of the replaced catalog", zap.String("database", name), zap.Error(err))
-		}
-	}
+	p.logOtherVersions(ctx)
 	return nil
 }
 
-// oldCatalogDatabases lists, best effort, the databases a catalog being replaced knew
-// about, provided they carry the pool's prefix (checked again when dropping).
-func oldCatalogDatabases(ctx context.Context, tx pgx.Tx) []string {
-	if _, err := tx.Exec(ctx, "SAVEPOINT old_names"); err != nil {
-		return nil
+// logOtherVersions says which other catalog versions share the catalog database; their
+// tables and databases are left alone.
+func (p *Pool) logOtherVersions(ctx context.Context) {
+	rows, err := p.cat.Query(ctx, `SELECT substr(nspname, 10)::int FROM pg_namespace
+		WHERE nspname ~ '^catalog_v[0-9]{1,6}$' AND nspname <> $1
+		UNION ALL SELECT 1 WHERE to_regclass('public.schema_version') IS NOT NULL
+		ORDER BY 1`, catalogSchema(p.cfg.catalogVersion))
+	versions, err2 := pgx.CollectRows(rows, pgx.RowTo[int])
+	if err != nil || err2 != nil || len(versions) == 0 {
+		return
 	}
-	rows, err := tx.Query(ctx, `SELECT datname FROM migrated_dbs UNION SELECT datname FROM template_dbs`)
-	names, err2 := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil || err2 != nil {
-		_, _ = tx.Exec(ctx, "ROLLBACK TO SAVEPOINT old_names")
-		return nil
+	log := p.log.Info
+	msg := "other catalog versions share this upstream; their databases are left alone"
+	if versions[len(versions)-1] > p.cfg.catalogVersion {
+		log = p.log.Warn
+		msg = "a newer pgtestproxy shares this upstream; this one cannot use its catalog and leaves it and its databases alone"
 	}
-	return names
+	log(msg, zap.String("catalog", p.cfg.CatalogDB), zap.Int("version", p.cfg.catalogVersion), zap.Ints("other_versions", versions))
 }
+
+// namePrefix starts the name of every database this pool creates: the configured
+// prefix and the catalog version, so a version only ever drops its own.
+func (p *Pool) namePrefix() string { return fmt.Sprintf("%sv%d_", p.cfg.Prefix, p.cfg.catalogVersion) }
 
 func ident(name string) string { return pgx.Identifier{name}.Sanitize() }
 
@@ -174,5 +216,13 @@ func (p *Pool) connConfig(db string) *pgx.ConnConfig {
 	if db != "" {
 		c.Database = db
 	}
+	return c
+}
+
+// catalogConfig returns the connection settings of the catalog database, with this
+// version's schema as the search path.
+func (p *Pool) catalogConfig() *pgx.ConnConfig {
+	c := p.connConfig(p.cfg.CatalogDB)
+	c.RuntimeParams["search_path"] = catalogSchema(p.cfg.catalogVersion)
 	return c
 }

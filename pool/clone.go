@@ -32,7 +32,7 @@ const (
 func (p *Pool) cloneName(gen *generation) string {
 	var b [5]byte
 	_, _ = crand.Read(b[:])
-	return p.cfg.Prefix + gen.hash[:8] + "_" + hex.EncodeToString(b[:])
+	return p.namePrefix() + gen.hash[:8] + "_" + hex.EncodeToString(b[:])
 }
 
 // reserve records a new clone of gen as 'creating', provided fewer than MaxClones
@@ -45,9 +45,7 @@ func (p *Pool) reserve(ctx context.Context, gen *generation, strategy string) (s
 	b.Queue(`INSERT INTO migrated_dbs (datname, template_db, state, owner, strategy)
 		SELECT $1, $2, 'creating', $3, $4 WHERE (SELECT count(*) FROM migrated_dbs) < $5`,
 		name, gen.datname, p.owner, strategy, p.cfg.MaxClones)
-	p.mu.Lock()
-	p.busy[name] = true
-	p.mu.Unlock()
+	p.markBusy(name)
 	br := p.cat.SendBatch(ctx, b) // one implicit transaction: the lock is held until the insert commits
 	_, err := br.Exec()
 	var inserted int64
@@ -71,9 +69,19 @@ func (p *Pool) reserve(ctx context.Context, gen *generation, strategy string) (s
 	return name, nil
 }
 
+// markBusy marks a clone as being worked on by this process (GC leaves it alone); each
+// mark is undone by one unbusy.
+func (p *Pool) markBusy(name string) {
+	p.mu.Lock()
+	p.busy[name]++
+	p.mu.Unlock()
+}
+
 func (p *Pool) unbusy(name string) {
 	p.mu.Lock()
-	delete(p.busy, name)
+	if p.busy[name]--; p.busy[name] <= 0 {
+		delete(p.busy, name)
+	}
 	p.mu.Unlock()
 }
 
@@ -138,7 +146,7 @@ func (p *Pool) dropClone(ctx context.Context, name string) error {
 	p.mu.Lock()
 	k := p.kept[name]
 	delete(p.kept, name)
-	p.busy[name] = true
+	p.busy[name]++
 	p.mu.Unlock()
 	defer p.unbusy(name)
 	if k != nil {
@@ -160,8 +168,8 @@ func (p *Pool) dropClone(ctx context.Context, name string) error {
 // unsealed first. It waits briefly for the database's backends to exit, then drops
 // WITH (FORCE).
 func (p *Pool) dropDatabase(ctx context.Context, name string) error {
-	if !strings.HasPrefix(name, p.cfg.Prefix) {
-		return fmt.Errorf("refusing to drop database %q: it does not start with the pool's prefix %q", name, p.cfg.Prefix)
+	if !strings.HasPrefix(name, p.namePrefix()) {
+		return fmt.Errorf("refusing to drop database %q: it does not start with this pool's prefix %q", name, p.namePrefix())
 	}
 	var isTemplate, invalid bool
 	err := p.cat.QueryRow(ctx, "SELECT datistemplate, datconnlimit = -2 FROM pg_database WHERE datname = $1",
@@ -237,21 +245,69 @@ func (p *Pool) retireReady(gen *generation) {
 	p.dropAll(ctx, names)
 }
 
-// dropAll drops clones, RefillParallelism at a time.
-func (p *Pool) dropAll(ctx context.Context, names []string) {
-	for _, name := range names {
+// dropAll drops clones, RefillParallelism at a time, and returns those it dropped. A
+// clone whose drop failed (or that ctx left no time for) is not left half-dropped: its
+// drop is retried in the background until it succeeds or the pool closes.
+func (p *Pool) dropAll(ctx context.Context, names []string) []string {
+	var dropped []string
+	for i, name := range names {
 		select {
 		case p.dropSem <- struct{}{}:
 		case <-ctx.Done():
-			return
+			for _, n := range names[i:] {
+				p.retryDrop(n, ctx.Err())
+			}
+			return dropped
 		}
 		err := p.dropClone(ctx, name)
 		<-p.dropSem
 		if err != nil {
-			p.log.Warn("drop clone", zap.String("clone", name), zap.Error(err))
+			p.retryDrop(name, err)
+			continue
 		}
+		dropped = append(dropped, name)
 	}
 	p.kickRefill()
+	return dropped
+}
+
+// Backoff of a retried drop.
+const (
+	dropRetryFirst = 100 * time.Millisecond
+	dropRetryMax   = 5 * time.Second
+)
+
+// retryDrop retries a failed drop in the background, with backoff, until the clone is
+// gone or the pool closes (the next pool's GC reclaims it then).
+func (p *Pool) retryDrop(name string, cause error) {
+	p.log.Warn("drop clone failed; retrying", zap.String("clone", name), zap.Error(cause))
+	p.markBusy(name) // GC leaves it to the retry
+	if !p.goBackground(func() {
+		defer p.unbusy(name)
+		for wait := dropRetryFirst; ; wait = min(2*wait, dropRetryMax) {
+			select {
+			case <-p.ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			select {
+			case p.dropSem <- struct{}{}:
+			case <-p.ctx.Done():
+				return
+			}
+			ctx, cancel := context.WithTimeout(p.ctx, dropTimeout)
+			err := p.dropClone(ctx, name)
+			cancel()
+			<-p.dropSem
+			if err == nil {
+				p.log.Info("dropped clone on retry", zap.String("clone", name))
+				p.kickRefill()
+				return
+			}
+		}
+	}) {
+		p.unbusy(name)
+	}
 }
 
 // urlWithDatabase points a postgres:// URL at database db.

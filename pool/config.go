@@ -53,6 +53,13 @@ type Config struct {
 	// sharing the catalog). Default 64.
 	MaxClones int
 
+	// ConnectionReserve is how many of the upstream's connections (max_connections
+	// minus those reserved for superusers) the pool keeps free for its own work:
+	// refill, drops, catalog, builds. Acquire refuses, with SQLSTATE 53300, a lease whose
+	// connection would leave fewer free; every lease counts as one connection in use
+	// until its client connects, then as its backends. Default 2×RefillParallelism+4.
+	ConnectionReserve int
+
 	// AcquireTimeout is how long Acquire waits for a ready clone before failing with
 	// SQLSTATE 53300. Default 30s.
 	AcquireTimeout time.Duration
@@ -73,12 +80,28 @@ type Config struct {
 	// Default 10m.
 	BuildTimeout time.Duration
 
+	// HeartbeatInterval is how often the pool records in the catalog that it is alive
+	// (and checks its owner lock, re-taking it at once when the connection holding it
+	// broke, e.g. after an upstream restart). Default 2s.
+	HeartbeatInterval time.Duration
+
+	// ReclaimGrace is how long after this pool's last heartbeat (or after the upstream
+	// last started, whichever is later) other pools must wait before they may reclaim
+	// its clones, once its owner lock is gone. It is stored with the pool's owner row,
+	// so every pool judges this one by this pool's own setting. Default 30s; at least
+	// three HeartbeatIntervals.
+	ReclaimGrace time.Duration
+
 	// NoStartupGC skips the GC run New starts in the background, for a caller that
 	// runs GC itself and wants its report (the `gc` command). Default false.
 	NoStartupGC bool
 
 	// Logger receives the pool's logs. Default zap.NewNop().
 	Logger *zap.Logger
+
+	// catalogVersion overrides CatalogVersion, for tests of several versions sharing
+	// one upstream. Zero means CatalogVersion.
+	catalogVersion int
 }
 
 var prefixRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,31}$`)
@@ -105,10 +128,18 @@ func (c Config) withDefaults() Config {
 	if c.RefillParallelism == 0 {
 		c.RefillParallelism = 2
 	}
+	if c.ConnectionReserve == 0 {
+		c.ConnectionReserve = 2*c.RefillParallelism + 4
+	}
 	set(&c.AcquireTimeout, 30*time.Second)
 	set(&c.TTL, 24*time.Hour)
 	set(&c.ReclaimInterval, time.Minute)
 	set(&c.BuildTimeout, 10*time.Minute)
+	set(&c.HeartbeatInterval, 2*time.Second)
+	set(&c.ReclaimGrace, 30*time.Second)
+	if c.catalogVersion == 0 {
+		c.catalogVersion = CatalogVersion
+	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
@@ -140,10 +171,14 @@ func (c Config) Validate() error {
 		return fmt.Errorf("pool: PoolSize %d is negative", c.PoolSize)
 	case c.MaxClones < 1:
 		return fmt.Errorf("pool: MaxClones %d: want at least 1", c.MaxClones)
+	case c.ConnectionReserve < 0:
+		return fmt.Errorf("pool: ConnectionReserve %d is negative", c.ConnectionReserve)
 	case c.RefillParallelism < 1:
 		return fmt.Errorf("pool: RefillParallelism %d: want at least 1", c.RefillParallelism)
-	case c.AcquireTimeout < 0, c.TTL < 0, c.ReclaimInterval < 0, c.BuildTimeout < 0:
+	case c.AcquireTimeout < 0, c.TTL < 0, c.ReclaimInterval < 0, c.BuildTimeout < 0, c.HeartbeatInterval < 0:
 		return errors.New("pool: durations must not be negative")
+	case c.ReclaimGrace < 3*c.HeartbeatInterval:
+		return fmt.Errorf("pool: ReclaimGrace %v: want at least three HeartbeatIntervals (%v)", c.ReclaimGrace, 3*c.HeartbeatInterval)
 	}
 	return nil
 }

@@ -6,17 +6,59 @@
 // State lives on the upstream, in a catalog database shared by every pool that uses
 // the same upstream and CatalogDB: template_dbs (one row per template database, named
 // from its migrations' hash), migrated_dbs (one row per clone: creating, ready, leased
-// or dropping, with its owner, lease mode and timings) and owners (live pool
-// instances). A template is built once across all processes under an advisory lock and
-// sealed (IS_TEMPLATE, ALLOW_CONNECTIONS false) only after every migration succeeded;
-// the faster CREATE DATABASE strategy is measured once per template. Each template keeps
-// PoolSize ready clones, refilled in the background; Acquire claims one with a single
-// UPDATE … FOR UPDATE SKIP LOCKED, so two processes never win the same clone, and waits
-// for the refill only when none is ready. A db-mode lease's clone is dropped after it is
-// released; a tx-mode lease's clone goes back to the pool when the caller reports it
-// clean, together with the backend connection the caller kept in it. Every pool holds a
-// session advisory lock on its owner id while alive; leases of owners whose lock is gone
-// are reclaimed at start-up, periodically and by GC, which also drops templates and idle
-// clones unused for TTL. The pool drops only databases that are in its catalog and carry
-// its prefix.
+// or dropping, with its owner, lease mode and timings) and owners (pool instances, with
+// a heartbeat). A template is built once across all processes under an advisory lock
+// and sealed (IS_TEMPLATE, ALLOW_CONNECTIONS false) only after every migration
+// succeeded; the faster CREATE DATABASE strategy is measured once per template. Each
+// template keeps PoolSize ready clones, refilled in the background; Acquire claims one
+// with a single UPDATE … FOR UPDATE SKIP LOCKED, so two processes never win the same
+// clone, and waits for the refill only when none is ready. A waiting Acquire follows
+// its template when the migrations change (another Acquire built the new one, or its
+// own rehash every 500ms noticed), unless a clone of the old one arrives first. A
+// db-mode lease's clone is dropped after it is released; a tx-mode lease's clone goes
+// back to the pool when the caller reports it clean, together with the backend
+// connection the caller kept in it.
+//
+// Catalog versions. Each catalog schema version keeps its tables in a schema of its own
+// in the catalog database (catalog_v2 for CatalogVersion 2) and puts its number in the
+// name of every database it creates (<prefix>v2_…); it reads, claims and drops only
+// rows of its own schema, and drops only databases with its own name prefix. So pools
+// of different versions (branches, CI runners on other releases) share one upstream
+// and never drop each other's databases: a version change makes a new, empty catalog
+// next to the old one instead of rebuilding it. A catalog schema whose recorded version
+// is not the binary's is reported (New fails, naming it) and left alone; other versions
+// found in the catalog database are logged. This design was chosen over an additive
+// migration of one shared catalog because no version can then ever drop a database
+// another version's live owner uses, whatever either version's code does. Version 1
+// (before versioning) kept its tables in the public schema and rebuilt them on any
+// version mismatch; this version never touches the public schema, so a version 1 proxy
+// on the same upstream keeps its catalog too.
+//
+// Liveness. Every pool holds a session advisory lock on its owner id and records a
+// heartbeat in owners every HeartbeatInterval (2s) through the connection holding it;
+// when that connection broke (an upstream restart, a terminated backend) the next
+// heartbeat reconnects and re-takes the lock, retrying every 200ms until the upstream
+// answers. An owner is dead only when its lock is gone AND the later of its last
+// heartbeat and the upstream's start (pg_postmaster_start_time) is older than its
+// ReclaimGrace (30s, stored in its owners row, so each owner is judged by its own
+// setting); a restart of any length thus gives every owner a full grace period to come
+// back. Leases of dead owners are reclaimed at start-up, every ReclaimInterval and by
+// GC, which also drops templates and idle clones unused for TTL. The pool drops only
+// databases that are in its catalog and carry its name prefix. A failed drop is retried
+// in the background with backoff (100ms up to 5s) until the clone is gone or the pool
+// closes; GC reports only what it dropped.
+//
+// Connection budget. New reads the upstream's max_connections minus
+// superuser_reserved_connections (and reserved_connections on 16+). Acquire counts the
+// connections in use (every client backend, plus one per leased clone with none yet)
+// and refuses, with SQLSTATE 53300 naming the limits and what to change, a lease that
+// would leave fewer than ConnectionReserve free for the pool's own work (refill,
+// drops, catalog, builds). The count is refreshed every refill tick; the leases granted
+// since are added to it, and only within twice the reserve of the limit is the upstream
+// asked on each Acquire.
+//
+// Vanished peers. Every connection made from the pool's settings (its own, and the ones
+// a lease's ConnConfig makes) has TCP keepalives on both ends and, on PostgreSQL 14+,
+// client_connection_check_interval 2s, so the backends of a killed proxy stop within
+// seconds rather than running their query to its end.
 package pool

@@ -16,6 +16,10 @@ import (
 // admin_shutdown).
 var ErrClosed error = pgerr.New(pgerrcode.AdminShutdown, "pool is shutting down")
 
+// errLockHeld means the owner lock is held by a session of this pool the server has not
+// yet seen go.
+var errLockHeld = errors.New("owner lock still held by a previous session")
+
 // errAtCap is returned internally when MaxClones clones already exist.
 var errAtCap = errors.New("clone cap reached")
 

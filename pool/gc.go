@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -11,8 +12,8 @@ import (
 
 // GCReport says what a GC run did.
 type GCReport struct {
-	Reclaimed []string // clones leased, being made or being dropped by pools that died
-	Clones    []string // ready clones unused for TTL
+	Reclaimed []string // clones leased, being made or being dropped by pools that died, dropped
+	Clones    []string // ready clones unused for TTL, dropped (a failed drop is retried in the background, not listed)
 	Templates []string // templates unused for TTL, or left half-built
 	Forgotten int      // catalog rows whose database no longer existed
 }
@@ -35,10 +36,13 @@ func (p *Pool) GC(ctx context.Context) (GCReport, error) {
 	}
 	if r.Clones, err = p.claimNames(ctx, `UPDATE migrated_dbs SET state = 'dropping', owner = $1, kept_by = NULL
 		WHERE state = 'ready' AND last_used < now() - make_interval(secs => $2) AND starts_with(datname, $3)
-		RETURNING datname`, p.owner, p.cfg.TTL.Seconds(), p.cfg.Prefix); err != nil {
+		RETURNING datname`, p.owner, p.cfg.TTL.Seconds(), p.namePrefix()); err != nil {
 		errs = append(errs, err)
 	}
-	p.dropAll(ctx, append(append([]string(nil), r.Reclaimed...), r.Clones...))
+	// Report what was really dropped; a failed drop is retried in the background.
+	dropped := p.dropAll(ctx, append(append([]string(nil), r.Reclaimed...), r.Clones...))
+	r.Reclaimed = keep(r.Reclaimed, dropped)
+	r.Clones = keep(r.Clones, dropped)
 	if r.Templates, err = p.gcTemplates(ctx); err != nil {
 		errs = append(errs, err)
 	}
@@ -71,7 +75,18 @@ func (p *Pool) reclaim(ctx context.Context) ([]string, error) {
 	return p.claimNames(ctx, `UPDATE migrated_dbs m SET state = 'dropping', owner = $1, kept_by = NULL
 		WHERE m.state IN ('leased', 'creating', 'dropping') AND m.datname <> ALL($2) AND starts_with(m.datname, $3)
 		  AND CASE WHEN m.owner = $1 THEN m.state <> 'leased' ELSE NOT `+alive("m.owner")+` END
-		RETURNING m.datname`, p.owner, busy, p.cfg.Prefix)
+		RETURNING m.datname`, p.owner, busy, p.namePrefix())
+}
+
+// keep returns the names in names that are also in in.
+func keep(names, in []string) []string {
+	var out []string
+	for _, n := range names {
+		if slices.Contains(in, n) {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // claimNames runs an UPDATE … RETURNING datname and marks the names busy.
@@ -94,7 +109,7 @@ func (p *Pool) gcTemplates(ctx context.Context) ([]string, error) {
 	rows, err := p.cat.Query(ctx, `SELECT datname FROM template_dbs
 		WHERE datname <> ALL($1) AND starts_with(datname, $3)
 		  AND (state = 'building' OR last_used < now() - make_interval(secs => $2))`,
-		active, p.cfg.TTL.Seconds(), p.cfg.Prefix)
+		active, p.cfg.TTL.Seconds(), p.namePrefix())
 	candidates, err2 := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err == nil {
 		err = err2
@@ -146,7 +161,9 @@ func (p *Pool) gcTemplate(ctx context.Context, datname string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	p.dropAll(ctx, clones)
+	if dropped := p.dropAll(ctx, clones); len(dropped) < len(clones) {
+		return false, nil // the failed drops are retried; a later GC drops the template
+	}
 	if err := p.dropTemplate(ctx, conn.Conn(), datname); err != nil {
 		return false, err
 	}
@@ -193,7 +210,7 @@ func (p *Pool) forgetVanished(ctx context.Context) (int, error) {
 }
 
 // maintainLoop runs GC at start-up (unless NoStartupGC) and every ReclaimInterval,
-// keeps the owner lock held, records template use and closes kept resources whose
+// records template use and closes kept resources whose
 // clone another process took.
 func (p *Pool) maintainLoop() {
 	defer p.wg.Done()
@@ -201,7 +218,6 @@ func (p *Pool) maintainLoop() {
 	defer tick.Stop()
 	for first := true; ; first = false {
 		ctx := p.ctx
-		p.checkOwnerLock(ctx)
 		p.flushLastUsed(ctx)
 		if !first || !p.cfg.NoStartupGC {
 			if _, err := p.GC(ctx); err != nil && ctx.Err() == nil {
@@ -215,22 +231,6 @@ func (p *Pool) maintainLoop() {
 		case <-tick.C:
 		}
 	}
-}
-
-// checkOwnerLock reconnects and re-takes the owner lock when its connection broke.
-func (p *Pool) checkOwnerLock(ctx context.Context) {
-	if _, err := p.lockC.Exec(ctx, "SELECT 1"); err == nil || ctx.Err() != nil {
-		return
-	}
-	p.log.Warn("owner lock connection lost; reconnecting")
-	c, err := p.lockOwner(ctx)
-	if err != nil {
-		p.log.Warn("retake owner lock", zap.Error(err))
-		return
-	}
-	old := p.lockC
-	p.lockC = c
-	old.Close(ctx)
 }
 
 // flushLastUsed records in the catalog when this process last used each template, so

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -109,11 +110,27 @@ func (f *fixture) dropAll() {
 	}
 }
 
-// catalogURL is the URL of f's catalog database.
-func (f *fixture) catalogURL() string { return testpg.URL(f.t, f.catalog) }
+// catalogURL is the URL of f's catalog database, with the current catalog version's
+// schema as the search path.
+func (f *fixture) catalogURL() string {
+	u, err := url.Parse(testpg.URL(f.t, f.catalog))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", catalogSchema(CatalogVersion))
+	u.RawQuery = q.Encode()
+	return u.String()
+}
 
 // queryInt runs a query returning one integer on the database at url.
 func queryInt(t testing.TB, url, sql string, args ...any) int {
+	t.Helper()
+	return queryRow[int](t, url, sql, args...)
+}
+
+// queryRow runs a query returning one value on the database at url.
+func queryRow[T any](t testing.TB, url, sql string, args ...any) T {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -122,11 +139,11 @@ func queryInt(t testing.TB, url, sql string, args ...any) int {
 		t.Fatal(err)
 	}
 	defer c.Close(ctx)
-	var n int
-	if err := c.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
+	var v T
+	if err := c.QueryRow(ctx, sql, args...).Scan(&v); err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
-	return n
+	return v
 }
 
 func dbExists(t testing.TB, name string) bool {

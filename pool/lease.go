@@ -162,27 +162,30 @@ func (p *Pool) retire(l *Lease) {
 		return // Close drops it
 	}
 	delete(p.leases, l.name)
-	p.busy[l.name] = true
+	p.busy[l.name]++
 	p.wg.Add(1) // under mu with the closed check: Close waits for this drop
 	p.mu.Unlock()
 	go func() {
 		defer p.wg.Done()
+		defer p.unbusy(l.name)
 		ctx, cancel := context.WithTimeout(context.Background(), dropTimeout)
 		defer cancel()
 		p.dropAll(ctx, []string{l.name})
 	}()
 }
 
-// claimOrWait claims a ready clone of gen, waiting for the refill up to AcquireTimeout.
-func (p *Pool) claimOrWait(ctx context.Context, tpl *template, gen *generation, mode leasemode.Mode) (*Lease, error) {
+// claimOrWait claims a ready clone of gen, waiting for the refill until timeout fires.
+// It returns errTemplateChanged when tpl moved to another template while it waited
+// (unless a clone of gen came first), so the caller waits on the new one instead.
+func (p *Pool) claimOrWait(ctx context.Context, tpl *template, gen *generation, mode leasemode.Mode, timeout <-chan time.Time) (*Lease, error) {
 	if l, err := p.claim(ctx, tpl, gen, mode); l != nil || err != nil {
 		return l, err
 	}
 	gen.waiters.Add(1)
 	defer gen.waiters.Add(-1)
 	p.kickRefill()
-	timer := time.NewTimer(p.cfg.AcquireTimeout)
-	defer timer.Stop()
+	changed := tpl.changes()
+	nextHash := time.Now().Add(hashRecheck)
 	for {
 		ready := gen.ready()
 		if gen.dead.Load() {
@@ -191,10 +194,19 @@ func (p *Pool) claimOrWait(ctx context.Context, tpl *template, gen *generation, 
 		if l, err := p.claim(ctx, tpl, gen, mode); l != nil || err != nil {
 			return l, err
 		}
+		rehash := time.Now().After(nextHash)
+		if rehash {
+			nextHash = time.Now().Add(hashRecheck)
+		}
+		if p.stale(ctx, tpl, gen, rehash) {
+			return nil, errTemplateChanged
+		}
 		select {
 		case <-ready:
+		case <-changed:
+			changed = tpl.changes()
 		case <-time.After(pollInterval):
-		case <-timer.C:
+		case <-timeout:
 			return nil, pgerr.New(pgerrcode.TooManyConnections, fmt.Sprintf(
 				"no clone of template %q (%s) became ready within %v (pool size %d, at most %d clones)",
 				tpl.name, gen.datname, p.cfg.AcquireTimeout, p.cfg.PoolSize, p.cfg.MaxClones))
@@ -228,6 +240,9 @@ const (
 
 // claim takes a ready clone of gen, or returns (nil, nil) when there is none.
 func (p *Pool) claim(ctx context.Context, tpl *template, gen *generation, mode leasemode.Mode) (*Lease, error) {
+	if err := p.checkBudget(ctx); err != nil {
+		return nil, err
+	}
 	q := claimDB
 	if mode == leasemode.Tx {
 		q = claimTx
@@ -240,6 +255,7 @@ func (p *Pool) claim(ctx context.Context, tpl *template, gen *generation, mode l
 	if err != nil {
 		return nil, p.upstreamErr(fmt.Sprintf("claim a clone of template %q", tpl.name), err)
 	}
+	p.budget.granted.Add(1)
 	l := &Lease{p: p, gen: gen, template: tpl.name, name: name, mode: mode, since: time.Now()}
 	p.mu.Lock()
 	k := p.kept[name]

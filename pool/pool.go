@@ -10,7 +10,6 @@ import (
 	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
 	"io"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -48,6 +47,7 @@ type Pool struct {
 	gcMu      sync.Mutex // one GC at a time
 
 	refillFailing bool // the last refill scan failed; owned by the refill loop
+	budget        budget
 
 	ctx     context.Context // background work; cancelled by Close
 	cancel  context.CancelFunc
@@ -61,7 +61,7 @@ type Pool struct {
 	builds map[string]*buildCall  // builds in flight, by hash
 	leases map[string]*Lease      // leases out, by clone
 	kept   map[string]io.Closer   // resources kept in ready clones, by clone
-	busy   map[string]bool        // clones being created or dropped by this process
+	busy   map[string]int         // clones being created or dropped by this process (marks)
 }
 
 // template is one configured template name.
@@ -69,6 +69,9 @@ type template struct {
 	name string
 	mig  Migrator
 	cur  atomic.Pointer[generation] // the build its files hashed to last
+
+	mu      sync.Mutex
+	changed chan struct{} // closed when cur changes; nil until someone waits
 }
 
 // New connects to the upstream, sets up the catalog and starts the background work
@@ -88,7 +91,7 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 		templates: make(map[string]*template), kick: make(chan struct{}, 1),
 		createSem: make(chan struct{}, cfg.RefillParallelism), dropSem: make(chan struct{}, cfg.RefillParallelism),
 		closing: make(chan struct{}), gens: make(map[string]*generation), builds: make(map[string]*buildCall),
-		leases: make(map[string]*Lease), kept: make(map[string]io.Closer), busy: make(map[string]bool),
+		leases: make(map[string]*Lease), kept: make(map[string]io.Closer), busy: make(map[string]int),
 	}
 	for name, m := range cfg.Templates {
 		p.templates[name] = &template{name: name, mig: m}
@@ -100,9 +103,10 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 		return nil, err
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
-	p.wg.Add(2)
+	p.wg.Add(3)
 	go p.refillLoop()
 	go p.maintainLoop()
+	go p.heartbeatLoop()
 	p.log.Info("pool ready", zap.String("upstream", p.addr), zap.String("catalog", cfg.CatalogDB),
 		zap.Int("server_major", p.major), zap.Int64("owner", p.owner), zap.Strings("templates", p.names))
 	return p, nil
@@ -113,6 +117,7 @@ func (p *Pool) connect(ctx context.Context) error {
 	if err := p.ensureCatalogDB(ctx); err != nil {
 		return err
 	}
+	p.watchPeers(p.base)
 	var err error
 	if p.cat, err = p.newPgxPool(int32(4 + p.cfg.RefillParallelism)); err != nil {
 		return err
@@ -123,19 +128,13 @@ func (p *Pool) connect(ctx context.Context) error {
 	if p.lockC, err = p.lockOwner(ctx); err != nil {
 		return err
 	}
-	var num int
-	if err := p.cat.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&num); err != nil {
-		return p.upstreamErr("read server version", err)
-	}
-	p.major = num / 10000
 	if err := p.setupCatalog(ctx); err != nil {
 		return err
 	}
-	host, _ := os.Hostname()
-	_, err = p.cat.Exec(ctx, `INSERT INTO owners (id, pid, host) VALUES ($1, $2, $3)
-		ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, host = excluded.host, started_at = now()`,
-		p.owner, os.Getpid(), host)
-	return p.upstreamErr("register pool in catalog", err)
+	if err := p.learnBudget(ctx); err != nil {
+		return err
+	}
+	return p.register(ctx, p.lockC)
 }
 
 func (p *Pool) newPgxPool(maxConns int32) (*pgxpool.Pool, error) {
@@ -143,24 +142,10 @@ func (p *Pool) newPgxPool(maxConns int32) (*pgxpool.Pool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pool: ConnString: %w", err)
 	}
-	pc.ConnConfig.Database = p.cfg.CatalogDB
+	pc.ConnConfig = p.catalogConfig()
 	pc.MaxConns = maxConns
 	pc.MaxConnIdleTime = time.Minute
 	return pgxpool.NewWithConfig(context.Background(), pc)
-}
-
-// lockOwner opens the owner connection and takes the session advisory lock that tells
-// other pools this instance is alive.
-func (p *Pool) lockOwner(ctx context.Context) (*pgx.Conn, error) {
-	c, err := pgx.ConnectConfig(ctx, p.connConfig(p.cfg.CatalogDB))
-	if err != nil {
-		return nil, p.upstreamErr("connect to catalog "+p.cfg.CatalogDB, err)
-	}
-	if _, err := c.Exec(ctx, "SELECT pg_advisory_lock($1)", p.owner); err != nil {
-		c.Close(context.WithoutCancel(ctx))
-		return nil, p.upstreamErr("take owner lock", err)
-	}
-	return c, nil
 }
 
 // newOwnerID returns a random positive 62-bit id.
@@ -189,7 +174,10 @@ func (p *Pool) Acquire(ctx context.Context, database string, mode leasemode.Mode
 	if err != nil {
 		return nil, err
 	}
-	for attempt := 0; ; attempt++ {
+	// One deadline for the whole wait, whichever templates it waits on.
+	timer := time.NewTimer(p.cfg.AcquireTimeout)
+	defer timer.Stop()
+	for attempt := 0; ; {
 		if p.isClosed() {
 			return nil, ErrClosed
 		}
@@ -198,8 +186,12 @@ func (p *Pool) Acquire(ctx context.Context, database string, mode leasemode.Mode
 			return nil, err
 		}
 		gen.lastUsed.Store(time.Now().UnixNano())
-		l, err := p.claimOrWait(ctx, tpl, gen, mode)
-		if errors.Is(err, errTemplateGone) && attempt < 2 {
+		l, err := p.claimOrWait(ctx, tpl, gen, mode, timer.C)
+		switch {
+		case errors.Is(err, errTemplateChanged):
+			continue // the migrations changed while waiting: wait on the new template
+		case errors.Is(err, errTemplateGone) && attempt < 2:
+			attempt++
 			continue // dropped under us (GC elsewhere); build it again
 		}
 		return l, err

@@ -573,26 +573,32 @@ func TestLiveLeasesNotReclaimed(t *testing.T) {
 	}
 }
 
-// TestCatalogRebuiltOnVersionChange: a catalog of another schema version is rebuilt,
-// and the databases it listed are dropped.
-func TestCatalogRebuiltOnVersionChange(t *testing.T) {
+// TestUnusableCatalogLeftAlone: a catalog recording a version this binary cannot use
+// (here: its own schema, tampered with) is reported and left alone: New fails with a
+// message naming it, and no database it lists is dropped. (It replaces a test of the
+// old behaviour, which rebuilt such a catalog and dropped its databases.)
+func TestUnusableCatalogLeftAlone(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	d := newMigDir(t, simpleSchema)
 	old := f.pool(f.config(map[string]Migrator{"": d}))
-	acquire(t, old, "", leasemode.DB).Release(t.Context(), true)
+	l := acquire(t, old, "", leasemode.DB)
 	tpl := old.templates[""].cur.Load().datname
-	old.Close()
 	execAdmin(t, f.catalogURL(), "UPDATE schema_version SET version = 999")
-	p := f.pool(f.config(map[string]Migrator{"": d}))
-	if v := queryInt(t, f.catalogURL(), "SELECT version FROM schema_version"); v != CatalogVersion {
-		t.Fatalf("catalog version %d after rebuild", v)
+	_, err := New(t.Context(), f.config(map[string]Migrator{"": d}))
+	if err == nil {
+		t.Fatal("New accepted a catalog of another version")
 	}
-	if dbExists(t, tpl) {
-		t.Fatal("template of the replaced catalog survived")
+	mustContain(t, err.Error(), catalogSchema(CatalogVersion), "version 999", "leaves it alone")
+	if v := queryInt(t, f.catalogURL(), "SELECT version FROM schema_version"); v != 999 {
+		t.Fatalf("catalog version %d: it was touched", v)
 	}
-	l := acquire(t, p, "", leasemode.DB)
-	l.Release(t.Context(), true)
+	if !dbExists(t, tpl) || !dbExists(t, l.Database()) {
+		t.Fatal("a database of the unusable catalog was dropped")
+	}
+	if got := query(t, connect(t, l), "SELECT count(*) FROM users"); got != "1" {
+		t.Fatalf("live lease's clone: %q users", got)
+	}
 }
 
 // TestCloseCutsLeasesAndJoins: Close drops the clones of leases still out, refuses new

@@ -155,7 +155,7 @@ func TestKilledProcessLeasesReclaimed(t *testing.T) {
 	// Reclaimed at start-up, once the dead process's backends have noticed and its
 	// owner lock is gone.
 	clone := kill()
-	eventually(t, "the dead process's owner lock to go", func() bool {
+	eventually(t, "the dead process to be deemed dead (lock gone, heartbeat stale)", func() bool {
 		return queryInt(t, f.catalogURL(), "SELECT count(*) FROM owners o WHERE "+alive("o.id")) == 0
 	})
 	p := f.pool(f.config(map[string]Migrator{"": d}))
@@ -204,6 +204,8 @@ func helperMain(mode string) int {
 	p, err := New(ctx, Config{
 		ConnString: os.Getenv(envConn), Templates: map[string]Migrator{"": m},
 		CatalogDB: os.Getenv(envCatalog), Prefix: os.Getenv(envPrefix), PoolSize: 1, Logger: zap.NewNop(),
+		// A killed helper is deemed dead soon after its last heartbeat.
+		HeartbeatInterval: 100 * time.Millisecond, ReclaimGrace: time.Second,
 	})
 	if err != nil {
 		return fail(err)

@@ -28,6 +28,10 @@ func (p *Pool) refillLoop() {
 			return
 		case <-p.kick:
 		case <-tick.C:
+			// Refresh the connection count Acquire's budget check starts from.
+			if _, err := p.countUsage(p.ctx); err != nil && p.ctx.Err() == nil {
+				p.log.Debug("count upstream connections", zap.Error(err))
+			}
 		}
 		p.refill(p.ctx)
 	}
@@ -150,7 +154,7 @@ func (p *Pool) evictFor(g *generation) bool {
 	err := p.cat.QueryRow(ctx, `UPDATE migrated_dbs SET state = 'dropping', owner = $2, kept_by = NULL
 		WHERE datname = (SELECT datname FROM migrated_dbs WHERE state = 'ready' AND template_db <> $1
 			AND starts_with(datname, $3) ORDER BY last_used LIMIT 1 FOR UPDATE SKIP LOCKED)
-		RETURNING datname`, g.datname, p.owner, p.cfg.Prefix).Scan(&name)
+		RETURNING datname`, g.datname, p.owner, p.namePrefix()).Scan(&name)
 	if err != nil {
 		return false
 	}

@@ -20,6 +20,50 @@ import (
 // was built; the next Acquire builds it again.
 var errTemplateGone = errors.New("template database is gone")
 
+// errTemplateChanged means the template a waiting Acquire waits on is no longer its
+// name's current one: its migrations changed.
+var errTemplateChanged = errors.New("template changed while waiting")
+
+// hashRecheck is how often a waiting Acquire hashes its migrations again, to notice a
+// change no other Acquire has seen yet.
+const hashRecheck = 500 * time.Millisecond
+
+// changes returns a channel closed at tpl's next change of template.
+func (t *template) changes() <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.changed == nil {
+		t.changed = make(chan struct{})
+	}
+	return t.changed
+}
+
+// swap makes g tpl's current template, waking those waiting on a change when it is
+// one; it returns the previous one.
+func (t *template) swap(g *generation) *generation {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := t.cur.Swap(g)
+	if old != g && t.changed != nil {
+		close(t.changed)
+		t.changed = nil
+	}
+	return old
+}
+
+// stale reports whether an Acquire waiting on gen should move: tpl's current template
+// is another, or (when rehash) its migrations now hash to another.
+func (p *Pool) stale(ctx context.Context, tpl *template, gen *generation, rehash bool) bool {
+	if tpl.cur.Load() != gen {
+		return true
+	}
+	if !rehash {
+		return false
+	}
+	hash, err := tpl.mig.Hash(ctx, p.major, p.cfg.catalogVersion)
+	return err == nil && hash != gen.hash
+}
+
 // generation is one built template database: the result of one hash.
 type generation struct {
 	hash     string
@@ -67,13 +111,14 @@ type buildCall struct {
 
 // templateName is the database name of the template for hash.
 func (p *Pool) templateName(hash string) string {
-	return p.cfg.Prefix + "tpl_" + hash[:min(24, len(hash))]
+	prefix := p.namePrefix() + "tpl_"
+	return prefix + hash[:min(24, len(hash), 63-len(prefix))]
 }
 
 // generationFor returns the built template for tpl's current migrations, building it
 // (once, across all processes) when needed.
 func (p *Pool) generationFor(ctx context.Context, tpl *template) (*generation, error) {
-	hash, err := tpl.mig.Hash(ctx, p.major, CatalogVersion)
+	hash, err := tpl.mig.Hash(ctx, p.major, p.cfg.catalogVersion)
 	if err != nil {
 		return nil, fmt.Errorf("template %q: hash migrations: %w", tpl.name, err)
 	}
@@ -118,7 +163,7 @@ func (p *Pool) generationFor(ctx context.Context, tpl *template) (*generation, e
 // setCurrent makes g tpl's template; the previous one's ready clones are retired when
 // no template uses it any more.
 func (p *Pool) setCurrent(tpl *template, g *generation) {
-	old := tpl.cur.Swap(g)
+	old := tpl.swap(g)
 	p.kickRefill()
 	if old == nil || old == g || p.inUse(old) {
 		return
@@ -181,7 +226,7 @@ func (p *Pool) build(ctx context.Context, tpl *template, hash string) (*generati
 	// A connection of its own, not one of the admin pool's: it is held for the whole
 	// build (while the build itself needs admin connections), and closing it releases
 	// the lock whatever happens.
-	conn, err := pgx.ConnectConfig(ctx, p.connConfig(p.cfg.CatalogDB))
+	conn, err := pgx.ConnectConfig(ctx, p.catalogConfig())
 	if err != nil {
 		return nil, p.upstreamErr("build template "+datname, err)
 	}

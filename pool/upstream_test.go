@@ -56,23 +56,7 @@ func TestNonSuperuser(t *testing.T) {
 // SQLSTATE 08006 naming the address (never the password), and Close still returns.
 func TestUpstreamLost(t *testing.T) {
 	t.Parallel()
-	if os.Getenv("PGTESTPROXY_TEST_DATABASE") != "" {
-		t.Skip("needs a server of its own to stop")
-	}
-	base := os.TempDir()
-	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
-		base = "/dev/shm"
-	}
-	dir, err := os.MkdirTemp(base, "pgtp-pool-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	srv, err := pgserver.Start(t.Context(), pgserver.Config{DataDir: filepath.Join(dir, "data"), MaxConnections: 50})
-	if err != nil {
-		t.Skipf("cannot start a private server: %v", err)
-	}
-	defer srv.Close()
+	srv := privateServer(t, pgserver.Config{MaxConnections: 50})
 	u, _ := url.Parse(srv.ConnString("postgres"))
 	u.User = url.UserPassword(pgserver.Superuser, "sekret-pw") // trust auth ignores it
 	f := &fixture{t: t, admin: u.String(), catalog: "pgtestproxy", prefix: "pgtp_"}
@@ -93,4 +77,38 @@ func TestUpstreamLost(t *testing.T) {
 		t.Fatalf("error leaks the password: %v", last)
 	}
 	p.Close()
+}
+
+// privateServer starts a PostgreSQL server of the test's own with cfg's settings (in
+// a fresh data directory), stopped when the test ends. It fails (never skips) when the server
+// does not start: a skip would hide a broken launcher.
+func privateServer(t *testing.T, cfg pgserver.Config) *pgserver.Server {
+	t.Helper()
+	srv, _ := privateServerConfig(t, cfg)
+	return srv
+}
+
+// privateServerConfig is privateServer that also returns the Config it started with,
+// data directory included, to start the server again after a Close.
+func privateServerConfig(t *testing.T, cfg pgserver.Config) (*pgserver.Server, pgserver.Config) {
+	t.Helper()
+	if os.Getenv("PGTESTPROXY_TEST_DATABASE") != "" {
+		t.Skip("needs a server of its own")
+	}
+	base := os.TempDir()
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		base = "/dev/shm"
+	}
+	dir, err := os.MkdirTemp(base, "pgtp-pool-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	cfg.DataDir = filepath.Join(dir, "data")
+	srv, err := pgserver.Start(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("cannot start a private server: %v", err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return srv, cfg
 }

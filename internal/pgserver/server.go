@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,6 +34,13 @@ type Config struct {
 	DataDir string
 	// MaxConnections is the server's max_connections. Zero means 300.
 	MaxConnections int
+	// Port is the TCP port to start the server on. Zero picks a free one. A fixed port
+	// lets a test restart the server where its clients will reconnect.
+	Port int
+	// Settings are further postgresql.conf settings (name → value as written in the
+	// file, e.g. "max_prepared_transactions": "2"), written when the data directory is
+	// initialised.
+	Settings map[string]string
 	// StartTimeout bounds initdb plus start-up. Zero means 2 minutes.
 	StartTimeout time.Duration
 	// Logger receives what the launcher does. Nil means zap.NewNop().
@@ -48,6 +57,7 @@ type Server struct {
 	dataDir string
 	major   int
 	port    int
+	want    int  // Config.Port
 	started bool // this launcher started the server rather than attaching
 	user    *runAs
 	log     *zap.Logger
@@ -74,7 +84,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	startCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	s := &Server{binDir: cfg.BinDir, dataDir: cfg.DataDir, log: log,
+	s := &Server{binDir: cfg.BinDir, dataDir: cfg.DataDir, log: log, want: cfg.Port,
 		closeCh: make(chan struct{}), watchDone: make(chan struct{})}
 	if err := s.resolve(cfg); err != nil {
 		return nil, err
@@ -84,7 +94,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	defer startLock.unlock()
-	if err := s.initialize(startCtx, cfg.MaxConnections); err != nil {
+	if err := s.initialize(startCtx, cfg); err != nil {
 		return nil, err
 	}
 	if err := s.attachOrStart(startCtx); err != nil {
@@ -141,7 +151,7 @@ func (s *Server) resolve(cfg Config) error {
 
 // initialize runs initdb once. It works in a scratch directory renamed into place at
 // the end, so a crash mid-initdb never leaves a half-initialised data directory behind.
-func (s *Server) initialize(ctx context.Context, maxConns int) error {
+func (s *Server) initialize(ctx context.Context, cfg Config) error {
 	if _, err := os.Stat(filepath.Join(s.dataDir, "PG_VERSION")); err == nil {
 		return nil
 	}
@@ -160,7 +170,7 @@ func (s *Server) initialize(ctx context.Context, maxConns int) error {
 	if out, err := runCtx(ctx, cmd); err != nil {
 		return fmt.Errorf("initdb %s: %w: %s", s.dataDir, err, lastLines(out, 5))
 	}
-	if err := s.writeSettings(tmp, maxConns); err != nil {
+	if err := s.writeSettings(tmp, cfg); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, s.dataDir); err != nil {
@@ -172,7 +182,8 @@ func (s *Server) initialize(ctx context.Context, maxConns int) error {
 }
 
 // writeSettings appends the test settings to postgresql.conf.
-func (s *Server) writeSettings(dir string, maxConns int) error {
+func (s *Server) writeSettings(dir string, cfg Config) error {
+	maxConns := cfg.MaxConnections
 	if maxConns == 0 {
 		maxConns = 300
 	}
@@ -187,6 +198,9 @@ wal_level = minimal
 max_wal_senders = 0
 logging_collector = off
 `, maxConns)
+	for _, name := range slices.Sorted(maps.Keys(cfg.Settings)) {
+		settings += name + " = " + cfg.Settings[name] + "\n"
+	}
 	conf := filepath.Join(dir, "postgresql.conf")
 	f, err := os.OpenFile(conf, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
@@ -232,7 +246,10 @@ func (s *Server) start(ctx context.Context) error {
 	logFile := filepath.Join(s.dataDir, "server.log")
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		port, err := freePort()
+		port, err := s.want, error(nil)
+		if port == 0 {
+			port, err = freePort()
+		}
 		if err != nil {
 			return err
 		}
