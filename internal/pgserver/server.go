@@ -326,11 +326,15 @@ func (s *Server) release() error {
 	return s.stop(ctx)
 }
 
-// stop shuts the server down: fast, then immediate.
+// stop shuts the server down: fast, then immediate. It returns once the postmaster
+// process is gone, not only its pid file: pg_ctl reports success when the file is
+// removed, which the postmaster does just before it exits.
 func (s *Server) stop(ctx context.Context) error {
-	if pf, err := readPidFile(s.dataDir); err != nil || !pf.alive() {
+	pf, err := readPidFile(s.dataDir)
+	if err != nil || !pf.alive() {
 		return nil
 	}
+	defer awaitExit(ctx, pf)
 	var errs []error
 	for _, mode := range []string{"fast", "immediate"} {
 		cmd := s.user.command(filepath.Join(s.binDir, "pg_ctl"), "stop", "-D", s.dataDir,
@@ -343,6 +347,19 @@ func (s *Server) stop(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("pg_ctl stop -m %s on %s: %w: %s", mode, s.dataDir, err, lastLines(out, 3)))
 	}
 	return errors.Join(errs...)
+}
+
+// awaitExit waits, within ctx, until the process of pf has exited.
+func awaitExit(ctx context.Context, pf pidFile) {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for pf.alive() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // ConnString returns a URL connecting as the superuser to database db.
