@@ -70,17 +70,22 @@ func newError(f file, err error) *Error {
 	if errors.As(err, &dbErr) && dbErr.OrigErr != nil {
 		cause = dbErr.OrigErr
 	}
-	var pgErr *pgconn.PgError
-	if errors.As(cause, &pgErr) {
-		e.Code, e.Message, e.Detail, e.Hint, e.Err = pgErr.Code, pgErr.Message, pgErr.Detail, pgErr.Hint, pgErr
-		if pgErr.Position > 0 {
-			e.Line = lineAt(f.data, int(pgErr.Position))
-		}
-	} else {
-		e.Err = cause
-		e.Message = cause.Error()
+	if pgErr := e.fromServer(cause); pgErr != nil && pgErr.Position > 0 {
+		e.Line = lineAt(f.data, int(pgErr.Position))
 	}
 	return e
+}
+
+// fromServer fills e from the server's error inside err, and returns that error (nil
+// when err did not come from the server).
+func (e *Error) fromServer(err error) *pgconn.PgError {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		e.Err, e.Message = err, err.Error()
+		return nil
+	}
+	e.Code, e.Message, e.Detail, e.Hint, e.Err = pgErr.Code, pgErr.Message, pgErr.Detail, pgErr.Hint, pgErr
+	return pgErr
 }
 
 // lineAt returns the 1-based line of the pos'th character (1-based, counted in
