@@ -20,11 +20,6 @@ import (
 // or produced so long ago that its snapshot was evicted: call Hash again.
 var ErrUnknownHash = errors.New("hash is not a snapshot of this migrations directory")
 
-// keptSnapshots bounds how many hashed snapshots a Dir remembers for Migrate. A caller
-// hashes and then migrates straight away, so a handful is plenty even while the files
-// are being edited.
-const keptSnapshots = 8
-
 // Dir is one migrations directory of a known layout (see Format), or one SQL file
 // applied as a script. Its methods are safe for concurrent use.
 type Dir struct {
@@ -32,13 +27,13 @@ type Dir struct {
 	root    string // directory inside fsys
 	only    string // the one file of a Dump, inside root; "" for a directory
 	format  Format // "" = detect from the contents whenever the listing changes
+	label   string // what Describe calls it instead of its format ("seed"); "" = the format
 	display string // how messages name the directory or file
 
 	mu      sync.Mutex
 	listKey string    // (name, size, mtime) listing the cached snapshot was read from
 	snap    *snapshot // contents read for listKey
-	byHash  map[string]*snapshot
-	hashes  []string // byHash keys, oldest first
+	byHash  memo[*snapshot]
 }
 
 // snapshot is the up parts of a directory's migrations as read at one moment.
@@ -122,32 +117,12 @@ func (d *Dir) Hash(ctx context.Context, serverMajor, catalogVersion int) (string
 	h.Write(binary.BigEndian.AppendUint64(nil, uint64(serverMajor)))
 	h.Write(binary.BigEndian.AppendUint64(nil, uint64(catalogVersion)))
 	sum := hex.EncodeToString(h.Sum(nil))
-	d.remember(sum, snap)
+	d.byHash.put(sum, snap)
 	return sum, nil
 }
 
-// remember keeps snap as the contents behind hash for Migrate.
-func (d *Dir) remember(hash string, snap *snapshot) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.byHash == nil {
-		d.byHash = make(map[string]*snapshot)
-	}
-	if _, ok := d.byHash[hash]; ok {
-		return
-	}
-	d.byHash[hash] = snap
-	d.hashes = append(d.hashes, hash)
-	if len(d.hashes) > keptSnapshots {
-		delete(d.byHash, d.hashes[0])
-		d.hashes = d.hashes[1:]
-	}
-}
-
 func (d *Dir) snapshot(hash string) (*snapshot, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if s := d.byHash[hash]; s != nil {
+	if s, ok := d.byHash.get(hash); ok {
 		return s, nil
 	}
 	return nil, fmt.Errorf("migrate %s to %.12s: %w", d.display, hash, ErrUnknownHash)
@@ -261,6 +236,8 @@ func (d *Dir) Describe() string {
 	switch {
 	case format == "":
 		return "migrations " + d.display
+	case d.label != "":
+		return d.label + " " + d.display
 	case d.only != "":
 		return fmt.Sprintf("%s %s", format, d.display)
 	}

@@ -17,7 +17,7 @@ func writeFile(t *testing.T, dir, name, content string) {
 	}
 }
 
-func hashOf(t *testing.T, d *Dir, major, catalog int) string {
+func hashOf(t *testing.T, d Step, major, catalog int) string {
 	t.Helper()
 	h, err := d.Hash(t.Context(), major, catalog)
 	if err != nil {
