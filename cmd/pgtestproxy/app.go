@@ -235,9 +235,9 @@ func adminTables(p *pool.Pool) proxy.AdminFunc {
 			rows := make([][]string, len(stats))
 			for i, s := range stats {
 				rows[i] = []string{templateName(s.Name), s.Database, s.Hash, ms(s.BuildTime),
-					stamp(s.BuiltAt), s.Strategy, ms(s.WALLog), ms(s.FileCopy)}
+					stamp(s.BuiltAt), s.Strategy, ms(s.WALLog), ms(s.FileCopy), s.Source}
 			}
-			return []string{"name", "database", "hash", "build_ms", "built_at", "strategy", "wal_log_ms", "file_copy_ms"}, rows, nil
+			return []string{"name", "database", "hash", "build_ms", "built_at", "strategy", "wal_log_ms", "file_copy_ms", "source"}, rows, nil
 		case "POOLS":
 			stats, err := p.Stats(ctx)
 			if err != nil {
