@@ -52,15 +52,52 @@ func (d *Dir) applyFile(ctx context.Context, conn *pgconn.PgConn, f file) error 
 			return d.commandError(ctx, f, f.up.cmds[0], err)
 		}
 	}
-	for _, c := range f.up.cmds {
-		if err := d.run(ctx, conn, f, c); err != nil {
+	cmds := f.up.cmds
+	for len(cmds) > 0 {
+		n := 1
+		if tx { // in a transaction, a run of plain statements goes as one pipeline
+			for n < len(cmds) && plain(cmds[n]) && plain(cmds[0]) {
+				n++
+			}
+		}
+		var err error
+		if n > 1 {
+			err = d.pipeline(ctx, conn, f, cmds[:n])
+		} else {
+			err = d.run(ctx, conn, f, cmds[0])
+		}
+		if err != nil {
 			return err
 		}
+		cmds = cmds[n:]
 	}
 	if tx {
 		if err := conn.Exec(ctx, "COMMIT").Close(); err != nil {
 			return d.commandError(ctx, f, f.up.cmds[len(f.up.cmds)-1], err)
 		}
+	}
+	return nil
+}
+
+func plain(c sqllex.Command) bool { return c.Kind == sqllex.SQLCommand && !c.Copy }
+
+// pipeline runs plain statements in one round trip (extended protocol, one Sync) and
+// names the one that failed.
+func (d *Dir) pipeline(ctx context.Context, conn *pgconn.PgConn, f file, cmds []sqllex.Command) error {
+	batch := &pgconn.Batch{}
+	for _, c := range cmds {
+		batch.ExecParams(c.Text, nil, nil, nil, nil)
+	}
+	mrr := conn.ExecBatch(ctx, batch)
+	i := 0
+	for ; mrr.NextResult(); i++ {
+		if _, err := mrr.ResultReader().Close(); err != nil {
+			mrr.Close()
+			return d.commandError(ctx, f, cmds[i], err)
+		}
+	}
+	if err := mrr.Close(); err != nil {
+		return d.commandError(ctx, f, cmds[min(i, len(cmds)-1)], err)
 	}
 	return nil
 }
