@@ -88,6 +88,22 @@ func TestGooseTriggerFromStatementBlock(t *testing.T) {
 	}
 }
 
+// TestGooseBlockWithSeveralStatements: a StatementBegin block goes as written, even
+// holding more than one statement, between statements that are pipelined.
+func TestGooseBlockWithSeveralStatements(t *testing.T) {
+	t.Parallel()
+	d := dirWith(t, map[string]string{"001_a.sql": "-- +goose Up\nCREATE TABLE a (id int);\n" +
+		"-- +goose StatementBegin\nCREATE TABLE b (id int); CREATE TABLE c (id int);\n-- +goose StatementEnd\n" +
+		"CREATE TABLE d (id int);\nCREATE TABLE e (id int);\n"})
+	url, _ := testpg.NewDatabase(t)
+	if err := d.Migrate(t.Context(), url, hashOf(t, d, 15, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if n := queryInt(t, url, "SELECT count(*) FROM pg_tables WHERE tablename IN ('a', 'b', 'c', 'd', 'e')"); n != 5 {
+		t.Fatalf("%d of 5 tables", n)
+	}
+}
+
 // TestSectionsHashOnlyUpParts: editing a down section leaves the hash alone; editing
 // the up section or the transaction choice changes it.
 func TestSectionsHashOnlyUpParts(t *testing.T) {

@@ -79,11 +79,12 @@ func (d *Dir) applyFile(ctx context.Context, conn *pgconn.PgConn, f file) error 
 	return nil
 }
 
-func plain(c sqllex.Command) bool { return c.Kind == sqllex.SQLCommand && !c.Copy }
+// plain reports a statement that may go in a pipeline: one statement, no COPY.
+func plain(c command) bool { return c.Kind == sqllex.SQLCommand && !c.Copy && !c.block }
 
 // pipeline runs plain statements in one round trip (extended protocol, one Sync) and
 // names the one that failed.
-func (d *Dir) pipeline(ctx context.Context, conn *pgconn.PgConn, f file, cmds []sqllex.Command) error {
+func (d *Dir) pipeline(ctx context.Context, conn *pgconn.PgConn, f file, cmds []command) error {
 	batch := &pgconn.Batch{}
 	for _, c := range cmds {
 		batch.ExecParams(c.Text, nil, nil, nil, nil)
@@ -104,7 +105,7 @@ func (d *Dir) pipeline(ctx context.Context, conn *pgconn.PgConn, f file, cmds []
 
 // run runs one command of f: a statement, a COPY with its inline data, or a psql
 // backslash command (skipped when harmless, refused otherwise).
-func (d *Dir) run(ctx context.Context, conn *pgconn.PgConn, f file, c sqllex.Command) error {
+func (d *Dir) run(ctx context.Context, conn *pgconn.PgConn, f file, c command) error {
 	var err error
 	switch {
 	case c.Kind == sqllex.MetaCommand:
@@ -129,7 +130,7 @@ var copyLineRE = regexp.MustCompile(`^COPY [^,]*, line ([0-9]+)`)
 
 // commandError names the file and line of a failing command: the line of the error
 // position inside the statement, or of the bad data row of a COPY.
-func (d *Dir) commandError(ctx context.Context, f file, c sqllex.Command, err error) error {
+func (d *Dir) commandError(ctx context.Context, f file, c command, err error) error {
 	e := &Error{Dir: d.errDir(), File: d.errFile(f), Line: c.Line}
 	if ctx.Err() != nil {
 		e.Code, e.Message, e.Err = pgerrcode.QueryCanceled, "canceled: "+ctx.Err().Error(), ctx.Err()

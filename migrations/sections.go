@@ -13,7 +13,7 @@ import (
 // upPart is what one migration file applies: its up section, cut into statements.
 type upPart struct {
 	body []byte           // the up section as written (what the hash covers)
-	cmds []sqllex.Command // its statements; Line and Start refer to the whole file
+	cmds []command // its statements; Line and Start refer to the whole file
 	noTx bool             // the file asks to run outside a transaction
 }
 
@@ -30,7 +30,21 @@ func parseUp(f Format, name string, data []byte) (upPart, error) {
 	case Dbmate:
 		return parseDbmate(name, data)
 	}
-	return upPart{body: data, cmds: sqllex.Script(string(data))}, nil
+	return upPart{body: data, cmds: commands(sqllex.Script(string(data)))}, nil
+}
+
+// command is one statement (or psql backslash command) of a migration file.
+type command struct {
+	sqllex.Command
+	block bool // a goose StatementBegin … End block, sent as written (it may hold several statements)
+}
+
+func commands(script []sqllex.Command) []command {
+	out := make([]command, len(script))
+	for i, c := range script {
+		out[i] = command{Command: c}
+	}
+	return out
 }
 
 // line is one line of a file: data[start:end] without its line break.
@@ -93,7 +107,7 @@ func (s *sectioner) script(noTx bool) upPart {
 	for _, r := range s.plain {
 		copy(masked[r[0]:r[1]], s.data[r[0]:r[1]])
 	}
-	cmds := sqllex.Script(string(masked))
+	cmds := commands(sqllex.Script(string(masked)))
 	lc := lineIndex(s.data)
 	for _, r := range s.whole {
 		text := strings.TrimSpace(string(s.data[r[0]:r[1]]))
@@ -101,9 +115,9 @@ func (s *sectioner) script(noTx bool) upPart {
 			continue
 		}
 		start := r[0] + strings.Index(string(s.data[r[0]:r[1]]), text)
-		cmds = append(cmds, sqllex.Command{Kind: sqllex.SQLCommand, Text: text, Start: start, Line: lc(start)})
+		cmds = append(cmds, command{Command: sqllex.Command{Kind: sqllex.SQLCommand, Text: text, Start: start, Line: lc(start)}, block: true})
 	}
-	slices.SortFunc(cmds, func(a, b sqllex.Command) int { return a.Start - b.Start })
+	slices.SortFunc(cmds, func(a, b command) int { return a.Start - b.Start })
 	if s.bodyEnd < s.bodyStart {
 		s.bodyEnd = s.bodyStart
 	}
