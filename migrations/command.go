@@ -50,8 +50,9 @@ type Command struct {
 type CommandConfig struct {
 	// Command is run with sh -c. Required.
 	Command string
-	// Watch lists the files, directories (walked recursively) and globs whose names
-	// and contents key the template. Relative ones are taken from WorkDir. Each must
+	// Watch lists the files, directories (walked recursively, leaving out hidden
+	// directories, __pycache__ and node_modules) and globs whose names and contents key
+	// the template. Relative ones are taken from WorkDir. Each must
 	// match something.
 	Watch []string
 	// WorkDir is the command's working directory. Default: the process's.
@@ -134,6 +135,9 @@ func (c *Command) watched() ([]string, string, error) {
 		}
 		for _, m := range matches {
 			err := filepath.WalkDir(m, func(p string, e fs.DirEntry, err error) error {
+				if err == nil && e.IsDir() && p != m && skippedDir(e.Name()) {
+					return filepath.SkipDir
+				}
 				if err != nil || e.IsDir() || seen[p] {
 					return err
 				}
@@ -155,6 +159,12 @@ func (c *Command) watched() ([]string, string, error) {
 		fmt.Fprintf(&key, "%s\x00%d\x00%d\n", p, fi.Size(), fi.ModTime().UnixNano())
 	}
 	return paths, key.String(), nil
+}
+
+// skippedDir reports a directory a watched directory's walk leaves out: hidden ones
+// and caches a build writes into (__pycache__, node_modules).
+func skippedDir(name string) bool {
+	return strings.HasPrefix(name, ".") || name == "__pycache__" || name == "node_modules"
 }
 
 func (c *Command) read(paths []string) ([32]byte, error) {

@@ -192,6 +192,12 @@ func TestCommandHashWatches(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, false},
+		{"cache in a watched dir", func() {
+			if err := os.MkdirAll(filepath.Join(dir, "db/migrate/__pycache__"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, dir, "db/migrate/__pycache__/001.pyc", "compiled")
+		}, false},
 		{"glob file edit", func() { writeFile(t, dir, "db/schema.rb", "v2") }, true},
 		{"new file in watched dir", func() { writeFile(t, dir, "db/migrate/002.rb", "b") }, true},
 		{"new glob match", func() { writeFile(t, dir, "db/extra.rb", "c") }, true},
