@@ -12,9 +12,9 @@ import (
 
 // upPart is what one migration file applies: its up section, cut into statements.
 type upPart struct {
-	body []byte           // the up section as written (what the hash covers)
+	body []byte    // the up section as written (what the hash covers)
 	cmds []command // its statements; Line and Start refer to the whole file
-	noTx bool             // the file asks to run outside a transaction
+	noTx bool      // the file asks to run outside a transaction
 }
 
 var (
