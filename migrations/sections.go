@@ -90,18 +90,10 @@ type sectioner struct {
 // blanked outside them (so lines and offsets stay those of the file), and each whole
 // range is one statement.
 func (s *sectioner) script(noTx bool) upPart {
-	masked := bytes.Map(func(r rune) rune {
-		if r == '\n' {
-			return r
-		}
-		return ' '
-	}, s.data)
-	if len(masked) != len(s.data) { // invalid UTF-8 maps to a longer rune; blank bytewise
-		masked = bytes.Repeat([]byte{' '}, len(s.data))
-		for i, c := range s.data {
-			if c == '\n' {
-				masked[i] = c
-			}
+	masked := bytes.Repeat([]byte{' '}, len(s.data))
+	for i, c := range s.data {
+		if c == '\n' {
+			masked[i] = c
 		}
 	}
 	for _, r := range s.plain {
