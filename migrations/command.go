@@ -222,7 +222,7 @@ func (c *Command) Migrate(ctx context.Context, connString, _ string) error {
 	return pgerr.Wrap(outputSQLState(out.String()), fmt.Sprintf("migrate command %q failed (%v); its last output:\n%s", c.cmd, err, last), err)
 }
 
-var sqlstateRE = regexp.MustCompile(`(?:SQLSTATE[ :=]*|ERROR:\s+)([0-9A-Z]{5})\b`)
+var sqlstateRE = regexp.MustCompile(`SQLSTATE[ :=]*([0-9A-Z]{5})\b|ERROR:\s+([0-9A-Z]{5}):`)
 
 // outputSQLState returns the last SQLSTATE the output reports, or XX000.
 func outputSQLState(out string) string {
@@ -230,7 +230,8 @@ func outputSQLState(out string) string {
 	if len(m) == 0 {
 		return pgerrcode.InternalError
 	}
-	return m[len(m)-1][1]
+	last := m[len(m)-1]
+	return last[1] + last[2]
 }
 
 // commandEnv is the process's environment without PG* and DATABASE_URL, plus those

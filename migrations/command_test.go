@@ -107,6 +107,7 @@ func TestCommandFailure(t *testing.T) {
 			"42P01", []string{"loading schema", `relation "nope" does not exist`, "exit status 1"}},
 		{"plain failure", "echo one; echo two >&2; exit 3", "XX000", []string{"one\ntwo", "exit status 3"}},
 		{"reported code", "echo 'migration failed: SQLSTATE 23505'; exit 1", "23505", []string{"SQLSTATE 23505"}},
+		{"no code in a psql error", "echo 'psql:x.sql:3: ERROR:  UNION types text and integer cannot be matched' >&2; exit 3", "XX000", []string{"UNION types"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

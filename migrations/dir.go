@@ -137,7 +137,7 @@ func (d *Dir) list() (listing, string, error) {
 		l.files, paths = []string{d.only}, []string{d.only}
 	} else {
 		var err error
-		if l, _, err = readListing(d.fsys, d.root); err != nil {
+		if l, err = readListing(d.fsys, d.root); err != nil {
 			return listing{}, "", err
 		}
 		paths = append(paths, l.files...)

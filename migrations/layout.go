@@ -260,10 +260,10 @@ func cmpUint(a, b uint) int {
 
 // readListing lists root in fsys: its files and the sub-directories holding a
 // migration.sql.
-func readListing(fsys fs.FS, root string) (listing, []fs.DirEntry, error) {
+func readListing(fsys fs.FS, root string) (listing, error) {
 	dirents, err := fs.ReadDir(fsys, root)
 	if err != nil {
-		return listing{}, nil, err
+		return listing{}, err
 	}
 	var l listing
 	for _, e := range dirents {
@@ -275,5 +275,5 @@ func readListing(fsys fs.FS, root string) (listing, []fs.DirEntry, error) {
 			l.subdirs = append(l.subdirs, e.Name())
 		}
 	}
-	return l, dirents, nil
+	return l, nil
 }
