@@ -1,11 +1,13 @@
 package migrations
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pgtestproxy/pgtestproxy/internal/testpg"
 )
@@ -224,5 +226,28 @@ func TestLayoutErrors(t *testing.T) {
 	}
 	if _, err := OpenFormat(f, Goose); err == nil {
 		t.Error("a file opened as a goose directory")
+	}
+}
+
+// TestFormatHonoursDeadline: a native layout's statement is cancelled on the server
+// when ctx ends, and the error names the file.
+func TestFormatHonoursDeadline(t *testing.T) {
+	t.Parallel()
+	d := dirWith(t, map[string]string{"001_slow.sql": "-- +goose Up\nCREATE TABLE a (id int);\nSELECT pg_sleep(60);\n"})
+	url, name := testpg.NewDatabase(t)
+	h := hashOf(t, d, 15, 1)
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	err := d.Migrate(ctx, url, h)
+	var merr *Error
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.As(err, &merr) || merr.File != "001_slow.sql" || merr.SQLState() != "57014" {
+		t.Fatalf("err = %v, want a deadline naming 001_slow.sql with SQLSTATE 57014", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for queryInt(t, testpg.AdminURL(t), "SELECT count(*) FROM pg_stat_activity WHERE datname = '"+name+"'") > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the migration's backend is still running")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
