@@ -140,4 +140,29 @@ func TestServeLayoutAndSeed(t *testing.T) {
 	if n := queryProxy(t, addr, "g", "SELECT count(*) FROM users WHERE name IN ('ann', 'bob')"); n != 2 {
 		t.Fatalf("%d of ann (migration) and bob (seed)", n)
 	}
+	// SHOW TEMPLATES says how the template is built.
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cfg, err := pgx.ParseConfig("postgres://x@" + addr + "/pgtestproxy?sslmode=disable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	rows, err := c.Query(ctx, "SHOW TEMPLATES")
+	if err != nil {
+		t.Fatal(err)
+	}
+	maps, err := pgx.CollectRows(rows, pgx.RowToMap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "goose ../../migrations/testdata/goose (3 files), then seed " + seed
+	if len(maps) != 1 || maps[0]["source"] != want {
+		t.Fatalf("SHOW TEMPLATES = %v, want source %q", maps, want)
+	}
 }
