@@ -10,63 +10,70 @@ import (
 	"io/fs"
 	"os"
 	"path"
-	"sort"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-
-	"github.com/golang-migrate/migrate/v4/source"
 )
 
 // ErrUnknownHash is returned (wrapped) by Migrate for a hash this Dir did not produce,
 // or produced so long ago that its snapshot was evicted: call Hash again.
 var ErrUnknownHash = errors.New("hash is not a snapshot of this migrations directory")
 
-// keptSnapshots bounds how many hashed snapshots a Dir remembers for Migrate. A caller
-// hashes and then migrates straight away, so a handful is plenty even while the files
-// are being edited.
-const keptSnapshots = 8
-
-// Dir is one golang-migrate directory. Its methods are safe for concurrent use.
+// Dir is one migrations directory of a known layout (see Format), or one SQL file
+// applied as a script. Its methods are safe for concurrent use.
 type Dir struct {
 	fsys    fs.FS
 	root    string // directory inside fsys
-	display string // how messages name the directory
+	only    string // the one file of a Dump, inside root; "" for a directory
+	format  Format // "" = detect from the contents whenever the listing changes
+	label   string // what Describe calls it instead of its format ("seed"); "" = the format
+	display string // how messages name the directory or file
 
 	mu      sync.Mutex
 	listKey string    // (name, size, mtime) listing the cached snapshot was read from
 	snap    *snapshot // contents read for listKey
-	byHash  map[string]*snapshot
-	hashes  []string // byHash keys, oldest first
+	byHash  memo[*snapshot]
 }
 
-// snapshot is the up files of a directory as read at one moment.
+// snapshot is the up parts of a directory's migrations as read at one moment.
 type snapshot struct {
-	files  []file   // sorted by version
-	digest [32]byte // of the names and contents
+	format Format
+	files  []file   // in the order they apply
+	digest [32]byte // of the format, names and up parts
 }
 
 type file struct {
-	name    string
-	version uint
-	data    []byte
+	name    string // relative to the directory
+	version uint   // golang-migrate's version
+	data    []byte // the whole file (golang-migrate) or its up part as written
+	up      upPart // the up part's statements (every format but golang-migrate)
 }
 
-// Open returns the migrations directory at path. It fails when path is not a readable
-// directory; a directory without migrations is fine (its template is an empty database).
-func Open(path string) (*Dir, error) {
+// Open returns the migrations at path: a directory whose layout is detected from its
+// contents (see OpenFormat), or one SQL file applied as a script (a schema dump). A
+// directory without migrations is fine: its template is an empty database.
+func Open(path string) (*Dir, error) { return OpenFormat(path, "") }
+
+// OpenFormat is Open with the layout given: format "" detects it, Dump takes a file.
+func OpenFormat(path string, format Format) (*Dir, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
-		return nil, fmt.Errorf("open migrations directory: %w", err)
+		return nil, fmt.Errorf("open migrations: %w", err)
 	}
-	if !fi.IsDir() {
-		return nil, fmt.Errorf("open migrations directory %s: not a directory", path)
+	switch {
+	case !fi.IsDir() && (format == "" || format == Dump):
+		return &Dir{fsys: os.DirFS(filepath.Dir(path)), root: ".", only: filepath.Base(path), format: Dump, display: path}, nil
+	case !fi.IsDir():
+		return nil, fmt.Errorf("open migrations %s: format %s wants a directory", path, format)
+	case format == Dump:
+		return nil, fmt.Errorf("open migrations %s: format %s wants a file, not a directory", path, format)
 	}
-	return &Dir{fsys: os.DirFS(path), root: ".", display: path}, nil
+	return &Dir{fsys: os.DirFS(path), root: ".", format: format, display: path}, nil
 }
 
 // OpenFS returns the migrations directory root inside fsys (e.g. an embed.FS; use "."
-// for the top).
+// for the top), its layout detected from its contents.
 func OpenFS(fsys fs.FS, root string) (*Dir, error) {
 	if _, err := fs.ReadDir(fsys, root); err != nil {
 		return nil, fmt.Errorf("open migrations directory %s: %w", root, err)
@@ -77,18 +84,18 @@ func OpenFS(fsys fs.FS, root string) (*Dir, error) {
 // String names the directory as it was given.
 func (d *Dir) String() string { return d.display }
 
-// Hash returns the hex SHA-256 of the up migrations' relative names and contents, the
-// upstream's major version and the catalog schema version. Down files and files
-// golang-migrate does not recognise are ignored, as golang-migrate ignores them when
-// migrating up. The contents are read again only when a file's name, size or mtime
-// changed since the last call.
+// Hash returns the hex SHA-256 of the layout, the up migrations' relative names and
+// up parts, the upstream's major version and the catalog schema version. Down files
+// and sections, and files the layout does not recognise, are ignored, as the tool
+// ignores them when migrating up. The contents are read again only when a file's
+// name, size or mtime changed since the last call.
 func (d *Dir) Hash(ctx context.Context, serverMajor, catalogVersion int) (string, error) {
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
 	entries, key, err := d.list()
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("list migrations in %s: %w", d.display, err)
 	}
 	d.mu.Lock()
 	snap := d.snap
@@ -110,98 +117,131 @@ func (d *Dir) Hash(ctx context.Context, serverMajor, catalogVersion int) (string
 	h.Write(binary.BigEndian.AppendUint64(nil, uint64(serverMajor)))
 	h.Write(binary.BigEndian.AppendUint64(nil, uint64(catalogVersion)))
 	sum := hex.EncodeToString(h.Sum(nil))
-	d.remember(sum, snap)
+	d.byHash.put(sum, snap)
 	return sum, nil
 }
 
-// remember keeps snap as the contents behind hash for Migrate.
-func (d *Dir) remember(hash string, snap *snapshot) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.byHash == nil {
-		d.byHash = make(map[string]*snapshot)
-	}
-	if _, ok := d.byHash[hash]; ok {
-		return
-	}
-	d.byHash[hash] = snap
-	d.hashes = append(d.hashes, hash)
-	if len(d.hashes) > keptSnapshots {
-		delete(d.byHash, d.hashes[0])
-		d.hashes = d.hashes[1:]
-	}
-}
-
 func (d *Dir) snapshot(hash string) (*snapshot, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if s := d.byHash[hash]; s != nil {
+	if s, ok := d.byHash.get(hash); ok {
 		return s, nil
 	}
 	return nil, fmt.Errorf("migrate %s to %.12s: %w", d.display, hash, ErrUnknownHash)
 }
 
-// upEntry is one up migration as listed (not yet read).
-type upEntry struct {
-	name    string
-	version uint
-}
-
-// list returns the up migrations sorted by version and a key that changes whenever a
-// file's name, size or mtime does.
-func (d *Dir) list() ([]upEntry, string, error) {
-	dirents, err := fs.ReadDir(d.fsys, d.root)
-	if err != nil {
-		return nil, "", fmt.Errorf("list migrations in %s: %w", d.display, err)
+// list returns what the directory holds and a key that changes whenever a file's
+// name, size or mtime does.
+func (d *Dir) list() (listing, string, error) {
+	var l listing
+	var paths []string
+	if d.only != "" {
+		l.files, paths = []string{d.only}, []string{d.only}
+	} else {
+		var err error
+		if l, err = readListing(d.fsys, d.root); err != nil {
+			return listing{}, "", err
+		}
+		paths = append(paths, l.files...)
+		for _, sub := range l.subdirs {
+			paths = append(paths, path.Join(sub, "migration.sql"))
+		}
 	}
-	var ups []upEntry
 	var key strings.Builder
-	seen := make(map[uint]string)
-	for _, e := range dirents {
-		if e.IsDir() {
-			continue
-		}
-		m, err := source.DefaultParse(e.Name())
-		if err != nil || m.Direction != source.Up {
-			continue
-		}
-		if other, dup := seen[m.Version]; dup {
-			return nil, "", fmt.Errorf("migrations in %s: %s and %s share version %d", d.display, other, e.Name(), m.Version)
-		}
-		seen[m.Version] = e.Name()
-		fi, err := e.Info()
+	for _, p := range paths {
+		fi, err := fs.Stat(d.fsys, path.Join(d.root, p))
 		if err != nil {
-			return nil, "", fmt.Errorf("stat migration %s: %w", path.Join(d.display, e.Name()), err)
+			return listing{}, "", err
 		}
-		ups = append(ups, upEntry{name: e.Name(), version: m.Version})
-		key.WriteString(e.Name())
+		key.WriteString(p)
 		key.WriteByte(0)
 		key.WriteString(strconv.FormatInt(fi.Size(), 10))
 		key.WriteByte(0)
 		key.WriteString(strconv.FormatInt(fi.ModTime().UnixNano(), 10))
 		key.WriteByte('\n')
 	}
-	sort.Slice(ups, func(i, j int) bool { return ups[i].version < ups[j].version })
-	return ups, key.String(), nil
+	return l, key.String(), nil
 }
 
-// read reads the listed files and digests their names and contents.
-func (d *Dir) read(entries []upEntry) (*snapshot, error) {
-	s := &snapshot{files: make([]file, 0, len(entries))}
-	h := sha256.New()
-	for _, e := range entries {
-		data, err := fs.ReadFile(d.fsys, path.Join(d.root, e.name))
+// read detects the layout (unless it was given), reads the migrations it selects and
+// digests their names and up parts.
+func (d *Dir) read(l listing) (*snapshot, error) {
+	readFile := func(name string) ([]byte, error) {
+		data, err := fs.ReadFile(d.fsys, path.Join(d.root, name))
 		if err != nil {
-			return nil, fmt.Errorf("read migration %s: %w", path.Join(d.display, e.name), err)
+			return nil, fmt.Errorf("read migration %s: %w", d.pathOf(name), err)
 		}
-		s.files = append(s.files, file{name: e.name, version: e.version, data: data})
-		h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(e.name))))
-		h.Write([]byte(e.name))
-		h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(data))))
-		h.Write(data)
+		return data, nil
+	}
+	format := d.format
+	if format == "" {
+		var err error
+		if format, err = detect(l, readFile, d.display); err != nil {
+			return nil, err
+		}
+	}
+	var entries []entry
+	if format == Dump {
+		entries = []entry{{name: d.only}}
+	} else {
+		var err error
+		if entries, err = selectFiles(format, l, d.display); err != nil {
+			return nil, err
+		}
+	}
+	s := &snapshot{format: format, files: make([]file, 0, len(entries))}
+	h := sha256.New()
+	h.Write([]byte(format + "\x00"))
+	for _, e := range entries {
+		data, err := readFile(e.name)
+		if err != nil {
+			return nil, err
+		}
+		f := file{name: e.name, version: e.version, data: data}
+		if format != GolangMigrate {
+			if f.up, err = parseUp(format, e.name, data); err != nil {
+				return nil, fmt.Errorf("migrations in %s: %w", d.display, err)
+			}
+			f.data = f.up.body
+		}
+		s.files = append(s.files, f)
+		h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(f.name))))
+		h.Write([]byte(f.name))
+		h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(f.data))))
+		h.Write(f.data)
+		if f.up.noTx {
+			h.Write([]byte{1})
+		}
 	}
 	copy(s.digest[:], h.Sum(nil))
 	return s, nil
+}
+
+// pathOf names a file of the directory in messages.
+func (d *Dir) pathOf(name string) string {
+	if d.only != "" {
+		return d.display
+	}
+	return path.Join(d.display, name)
+}
+
+// Describe says how the template is built, for SHOW TEMPLATES and the build log:
+// the layout, the directory or file and how many migrations it held when last hashed.
+func (d *Dir) Describe() string {
+	d.mu.Lock()
+	snap := d.snap
+	d.mu.Unlock()
+	format, n := d.format, 0
+	if snap != nil {
+		format, n = snap.format, len(snap.files)
+	}
+	switch {
+	case format == "":
+		return "migrations " + d.display
+	case d.label != "":
+		return d.label + " " + d.display
+	case d.only != "":
+		return fmt.Sprintf("%s %s", format, d.display)
+	}
+	return fmt.Sprintf("%s %s (%d files)", format, d.display, n)
 }
 
 // fileFor returns the file of the given version.

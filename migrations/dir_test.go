@@ -17,7 +17,7 @@ func writeFile(t *testing.T, dir, name, content string) {
 	}
 }
 
-func hashOf(t *testing.T, d *Dir, major, catalog int) string {
+func hashOf(t *testing.T, d Step, major, catalog int) string {
 	t.Helper()
 	h, err := d.Hash(t.Context(), major, catalog)
 	if err != nil {
@@ -148,31 +148,6 @@ func TestHashReadsContentsOnlyWhenListingChanges(t *testing.T) {
 	}
 	if n := cfs.opens.Load(); n != read+2 {
 		t.Fatalf("changed listing: %d opens, want %d", n, read+2)
-	}
-}
-
-func TestSplit(t *testing.T) {
-	t.Parallel()
-	sql := "-- header; not a statement\n" +
-		"CREATE TABLE a (s text DEFAULT 'x;y');\n" +
-		"\n" +
-		"/* block; /* nested; */ still; */ INSERT INTO a VALUES (E'it\\'s;');\n" +
-		"CREATE FUNCTION f() RETURNS int AS $body$ SELECT 1; $body$ LANGUAGE sql;\n" +
-		"CREATE FUNCTION g() RETURNS int LANGUAGE sql\n" +
-		"BEGIN ATOMIC\n  SELECT 1;\n  SELECT CASE WHEN true THEN 2 END;\nEND;\n" +
-		"SELECT \"semi;colon\" FROM a;SELECT $1\n"
-	want := []int{2, 4, 5, 6, 11, 11}
-	got := split(sql)
-	if len(got) != len(want) {
-		for _, s := range got {
-			t.Logf("line %d: %q", s.line, s.text)
-		}
-		t.Fatalf("split into %d statements, want %d", len(got), len(want))
-	}
-	for i, s := range got {
-		if s.line != want[i] {
-			t.Errorf("statement %d (%q) starts on line %d, want %d", i, s.text, s.line, want[i])
-		}
 	}
 }
 

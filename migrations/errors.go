@@ -4,14 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/jackc/pgerrcode"
 	"path"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/golang-migrate/migrate/v4/database"
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgtestproxy/pgtestproxy/internal/sqllex"
 )
 
 // Error is a migration that failed: which file, where in it, and what the upstream said.
@@ -68,17 +70,22 @@ func newError(f file, err error) *Error {
 	if errors.As(err, &dbErr) && dbErr.OrigErr != nil {
 		cause = dbErr.OrigErr
 	}
-	var pgErr *pgconn.PgError
-	if errors.As(cause, &pgErr) {
-		e.Code, e.Message, e.Detail, e.Hint, e.Err = pgErr.Code, pgErr.Message, pgErr.Detail, pgErr.Hint, pgErr
-		if pgErr.Position > 0 {
-			e.Line = lineAt(f.data, int(pgErr.Position))
-		}
-	} else {
-		e.Err = cause
-		e.Message = cause.Error()
+	if pgErr := e.fromServer(cause); pgErr != nil && pgErr.Position > 0 {
+		e.Line = lineAt(f.data, int(pgErr.Position))
 	}
 	return e
+}
+
+// fromServer fills e from the server's error inside err, and returns that error (nil
+// when err did not come from the server).
+func (e *Error) fromServer(err error) *pgconn.PgError {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		e.Err, e.Message = err, err.Error()
+		return nil
+	}
+	e.Code, e.Message, e.Detail, e.Hint, e.Err = pgErr.Code, pgErr.Message, pgErr.Detail, pgErr.Hint, pgErr
+	return pgErr
 }
 
 // lineAt returns the 1-based line of the pos'th character (1-based, counted in
@@ -100,15 +107,15 @@ func lineAt(data []byte, pos int) int {
 // and returns the line of the first one failing with e's SQLSTATE. It returns 0 when it
 // cannot tell (transaction control in the file, a different failure, no failure).
 func replay(ctx context.Context, cfg *pgx.ConnConfig, e *Error) int {
-	stmts := split(string(e.data))
+	stmts := sqllex.Script(string(e.data))
 	switch {
 	case len(stmts) == 0 || e.Code == "":
 		return 0
 	case len(stmts) == 1:
-		return stmts[0].line
+		return stmts[0].Line
 	}
 	for _, s := range stmts {
-		if controlsTransaction(s.text) {
+		if s.Kind != sqllex.SQLCommand || s.Copy || controlsTransaction(s.Text) {
 			return 0
 		}
 	}
@@ -123,10 +130,10 @@ func replay(ctx context.Context, cfg *pgx.ConnConfig, e *Error) int {
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	for _, s := range stmts {
-		if _, err := tx.Exec(ctx, s.text); err != nil {
+		if _, err := tx.Exec(ctx, s.Text); err != nil {
 			var pgErr *pgconn.PgError
 			if errors.As(err, &pgErr) && pgErr.Code == e.Code {
-				return s.line
+				return s.Line
 			}
 			return 0
 		}
@@ -137,18 +144,9 @@ func replay(ctx context.Context, cfg *pgx.ConnConfig, e *Error) int {
 // controlsTransaction reports whether a statement begins, ends or cannot run inside a
 // transaction block, which would make a replay inside one misleading.
 func controlsTransaction(stmt string) bool {
-	upper := strings.ToUpper(stmt)
-	f := strings.Fields(upper)
-	if len(f) == 0 {
+	switch sqllex.Classify(stmt).Kind {
+	case sqllex.Other, sqllex.Empty:
 		return false
 	}
-	switch strings.TrimSuffix(f[0], ";") {
-	case "BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT", "SAVEPOINT", "RELEASE",
-		"PREPARE", "VACUUM", "REINDEX", "CLUSTER":
-		return true
-	case "CREATE", "DROP", "ALTER":
-		return len(f) > 1 && (f[1] == "DATABASE" || f[1] == "TABLESPACE" || f[1] == "SYSTEM" ||
-			strings.Contains(upper, "CONCURRENTLY"))
-	}
-	return false
+	return true
 }

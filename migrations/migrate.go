@@ -38,6 +38,9 @@ func (d *Dir) Migrate(ctx context.Context, connString, hash string) error {
 	if len(snap.files) == 0 {
 		return nil // golang-migrate refuses an empty source; an empty template needs nothing
 	}
+	if snap.format != GolangMigrate {
+		return d.apply(ctx, connString, snap)
+	}
 	cfg, err := pgx.ParseConfig(connString)
 	if err != nil {
 		return fmt.Errorf("migrate %s: %w", d.display, err)

@@ -12,7 +12,7 @@ import (
 )
 
 // Migrator is what the pool needs from a set of migrations (package migrations provides
-// one per directory).
+// them: a directory of any layout, a schema dump, a command, seed files after them).
 type Migrator interface {
 	// Hash identifies the migrations' current contents for a server of the given major
 	// version and a catalog of the given schema version. The pool calls it on every
@@ -22,6 +22,9 @@ type Migrator interface {
 	// connString, within ctx. An error that implements SQLState() string reaches the
 	// client with that SQLSTATE.
 	Migrate(ctx context.Context, connString, hash string) error
+	// Describe says how the template is built (layout, directory, command, seed
+	// files), for the build log and TemplateStats.
+	Describe() string
 }
 
 // Config configures a Pool. The zero value of every field but ConnString and Templates

@@ -13,6 +13,7 @@ import (
 type TemplateStats struct {
 	Name      string        // template name ("" = the default template)
 	Hash      string        // hash of the migrations it was last built from ("" = not built yet)
+	Source    string        // how it is built: its Migrator's Describe
 	Database  string        // the template database
 	Ready     int           // clones ready to lease
 	Leased    int           // clones leased
@@ -29,7 +30,7 @@ func (p *Pool) Stats(ctx context.Context) ([]TemplateStats, error) {
 	out := make([]TemplateStats, 0, len(p.names))
 	var dbs []string
 	for _, name := range p.names {
-		s := TemplateStats{Name: name}
+		s := TemplateStats{Name: name, Source: p.templates[name].mig.Describe()}
 		if g := p.templates[name].cur.Load(); g != nil {
 			s.Hash, s.Database, s.Strategy = g.hash, g.datname, g.strategy
 			dbs = append(dbs, g.datname)

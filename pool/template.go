@@ -263,7 +263,7 @@ func (p *Pool) build(ctx context.Context, tpl *template, hash string) (*generati
 // buildLocked creates, migrates, seals and measures a template; the caller holds its lock.
 func (p *Pool) buildLocked(ctx context.Context, conn *pgx.Conn, tpl *template, hash, datname string) (*generation, error) {
 	log := p.log.With(zap.String("template", tpl.name), zap.String("database", datname))
-	log.Info("building template")
+	log.Info("building template", zap.String("source", tpl.mig.Describe()))
 	began := time.Now()
 	if _, err := conn.Exec(ctx, `INSERT INTO template_dbs (datname, hash, template, state, builder)
 		VALUES ($1, $2, $3, 'building', $4)`, datname, hash, tpl.name, p.owner); err != nil {

@@ -78,6 +78,7 @@ func (a *app) startPool(ctx context.Context, st *stack, gcAtStart bool) error {
 		MaxClones:      a.cfg.maxClones,
 		AcquireTimeout: a.cfg.acquireTimeout,
 		TTL:            a.cfg.ttl,
+		BuildTimeout:   max(10*time.Minute, a.cfg.migrateTimeout+time.Minute), // the command's own bound comes first
 		NoStartupGC:    !gcAtStart,
 		Logger:         a.log.Named("pool"),
 	})
@@ -88,24 +89,61 @@ func (a *app) startPool(ctx context.Context, st *stack, gcAtStart bool) error {
 	return nil
 }
 
-// migrators opens the --migrations directories. Without any, the default template is
-// an empty database. defaultDB is the database name `run` hands its command: any name
-// selects the default template, else the first named one.
+// migrators builds each template's Migrator from --migrations, --migrations-format,
+// --migrate-cmd, --migrate-watch and --seed. Without --migrations or --migrate-cmd,
+// the default template is an empty database (plus its seeds). defaultDB is the
+// database name `run` hands its command: any name selects the default template, else
+// the first named one.
 func (a *app) migrators() (map[string]pool.Migrator, string, error) {
+	c := a.cfg
 	templates := map[string]pool.Migrator{}
-	if len(a.cfg.migrations) == 0 {
+	add := func(name string, src migrations.Step) error {
+		steps := []migrations.Step{src}
+		for _, file := range c.seeds.of(name) {
+			s, err := migrations.OpenSeed(file)
+			if err != nil {
+				return fmt.Errorf("--seed %s: %w", file, err)
+			}
+			steps = append(steps, s)
+		}
+		if len(steps) == 1 {
+			templates[name] = src
+		} else {
+			templates[name] = migrations.NewSequence(steps...)
+		}
+		return nil
+	}
+	if len(c.migrations.items)+len(c.migrateCmds.items) == 0 {
 		d, err := migrations.OpenFS(noMigrations, ".")
+		if err == nil {
+			err = add("", d)
+		}
 		if err != nil {
 			return nil, "", err
 		}
-		templates[""] = d
 	}
-	for _, m := range a.cfg.migrations {
-		d, err := migrations.Open(m.dir)
-		if err != nil {
-			return nil, "", fmt.Errorf("--migrations %s: %w", m.dir, err)
+	for _, m := range c.migrations.items {
+		var format migrations.Format
+		if f := c.formats.of(m.name); len(f) > 0 {
+			format = migrations.Format(f[0])
 		}
-		templates[m.name] = d
+		d, err := migrations.OpenFormat(m.value, format)
+		if err == nil {
+			err = add(m.name, d)
+		}
+		if err != nil {
+			return nil, "", fmt.Errorf("--migrations %s: %w", m.value, err)
+		}
+	}
+	for _, m := range c.migrateCmds.items {
+		cmd, err := migrations.NewCommand(migrations.CommandConfig{Command: m.value, Watch: c.migrateWatch.of(m.name),
+			Timeout: c.migrateTimeout})
+		if err == nil {
+			err = add(m.name, cmd)
+		}
+		if err != nil {
+			return nil, "", fmt.Errorf("--migrate-cmd %s: %w", m.name, err)
+		}
 	}
 	if _, ok := templates[""]; ok {
 		return templates, "test", nil
@@ -250,9 +288,9 @@ func adminTables(p *pool.Pool) proxy.AdminFunc {
 			rows := make([][]string, len(stats))
 			for i, s := range stats {
 				rows[i] = []string{templateName(s.Name), s.Database, s.Hash, ms(s.BuildTime),
-					stamp(s.BuiltAt), s.Strategy, ms(s.WALLog), ms(s.FileCopy)}
+					stamp(s.BuiltAt), s.Strategy, ms(s.WALLog), ms(s.FileCopy), s.Source}
 			}
-			return []string{"name", "database", "hash", "build_ms", "built_at", "strategy", "wal_log_ms", "file_copy_ms"}, rows, nil
+			return []string{"name", "database", "hash", "build_ms", "built_at", "strategy", "wal_log_ms", "file_copy_ms", "source"}, rows, nil
 		case "POOLS":
 			stats, err := p.Stats(ctx)
 			if err != nil {

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
+	"github.com/pgtestproxy/pgtestproxy/migrations"
 )
 
 // envPrefix is the prefix of the environment variables that stand in for flags.
@@ -21,7 +23,12 @@ type config struct {
 	upstream         string
 	dataDir          string
 	pgBinDir         string
-	migrations       templateDirs
+	migrations       namedFlag // [NAME=]PATH: a directory of migrations or one SQL file
+	formats          namedFlag // [NAME=]FORMAT of a --migrations directory
+	seeds            namedFlag // [NAME=]FILE applied after the migrations, in order
+	migrateCmds      namedFlag // NAME=COMMAND building the template instead of --migrations
+	migrateWatch     namedFlag // [NAME=]PATH keying a --migrate-cmd template
+	migrateTimeout   time.Duration
 	poolSize         int
 	maxClones        int
 	mode             leasemode.Mode
@@ -35,57 +42,96 @@ type config struct {
 	listenGiven      bool // --listen or PGTESTPROXY_LISTEN was set
 }
 
-// templateDirs is the repeatable --migrations [NAME=]DIR flag.
-type templateDirs []templateDir
+// named is one NAME=VALUE of a per-template flag ("" is the default template).
+type named struct{ name, value string }
 
-type templateDir struct{ name, dir string }
+// namedFlag is a repeatable per-template flag: [NAME=]VALUE, or NAME=VALUE when the
+// value may hold '=' itself (a shell command).
+type namedFlag struct {
+	flag     string // the flag's name, for messages
+	once     bool   // each template may be given once
+	needName bool   // NAME= is required
+	list     bool   // a comma-separated list is several values (the PGTESTPROXY_ form)
+	items    []named
+}
 
-func (t *templateDirs) String() string {
-	parts := make([]string, len(*t))
-	for i, d := range *t {
-		parts[i] = d.name + "=" + d.dir
+func (f *namedFlag) String() string {
+	if f == nil {
+		return ""
+	}
+	parts := make([]string, len(f.items))
+	for i, it := range f.items {
+		parts[i] = it.name + "=" + it.value
 	}
 	return strings.Join(parts, ",")
 }
 
-// Set takes one [NAME=]DIR, or a comma-separated list of them (the form the
-// PGTESTPROXY_MIGRATIONS variable uses).
-func (t *templateDirs) Set(v string) error {
-	for item := range strings.SplitSeq(v, ",") {
-		item = strings.TrimSpace(item)
-		if item == "" {
-			continue
-		}
-		var d templateDir
-		if name, dir, ok := strings.Cut(item, "="); ok {
-			d = templateDir{name: name, dir: dir}
-		} else {
-			d = templateDir{dir: item}
-		}
-		if d.dir == "" {
-			return fmt.Errorf("--migrations %q: no directory", item)
-		}
-		for _, have := range *t {
-			if have.name == d.name {
-				return fmt.Errorf("--migrations: template %q given twice", d.name)
+// Set takes one value, or a comma-separated list of them for a list flag.
+func (f *namedFlag) Set(v string) error {
+	items := []string{v}
+	if f.list {
+		items = strings.Split(v, ",")
+	}
+	for _, item := range items {
+		if f.list {
+			if item = strings.TrimSpace(item); item == "" {
+				continue
 			}
 		}
-		*t = append(*t, d)
+		var it named
+		name, value, ok := strings.Cut(item, "=")
+		switch {
+		case ok:
+			it = named{name: name, value: value}
+		case f.needName:
+			return fmt.Errorf("--%s %q: want NAME=VALUE (=VALUE for the default template)", f.flag, item)
+		default:
+			it = named{value: item}
+		}
+		if it.value == "" {
+			return fmt.Errorf("--%s %q: empty value", f.flag, item)
+		}
+		if f.once && slices.ContainsFunc(f.items, func(have named) bool { return have.name == it.name }) {
+			return fmt.Errorf("--%s: template %q given twice", f.flag, it.name)
+		}
+		f.items = append(f.items, it)
 	}
 	return nil
+}
+
+// of returns the values given for template name, in order.
+func (f *namedFlag) of(name string) []string {
+	var out []string
+	for _, it := range f.items {
+		if it.name == name {
+			out = append(out, it.value)
+		}
+	}
+	return out
 }
 
 // parseFlags reads args, then fills every flag not given from PGTESTPROXY_<FLAG>
 // (upper case, '-' → '_'): flags win over the environment.
 func parseFlags(name string, args []string, getenv func(string) string, stderr io.Writer) (*config, []string, error) {
-	c := &config{}
+	c := &config{
+		migrations:   namedFlag{flag: "migrations", once: true, list: true},
+		formats:      namedFlag{flag: "migrations-format", once: true, list: true},
+		seeds:        namedFlag{flag: "seed", list: true},
+		migrateCmds:  namedFlag{flag: "migrate-cmd", once: true, needName: true},
+		migrateWatch: namedFlag{flag: "migrate-watch", list: true},
+	}
 	fs := flag.NewFlagSet("pgtestproxy "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:6543", "address for clients (`run` picks a free port when not given)")
 	fs.StringVar(&c.upstream, "upstream", "", "DSN of the PostgreSQL server to administer (empty: an embedded server)")
 	fs.StringVar(&c.dataDir, "data-dir", "", "embedded server's data directory (default: a tmpfs with room, else the user cache dir)")
 	fs.StringVar(&c.pgBinDir, "pg-bin-dir", "", "directory with initdb, pg_ctl and postgres (default: discovered)")
-	fs.Var(&c.migrations, "migrations", "`[NAME=]DIR` of golang-migrate files, repeatable; the unnamed one is the default template")
+	fs.Var(&c.migrations, "migrations", "`[NAME=]PATH`: a migrations directory (golang-migrate, goose, dbmate, Flyway, Prisma) or one SQL file (a schema dump), repeatable; the unnamed one is the default template")
+	fs.Var(&c.formats, "migrations-format", "`[NAME=]FORMAT` of a --migrations directory when detection cannot tell: "+strings.Join(formatNames(), ", "))
+	fs.Var(&c.seeds, "seed", "`[NAME=]FILE.sql` applied after the template's migrations, repeatable, in order")
+	fs.Var(&c.migrateCmds, "migrate-cmd", "`NAME=COMMAND` run with sh -c against the empty template database (DATABASE_URL, PGHOST, …) instead of --migrations; =COMMAND for the default template")
+	fs.Var(&c.migrateWatch, "migrate-watch", "`[NAME=]PATH` (file, directory or glob) whose names and contents key a --migrate-cmd template, repeatable")
+	fs.DurationVar(&c.migrateTimeout, "migrate-timeout", 10*time.Minute, "bound on one --migrate-cmd run; its process group is killed after it")
 	fs.IntVar(&c.poolSize, "pool-size", 4, "ready clones kept warm per template")
 	fs.IntVar(&c.maxClones, "max-clones", 64, "clones that may exist at once across all templates")
 	fs.StringVar((*string)(&c.mode), "mode", string(leasemode.DB), "lease mode when the client names none: db or tx")
@@ -132,5 +178,50 @@ func (c *config) validate() error {
 	if c.poolSize < 0 || c.maxClones < 1 || c.maxSessions < 1 {
 		return fmt.Errorf("--pool-size must be ≥ 0, --max-clones and --max-sessions ≥ 1")
 	}
+	return c.validateTemplates()
+}
+
+// validateTemplates checks that every per-template flag names a template that
+// --migrations or --migrate-cmd defines (or the default one when neither is given).
+func (c *config) validateTemplates() error {
+	dirs, cmds := map[string]bool{}, map[string]bool{}
+	for _, it := range c.migrations.items {
+		dirs[it.name] = true
+	}
+	for _, it := range c.migrateCmds.items {
+		if dirs[it.name] {
+			return fmt.Errorf("template %q has both --migrations and --migrate-cmd", it.name)
+		}
+		cmds[it.name] = true
+	}
+	for _, it := range c.formats.items {
+		if !dirs[it.name] {
+			return fmt.Errorf("--migrations-format %s=%s: no --migrations for template %q", it.name, it.value, it.name)
+		}
+		if _, err := migrations.ParseFormat(it.value); err != nil {
+			return fmt.Errorf("--migrations-format %s=%s: %w", it.name, it.value, err)
+		}
+	}
+	for _, it := range c.migrateWatch.items {
+		if !cmds[it.name] {
+			return fmt.Errorf("--migrate-watch %s=%s: no --migrate-cmd for template %q", it.name, it.value, it.name)
+		}
+	}
+	for _, it := range c.seeds.items {
+		if !dirs[it.name] && !cmds[it.name] && (it.name != "" || len(dirs)+len(cmds) > 0) {
+			return fmt.Errorf("--seed %s=%s: no --migrations or --migrate-cmd for template %q", it.name, it.value, it.name)
+		}
+	}
+	if c.migrateTimeout < 0 {
+		return fmt.Errorf("--migrate-timeout %v is negative", c.migrateTimeout)
+	}
 	return nil
+}
+
+func formatNames() []string {
+	names := make([]string, len(migrations.Formats))
+	for i, f := range migrations.Formats {
+		names[i] = string(f)
+	}
+	return names
 }

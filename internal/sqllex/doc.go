@@ -7,6 +7,8 @@
 // escapes, U&'…', "…" identifiers, $tag$…$tag$ quotes and string continuation across
 // newlines; Split finds statement ends as psql does, also keeping CREATE RULE's
 // (a; b) and the BEGIN ATOMIC … END body of a CREATE FUNCTION or PROCEDURE whole.
+// Script reads a whole psql script the same way, also finding backslash commands
+// and the inline data of COPY … FROM STDIN, for migrations and schema dumps.
 // Classification is strict — a statement is Begin only if PostgreSQL would parse it
 // as BEGIN; anything malformed is Other and left for the server to reject — and
 // cheap: most statements are Other after their first word, without allocating. No

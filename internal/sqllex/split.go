@@ -24,18 +24,31 @@ func Split(sql string) []Statement {
 	// of quoted ';' does not reserve room for pieces that are not there.
 	out := make([]Statement, 0, min(strings.Count(sql, ";")+1, 16))
 	lx := lexer{src: sql}
-	var sp splitter
 	start := 0
 	for {
-		t := lx.next()
+		t := lx.statementEnd()
+		if t.kind == tokEOF {
+			return append(out, classifyAt(sql, start, len(sql)))
+		}
+		out = append(out, classifyAt(sql, start, t.start))
+		start = t.end
+	}
+}
+
+// statementEnd advances past the rest of the statement at l.pos and returns the ';'
+// that ends it at the top level, or the EOF token when none does.
+func (l *lexer) statementEnd() token {
+	var sp splitter
+	for {
+		t := l.next()
 		switch t.kind {
 		case tokEOF:
-			return append(out, classifyAt(sql, start, len(sql)))
+			return t
 		case tokWord:
-			sp.word(sql[t.start:t.end])
+			sp.word(l.src[t.start:t.end])
 			continue
 		case tokSelf:
-			switch sql[t.start] {
+			switch l.src[t.start] {
 			case '(':
 				sp.paren++
 			case ')':
@@ -44,10 +57,7 @@ func Split(sql string) []Statement {
 				}
 			case ';':
 				if sp.paren == 0 && sp.begin == 0 {
-					out = append(out, classifyAt(sql, start, t.start))
-					start = t.end
-					sp = splitter{}
-					continue
+					return t
 				}
 			}
 		}

@@ -1,0 +1,1 @@
+SELECT 1/0; -- an undo migration, never applied
