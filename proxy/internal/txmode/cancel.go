@@ -3,6 +3,8 @@ package txmode
 import (
 	"context"
 
+	"go.uber.org/zap"
+
 	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 )
 
@@ -57,7 +59,7 @@ func (c *txConn) deliverLater() {
 		ctx, cancel := context.WithTimeout(context.Background(), wire.CancelTimeout)
 		defer cancel()
 		if err := c.deliver(ctx); err != nil {
-			c.log.Warn("forward held cancel request")
+			c.log.Warn("forward held cancel request", zap.Error(err))
 		}
 	}()
 }

@@ -52,9 +52,10 @@ type txConn struct {
 	scratch []byte     // encoding buffer of the server pump
 }
 
-// newTxConn starts serving sessions on be, whose transaction stands as be.st says.
-func newTxConn(guard *wire.Guard, be *Backend) *txConn {
-	c := &txConn{guard: guard, log: guard.Log, stats: guard.Stats, be: be, st: be.st, predicted: be.st, mustWait: true, served: make(chan error, 1)}
+// newTxConn starts serving sessions on be, whose transaction stands as be.st says;
+// log is the lease's.
+func newTxConn(guard *wire.Guard, log *zap.Logger, be *Backend) *txConn {
+	c := &txConn{guard: guard, log: log, stats: guard.Stats, be: be, st: be.st, predicted: be.st, mustWait: true, served: make(chan error, 1)}
 	c.changed = sync.NewCond(&c.mu)
 	go func() {
 		err := c.containedPump()

@@ -38,7 +38,7 @@ type Lease struct {
 // NewLease makes a tx-mode lease of the provider's lease l; shared says connections
 // with a session key share it. guard contains the panics of its goroutines.
 func NewLease(l Clone, shared bool, guard *wire.Guard) *Lease {
-	tl := &Lease{clone: l, guard: guard, log: guard.Log, shared: shared}
+	tl := &Lease{clone: l, guard: guard, log: guard.Log.With(zap.String("clone", l.Database())), shared: shared}
 	tl.keeper, _ = l.(Keeper)
 	tl.left = sync.NewCond(&tl.mu)
 	return tl
@@ -65,7 +65,7 @@ func (l *Lease) Attach(ctx context.Context, client net.Conn, st Startup) (*Sessi
 		if err := l.prepare(ctx, st); err != nil {
 			return nil, err
 		}
-		l.conn = newTxConn(l.guard, l.be)
+		l.conn = newTxConn(l.guard, l.log, l.be)
 	}
 	l.users++
 	l.ids++
@@ -113,7 +113,7 @@ func (l *Lease) open(ctx context.Context, runtime map[string]string) (*Backend, 
 				if err == nil {
 					return be, nil
 				}
-				l.log.Debug("kept backend unusable", zap.String("clone", l.Database()), zap.Error(err))
+				l.log.Debug("kept backend unusable", zap.Error(err))
 			}
 			_ = be.Close()
 		}
@@ -165,7 +165,7 @@ func (l *Lease) Release(ctx context.Context, clean bool) {
 	if be != nil {
 		if clean {
 			if err := be.finish(ctx); err != nil {
-				l.log.Warn("tx lease end failed", zap.String("clone", l.Database()), zap.Error(err))
+				l.log.Warn("tx lease end failed", zap.Error(err))
 				clean = false
 			}
 		}
