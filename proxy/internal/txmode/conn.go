@@ -6,6 +6,7 @@ import (
 	"github.com/jackc/pgerrcode"
 	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -45,6 +46,11 @@ type txConn struct {
 	watching  bool       // a watch of the backend runs for the held request (watch.go)
 	inflight  int        // CancelRequests being delivered
 	cancels   sync.WaitGroup
+
+	// doomed: the backend's transaction is lost (the backend ended, or the proxy lost
+	// track of it); set before any client is told, so that routing can forget the
+	// lease before the clients reconnect.
+	doomed atomic.Bool
 
 	served  chan error // the server pump's end
 	scratch []byte     // encoding buffer of the server pump
@@ -140,6 +146,7 @@ func (c *txConn) fail(err error) {
 	if c.failure != nil || c.finished {
 		return
 	}
+	c.doomed.Store(true)
 	c.failure = err
 	c.changed.Broadcast()
 	wire.Interrupt(c.be.conn)
@@ -160,6 +167,7 @@ func (c *txConn) failed() error {
 func (c *txConn) lost(what string, cause error) error {
 	err := fmt.Errorf("%s: %w", what, cause)
 	c.log.Warn("tx session lost its transaction", zap.Error(err))
+	c.doomed.Store(true)
 	c.mu.Lock()
 	sessions := append([]*Session(nil), c.sessions...)
 	c.mu.Unlock()
