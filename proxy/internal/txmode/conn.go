@@ -29,23 +29,26 @@ type txConn struct {
 	mu        sync.Mutex
 	changed   *sync.Cond // a unit completed, skipping started, a turn or a cancel ended, the backend failed
 	q         replyQueue
-	st        txState    // where the server's transaction stands, as replies show it
-	unitsSent int        // units (up to Sync, Query, FunctionCall) sent
-	predicted txState    // the state the last unit sent ends in, if it succeeds
-	unitsDone int        // units answered with ReadyForQuery
-	mustWait  bool       // the next unit needs the outcome of the ones before
-	skipping  bool       // an extended-protocol error: the server skips to the next Sync
-	retry     bool       // a cancel hit the recovery: run it again
-	copyIn    bool       // the server is in COPY FROM STDIN
-	failure   error      // the backend failed; every session ends
-	stopping  bool       // the lease stops the server pump
-	finished  bool       // nothing touches the backend any more
-	holder    *Session   // whose unit or block has the backend
-	sessions  []*Session // attached
-	held      *Session   // whose CancelRequest is held until the proxy's statements are done
-	watching  bool       // a watch of the backend runs for the held request (watch.go)
-	inflight  int        // CancelRequests being delivered
-	cancels   sync.WaitGroup
+	st        txState // where the server's transaction stands, as replies show it
+	unitsSent int     // units (up to Sync, Query, FunctionCall) sent
+	predicted txState // the state the last unit sent ends in, if it succeeds
+	unitsDone int     // units answered with ReadyForQuery
+	mustWait  bool    // the next unit needs the outcome of the ones before
+	skipping  bool    // an extended-protocol error: the server skips to the next Sync
+	retry     bool    // a cancel hit the recovery: run it again
+	// recovering: a failed autocommit unit's recovery was decided and is not done
+	// (its messages may not be queued yet).
+	recovering bool
+	copyIn     bool       // the server is in COPY FROM STDIN
+	failure    error      // the backend failed; every session ends
+	stopping   bool       // the lease stops the server pump
+	finished   bool       // nothing touches the backend any more
+	holder     *Session   // whose unit or block has the backend
+	sessions   []*Session // attached
+	held       *Session   // whose CancelRequest is held until the proxy's statements are done
+	watching   bool       // a watch of the backend runs for the held request (watch.go)
+	inflight   int        // CancelRequests being delivered
+	cancels    sync.WaitGroup
 
 	// doomed: the backend's transaction is lost (the backend ended, or the proxy lost
 	// track of it); set before any client is told, so that routing can forget the
@@ -91,7 +94,9 @@ func (c *txConn) stop() (clean bool) {
 		c.changed.Wait()
 	}
 	c.finished = true
-	clean = errors.Is(err, errStopped) && c.failure == nil
+	// Replies still owed would reach the backend's next user as its own (a stray
+	// ReadyForQuery): a backend stopped with any is not fit.
+	clean = errors.Is(err, errStopped) && c.failure == nil && c.q.len() == 0 && !c.recovering
 	c.mu.Unlock()
 	_ = c.be.conn.SetReadDeadline(time.Time{})
 	c.be.st = c.st

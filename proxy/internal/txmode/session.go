@@ -140,7 +140,7 @@ func (s *Session) drain() bool {
 	defer timer.Stop()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for (c.owns(s) || c.inflight > 0) && c.failure == nil {
+	for (c.owns(s) || c.inflight > 0 || c.recovering) && c.failure == nil {
 		c.changed.Wait()
 	}
 	return c.failure == nil
