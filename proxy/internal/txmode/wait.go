@@ -12,8 +12,8 @@ import (
 // next is skipped too, so nothing depends on the units' outcome. flush sends what the
 // client pump wrote, which the units need.
 //
-// While it waits, s's client may leave (a statement of its own runs, and the client
-// queued another behind it, then went away): it returns errClientDone then, so that
+// While it waits for a statement of s's own, s's client may leave (the client queued
+// another statement behind it, then went away): it returns errClientDone then, so that
 // the session cancels what runs instead of waiting for it.
 func (c *txConn) awaitUnits(s *Session, n int, flush func() error) (st txState, skip bool, err error) {
 	if err := flush(); err != nil {
@@ -34,7 +34,7 @@ func (c *txConn) awaitUnits(s *Session, n int, flush func() error) (st txState, 
 			s.waiting = false // the unit it waited to send is dropped
 			return txState{}, false, errClientDone
 		}
-		if !watching && !s.left {
+		if !watching && !s.left && c.owns(s) { // only its own statement can keep it waiting long
 			watching = true
 			stop := s.watchDeparture()
 			defer func() {
