@@ -3,8 +3,8 @@ package proxy
 import (
 	"crypto/rand"
 	"crypto/subtle"
-	"encoding/binary"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -12,10 +12,13 @@ import (
 	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 )
 
-// cancelRegistry maps the keys the proxy issued to real backends.
+// cancelRegistry maps the keys the proxy issued to what they cancel. A key carries the
+// real backend's process ID, so that the PID a client sees is the one the server
+// functions know; the secret is the proxy's. Connections that share a tx-mode backend
+// share its PID, so a key is the pair (PID, secret).
 type cancelRegistry struct {
 	mu      sync.Mutex
-	targets map[uint32]registered
+	targets map[uint32][]registered // by PID
 }
 
 type registered struct {
@@ -24,44 +27,48 @@ type registered struct {
 }
 
 func newCancelRegistry() *cancelRegistry {
-	return &cancelRegistry{targets: map[uint32]registered{}}
+	return &cancelRegistry{targets: map[uint32][]registered{}}
 }
 
-// register issues a fresh random key for t.
-func (c *cancelRegistry) register(t wire.Canceler) (wire.BackendKey, error) {
-	var b [8]byte
+// register issues a key with the backend's process ID pid and a fresh random secret
+// for t.
+func (c *cancelRegistry) register(pid uint32, t wire.Canceler) (wire.BackendKey, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	k := wire.BackendKey{PID: pid}
 	for {
-		if _, err := rand.Read(b[:]); err != nil {
+		if _, err := rand.Read(k.Secret[:]); err != nil {
 			return wire.BackendKey{}, fmt.Errorf("random backend key: %w", err)
 		}
-		// Keep the process ID a positive int32, as clients that store it signed expect.
-		pid := binary.BigEndian.Uint32(b[:4]) & 0x7fffffff
-		if _, taken := c.targets[pid]; pid == 0 || taken {
-			continue
+		if !slices.ContainsFunc(c.targets[pid], func(r registered) bool { return r.secret == k.Secret }) {
+			break
 		}
-		k := wire.BackendKey{PID: pid}
-		copy(k.Secret[:], b[4:])
-		c.targets[pid] = registered{secret: k.Secret, target: t}
-		return k, nil
 	}
+	c.targets[pid] = append(c.targets[pid], registered{secret: k.Secret, target: t})
+	return k, nil
 }
 
 func (c *cancelRegistry) unregister(k wire.BackendKey) {
 	c.mu.Lock()
-	delete(c.targets, k.PID)
-	c.mu.Unlock()
+	defer c.mu.Unlock()
+	rs := slices.DeleteFunc(c.targets[k.PID], func(r registered) bool { return r.secret == k.Secret })
+	if len(rs) == 0 {
+		delete(c.targets, k.PID)
+		return
+	}
+	c.targets[k.PID] = rs
 }
 
 // lookup returns the target of a client's CancelRequest, or nil when the key is not
 // one the proxy issued.
 func (c *cancelRegistry) lookup(req *pgproto3.CancelRequest) wire.Canceler {
 	c.mu.Lock()
-	r, ok := c.targets[req.ProcessID]
-	c.mu.Unlock()
-	if !ok || subtle.ConstantTimeCompare(r.secret[:], req.SecretKey) != 1 {
-		return nil
+	defer c.mu.Unlock()
+	var found wire.Canceler
+	for _, r := range c.targets[req.ProcessID] {
+		if subtle.ConstantTimeCompare(r.secret[:], req.SecretKey) == 1 {
+			found = r.target
+		}
 	}
-	return r.target
+	return found
 }

@@ -7,8 +7,12 @@
 // database (connections with the same template, mode and session key share one lease,
 // which lingers briefly after its last connection), connects to it with pgconn and the
 // client's other runtime parameters, and then relays bytes both ways without decoding
-// them. It issues its own BackendKeyData and forwards cancel requests to the real
-// backend. The database name "pgtestproxy" is an admin console answering SHOW
+// them. Its BackendKeyData carries the real backend's process ID with a secret of its
+// own (the cancel registry is keyed by both: connections sharing a tx-mode backend share
+// its PID), and it forwards cancel requests to the real backend. A shared lease that is
+// lost (its tx-mode backend ended) is forgotten by routing at once: the key's next
+// connection gets a fresh lease, and the lost one is released unclean when its last
+// connection is gone. The database name "pgtestproxy" is an admin console answering SHOW
 // statements. The proxy never imports the pool: what it needs is the LeaseProvider
 // interface declared here.
 //

@@ -66,7 +66,8 @@ type leaseRef[L heldLease] struct {
 }
 
 // acquire returns a lease for req: a new one when req.Session is empty, else the one
-// shared by every connection with the same database, mode and session key.
+// shared by every connection with the same database, mode and session key. A shared
+// lease that is lost is forgotten: the connection gets a fresh one.
 func (r *router[L]) acquire(ctx context.Context, req LeaseRequest) (*leaseRef[L], error) {
 	if req.Session == "" {
 		l, err := r.fromProvider(ctx, req, false)
@@ -75,35 +76,79 @@ func (r *router[L]) acquire(ctx context.Context, req LeaseRequest) (*leaseRef[L]
 		}
 		return &leaseRef[L]{r: r, lease: l}, nil
 	}
-	key := req
+	for {
+		ref, err := r.join(req)
+		if ref != nil || err != nil {
+			return ref, err
+		}
+		if ref, err, ok := r.start(ctx, req); ok {
+			return ref, err
+		}
+	}
+}
+
+// join takes a hold on the shared lease of key, if there is one that is not lost.
+func (r *router[L]) join(key LeaseRequest) (*leaseRef[L], error) {
 	r.mu.Lock()
 	e := r.shared[key]
-	if e != nil {
-		e.refs++
-		r.stopLinger(e)
+	if e == nil {
 		r.mu.Unlock()
-		<-e.ready // bounded by the first connection's Acquire
-		if e.err != nil {
-			return nil, e.err
-		}
-		return &leaseRef[L]{r: r, lease: e.lease, shared: e, key: key}, nil
+		return nil, nil
 	}
-	e = &sharedLease[L]{ready: make(chan struct{}), refs: 1, clean: true}
+	e.refs++
+	r.stopLinger(e)
+	r.mu.Unlock()
+	<-e.ready // bounded by the first connection's Acquire
+	if e.err != nil {
+		return nil, e.err
+	}
+	ref := &leaseRef[L]{r: r, lease: e.lease, shared: e, key: key}
+	if isLost(e.lease) {
+		ref.release(false) // forgets the lease; the caller starts a fresh one
+		return nil, nil
+	}
+	return ref, nil
+}
+
+// start acquires a shared lease for key from the provider. ok is false when another
+// connection started one meanwhile: join that.
+func (r *router[L]) start(ctx context.Context, key LeaseRequest) (ref *leaseRef[L], err error, ok bool) {
+	r.mu.Lock()
+	if r.shared[key] != nil {
+		r.mu.Unlock()
+		return nil, nil, false
+	}
+	e := &sharedLease[L]{ready: make(chan struct{}), refs: 1, clean: true}
 	r.shared[key] = e
 	r.mu.Unlock()
 
-	l, err := r.fromProvider(ctx, req, true)
+	l, err := r.fromProvider(ctx, key, true)
 	r.mu.Lock()
 	e.lease, e.err = l, err
 	if err != nil {
-		delete(r.shared, key)
+		r.forgetLocked(key, e)
 	}
 	close(e.ready)
 	r.mu.Unlock()
 	if err != nil {
-		return nil, err
+		return nil, err, true
 	}
-	return &leaseRef[L]{r: r, lease: l, shared: e, key: key}, nil
+	return &leaseRef[L]{r: r, lease: l, shared: e, key: key}, nil, true
+}
+
+// isLost reports whether a lease can serve no connection any more (a tx-mode lease
+// whose backend ended).
+func isLost[L heldLease](l L) bool {
+	ll, ok := any(l).(interface{ Lost() bool })
+	return ok && ll.Lost()
+}
+
+// forgetLocked removes e from the shared leases, unless another lease took its key
+// already. r.mu must be held.
+func (r *router[L]) forgetLocked(key LeaseRequest, e *sharedLease[L]) {
+	if r.shared[key] == e {
+		delete(r.shared, key)
+	}
 }
 
 // fromProvider acquires a lease and wraps it; shared says connections with a
@@ -145,15 +190,21 @@ func (r *router[L]) unref(ref *leaseRef[L], clean bool) {
 		r.releaseNow(ref.lease, clean)
 		return
 	}
+	lost := isLost(e.lease)
 	r.mu.Lock()
 	e.refs--
-	e.clean = e.clean && clean
+	e.clean = e.clean && clean && !lost
+	if lost {
+		// Routing forgets a lost lease at once: the key's next connection starts a
+		// fresh one, and no connection arriving meanwhile keeps the lost one alive.
+		r.forgetLocked(ref.key, e)
+	}
 	if e.refs > 0 {
 		r.mu.Unlock()
 		return
 	}
-	if r.closing || r.linger == 0 {
-		delete(r.shared, ref.key)
+	if r.closing || r.linger == 0 || lost {
+		r.forgetLocked(ref.key, e)
 		r.mu.Unlock()
 		r.releaseNow(e.lease, e.clean)
 		return
@@ -174,7 +225,7 @@ func (r *router[L]) expire(key LeaseRequest, e *sharedLease[L], gen int) {
 		return
 	}
 	e.timer = nil
-	delete(r.shared, key)
+	r.forgetLocked(key, e)
 	r.mu.Unlock()
 	r.releaseNow(e.lease, e.clean)
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"net"
 
 	"go.uber.org/zap"
@@ -63,7 +64,7 @@ func (d *dbRunner) relay(cc *clientConn, conn net.Conn, l Lease, p *clientParams
 		s.refuse(cc, conn, out, reportable(err))
 		return false
 	}
-	key, err := s.cancels.register(up.Cancel)
+	key, err := s.cancels.register(up.Cancel.PID(), up.Cancel)
 	if err != nil {
 		_ = up.Conn.Close()
 		s.refuse(cc, conn, out, err)
@@ -97,35 +98,55 @@ func newTxRunner(s *Server) *txRunner {
 
 func (t *txRunner) close() { t.router.close() }
 
+// attachTries bounds how often a tx-mode connection takes a fresh shared lease after
+// the one routing gave it was lost before it could attach.
+const attachTries = 3
+
 func (t *txRunner) run(cc *clientConn, conn net.Conn, p *clientParams, out *wire.MsgBuffer) {
-	serveLeased(t.s, t.router, cc, conn, p, out, func(l *txmode.Lease) bool { return t.serve(cc, conn, l, p, out) })
+	for try := 1; ; try++ {
+		lost := false
+		serveLeased(t.s, t.router, cc, conn, p, out, func(l *txmode.Lease) bool {
+			var clean bool
+			clean, lost = t.serve(cc, conn, l, p, out, try < attachTries)
+			return clean
+		})
+		if !lost {
+			return
+		}
+	}
 }
 
 // serve runs a tx-mode session on its lease and reports whether it left the lease
-// clean.
-func (t *txRunner) serve(cc *clientConn, conn net.Conn, l *txmode.Lease, p *clientParams, out *wire.MsgBuffer) (clean bool) {
+// clean. lost says the lease was lost before the session could attach (only when
+// retry allows it; else the client is refused): routing forgot it, so the caller
+// tries a fresh one.
+func (t *txRunner) serve(cc *clientConn, conn net.Conn, l *txmode.Lease, p *clientParams, out *wire.MsgBuffer,
+	retry bool) (clean, lost bool) {
 	s := t.s
 	sess, err := l.Attach(s.baseCtx, conn, p.startup)
 	if err != nil {
+		if retry && errors.Is(err, txmode.ErrLost) {
+			return false, true
+		}
 		s.refuse(cc, conn, out, reportable(err))
-		return true // the lease knows whether it broke
+		return true, false // the lease knows whether it broke
 	}
-	key, err := s.cancels.register(sess)
+	key, err := s.cancels.register(sess.PID(), sess)
 	if err != nil {
 		sess.Abandon()
 		s.refuse(cc, conn, out, err)
-		return true
+		return true, false
 	}
 	defer s.cancels.unregister(key)
 	sess.Greet(out, key)
 	if err := out.Flush(conn); err != nil {
 		sess.Abandon()
-		return true // the client left; the backend is fine
+		return true, false // the client left; the backend is fine
 	}
 	log := p.logger(s.log, cc).With(zap.String("clone", l.Database()))
 	log.Debug("session started")
 	cc.setRunner(sess, sess.BackendConn())
 	clean = sess.Run()
 	log.Debug("session ended", zap.Bool("clean", clean))
-	return clean
+	return clean, false
 }

@@ -73,6 +73,9 @@ func (s *Session) Run() (clean bool) {
 // BackendConn is the lease's backend socket, which a forced shutdown closes.
 func (s *Session) BackendConn() net.Conn { return s.c.be.conn }
 
+// PID is the process ID of the lease's backend, which every session on it shares.
+func (s *Session) PID() uint32 { return s.c.be.cancel.PID() }
+
 // Send is the session's side of a client's CancelRequest: it cancels the client's
 // statement running on the backend, and nothing else: when the backend runs another
 // session's work, or nothing, it does nothing, as PostgreSQL does for an idle backend.

@@ -121,8 +121,9 @@ func (c *txClient) beginUnit() error {
 		// The units before stream in this session's transaction block.
 		c.st, c.failedKnown = st, !st.block
 	} else {
-		st, skip, err := c.cn.awaitUnits(sent, c.flush)
+		st, skip, err := c.cn.awaitUnits(c.s, sent, c.flush)
 		if err != nil {
+			c.inUnit = false // nothing of it was sent
 			return err
 		}
 		if skip {

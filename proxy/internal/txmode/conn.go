@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgerrcode"
@@ -30,23 +31,31 @@ type txConn struct {
 	mu        sync.Mutex
 	changed   *sync.Cond // a unit completed, skipping started, a turn or a cancel ended, the backend failed
 	q         replyQueue
-	st        txState    // where the server's transaction stands, as replies show it
-	unitsSent int        // units (up to Sync, Query, FunctionCall) sent
-	predicted txState    // the state the last unit sent ends in, if it succeeds
-	unitsDone int        // units answered with ReadyForQuery
-	mustWait  bool       // the next unit needs the outcome of the ones before
-	skipping  bool       // an extended-protocol error: the server skips to the next Sync
-	retry     bool       // a cancel hit the recovery: run it again
-	copyIn    bool       // the server is in COPY FROM STDIN
-	failure   error      // the backend failed; every session ends
-	stopping  bool       // the lease stops the server pump
-	finished  bool       // nothing touches the backend any more
-	holder    *Session   // whose unit or block has the backend
-	sessions  []*Session // attached
-	held      *Session   // whose CancelRequest is held until the proxy's statements are done
-	watching  bool       // a watch of the backend runs for the held request (watch.go)
-	inflight  int        // CancelRequests being delivered
-	cancels   sync.WaitGroup
+	st        txState // where the server's transaction stands, as replies show it
+	unitsSent int     // units (up to Sync, Query, FunctionCall) sent
+	predicted txState // the state the last unit sent ends in, if it succeeds
+	unitsDone int     // units answered with ReadyForQuery
+	mustWait  bool    // the next unit needs the outcome of the ones before
+	skipping  bool    // an extended-protocol error: the server skips to the next Sync
+	retry     bool    // a cancel hit the recovery: run it again
+	// recovering: a failed autocommit unit's recovery was decided and is not done
+	// (its messages may not be queued yet).
+	recovering bool
+	copyIn     bool       // the server is in COPY FROM STDIN
+	failure    error      // the backend failed; every session ends
+	stopping   bool       // the lease stops the server pump
+	finished   bool       // nothing touches the backend any more
+	holder     *Session   // whose unit or block has the backend
+	sessions   []*Session // attached
+	held       *Session   // whose CancelRequest is held until the proxy's statements are done
+	watching   bool       // a watch of the backend runs for the held request (watch.go)
+	inflight   int        // CancelRequests being delivered
+	cancels    sync.WaitGroup
+
+	// doomed: the backend's transaction is lost (the backend ended, or the proxy lost
+	// track of it); set before any client is told, so that routing can forget the
+	// lease before the clients reconnect.
+	doomed atomic.Bool
 
 	served  chan error // the server pump's end
 	scratch []byte     // encoding buffer of the server pump
@@ -122,7 +131,9 @@ func (c *txConn) stop() (clean bool) {
 		c.changed.Wait()
 	}
 	c.finished = true
-	clean = errors.Is(err, errStopped) && c.failure == nil
+	// Replies still owed would reach the backend's next user as its own (a stray
+	// ReadyForQuery): a backend stopped with any is not fit.
+	clean = errors.Is(err, errStopped) && c.failure == nil && c.q.len() == 0 && !c.recovering
 	c.mu.Unlock()
 	_ = c.be.conn.SetReadDeadline(time.Time{})
 	c.be.st = c.st
@@ -177,6 +188,7 @@ func (c *txConn) fail(err error) {
 	if c.failure != nil || c.finished {
 		return
 	}
+	c.doomed.Store(true)
 	c.failure = err
 	c.changed.Broadcast()
 	wire.Interrupt(c.be.conn)
@@ -197,6 +209,7 @@ func (c *txConn) failed() error {
 func (c *txConn) lost(what string, cause error) error {
 	err := fmt.Errorf("%s: %w", what, cause)
 	c.log.Warn("tx session lost its transaction", zap.Error(err))
+	c.doomed.Store(true)
 	c.mu.Lock()
 	sessions := append([]*Session(nil), c.sessions...)
 	c.mu.Unlock()

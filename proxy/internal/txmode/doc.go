@@ -68,7 +68,10 @@
 // server skips after an error up to a Sync not yet sent, waiting is pointless and the
 // messages are forwarded as they are (the server skips them too).
 //
-// Cancel. The key the proxy issues maps to the session, not the backend. A
+// Cancel. The key the proxy issues carries the backend's real process ID, which the
+// sessions on a backend share (so a client's PID is pg_backend_pid() and
+// pg_terminate_backend of it ends the lease's backend), and a secret of the session's
+// own: the key maps to the session, not the backend. A
 // CancelRequest is forwarded while the client's work runs; while one of the proxy's
 // own statements is pending it is held and forwarded once none is, and it is dropped
 // when nothing runs. Held behind the savepoint statements that open a unit (whose
@@ -87,6 +90,20 @@
 // with the same startup parameters (those are the backend's reset values); otherwise
 // the lease opens a fresh one.
 //
+// A lost lease. When the backend ends (a FATAL such as pg_terminate_backend's 57P01,
+// forwarded to every session on it) or the proxy loses track of its transaction, the
+// lease is lost (Lease.Lost, set before any client is told): it refuses new sessions
+// (ErrLost), the router forgets it so that the session key's next connection gets a
+// fresh lease, and its release retires the clone.
+//
+// A session leaving. A client that leaves (Terminate, EOF) has what it started finished
+// (a COPY failed, a unit without Sync synced), its running statement cancelled, its
+// block rolled back and its names closed, before the others go on. While its pump
+// waits for the units before (the client pipelined), the session reads ahead from the
+// client (watchDeparture), so a client that leaves then is seen at once rather than
+// when its running statement ends. A backend whose server pump stops with replies
+// still owed is not kept (they would reach its next user).
+//
 // Connections sharing a session key (README, "How it works") are sessions on the lease's one backend
 // and transaction (conn.go): they take turns one unit at a time, or one client
 // transaction block, which holds the backend until it ends; each session's prepared
@@ -96,7 +113,7 @@
 // after all others left finds what a plain server keeps per connection reset
 // (cursors, prepared statements, temporary tables, advisory locks, settings);
 // connections that are open together share settings, temporary tables and advisory
-// locks, as they share the backend.
+// locks, as they share the backend, and its process ID.
 //
 // What tx mode does not do as a plain server does (documented, not hidden): SET
 // LOCAL and set_config(…, true) in a client transaction last until the lease ends;

@@ -14,6 +14,15 @@ import (
 	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 )
 
+// ErrLost is what Attach fails with (errors.Is) on a lease that is lost (Lost).
+var ErrLost = errors.New("tx-mode lease lost")
+
+// lostError is Attach's refusal on a lost lease: the client's error, which is ErrLost.
+type lostError struct{ err *pgerr.Error }
+
+func (e lostError) Error() string   { return e.err.Error() }
+func (e lostError) Unwrap() []error { return []error{e.err, ErrLost} }
+
 // Lease is a tx-mode lease: the provider's lease and the backend connection that
 // every session on it uses, inside the proxy's transaction. Sessions attach and
 // detach; while any is attached they share a txConn. The lease's end (Release) rolls
@@ -56,10 +65,17 @@ func (l *Lease) Attach(ctx context.Context, client net.Conn, st Startup) (*Sessi
 	for l.conn != nil && l.conn.allLeaving() && ctx.Err() == nil {
 		l.left.Wait()
 	}
-	if l.broken != nil {
-		return nil, &pgerr.Error{Code: pgerrcode.ConnectionFailure,
-			Message: "the tx-mode session's transaction was lost: " + l.broken.Error(),
-			Hint:    "The lease ends when its connections close; the next lease gets a fresh clone."}
+	if l.broken != nil || (l.conn != nil && l.conn.doomed.Load()) {
+		cause := l.broken
+		if cause == nil {
+			cause = l.conn.failed()
+		}
+		if cause == nil {
+			cause = errors.New("its backend ended")
+		}
+		return nil, lostError{&pgerr.Error{Code: pgerrcode.ConnectionFailure,
+			Message: "the tx-mode session's transaction was lost: " + cause.Error(),
+			Hint:    "The lease ends when its connections close; the next lease gets a fresh clone."}}
 	}
 	if l.conn == nil {
 		if err := l.prepare(ctx, st); err != nil {
@@ -176,6 +192,17 @@ func (l *Lease) Release(ctx context.Context, clean bool) {
 		}
 	}
 	l.clone.Release(ctx, clean)
+}
+
+// Lost reports whether the lease's transaction is lost: its backend ended (a FATAL
+// error, pg_terminate_backend) or the proxy lost track of it. No connection can use a
+// lost lease again; the router forgets it at once, so that the next connection of
+// its session key gets a fresh lease, and the lease ends (its clone retired) when
+// its last connection closes.
+func (l *Lease) Lost() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.broken != nil || (l.conn != nil && l.conn.doomed.Load())
 }
 
 // Database is the name of the leased clone.

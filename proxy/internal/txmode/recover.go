@@ -22,6 +22,9 @@ func (c *txConn) recoverLocked() error {
 		return c.lost("recover a failed statement", errors.New("messages were sent behind it"))
 	}
 	c.retry = false
+	// Until the recovery is queued the queue is empty: recovering tells a session
+	// that drains, and the lease's stop, that the server still has to answer.
+	c.recovering = true
 	c.mu.Unlock()
 	return c.sendRecovery(owner)
 }
@@ -41,6 +44,7 @@ func (c *txConn) recovered(status byte) error {
 		return c.lost("recover a failed statement", fmt.Errorf("status %q after ROLLBACK TO SAVEPOINT", status))
 	}
 	c.st.sp = spClean
+	c.recovering = false
 	c.unitsDone++
 	c.changed.Broadcast()
 	c.mu.Unlock()

@@ -160,6 +160,7 @@ func (c *txConn) onError(n int) error {
 		return c.lost("decode an error", err)
 	}
 	if e.Severity == "FATAL" || e.Severity == "PANIC" {
+		c.doomed.Store(true)
 		for _, s := range c.attached() {
 			s.toClient(&e)
 		}

@@ -50,6 +50,9 @@ type Session struct {
 	// yet (it waits for its turn or for the units before); a CancelRequest came
 	// meanwhile, for the statement it sends first.
 	left, waiting, cancelFirst bool
+	// departed: under c.mu, the client's stream ended while its pump waited for the
+	// server (watchDeparture).
+	departed bool
 }
 
 func newTxSession(l *Lease, c *txConn, client net.Conn, names *txNames) *Session {
@@ -137,7 +140,7 @@ func (s *Session) drain() bool {
 	defer timer.Stop()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for (c.owns(s) || c.inflight > 0) && c.failure == nil {
+	for (c.owns(s) || c.inflight > 0 || c.recovering) && c.failure == nil {
 		c.changed.Wait()
 	}
 	return c.failure == nil

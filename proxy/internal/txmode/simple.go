@@ -93,7 +93,7 @@ func (c *txClient) rewrite(t txStmt, last bool) ([]planStmt, error) {
 	}
 	if t.kind == sqllex.Commit && c.st.block && !c.failedKnown {
 		_, sent, _ := c.cn.unitStart()
-		st, skip, err := c.cn.awaitUnits(sent, c.flush)
+		st, skip, err := c.cn.awaitUnits(c.s, sent, c.flush)
 		if err != nil {
 			return nil, err
 		}
