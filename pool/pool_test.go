@@ -630,3 +630,31 @@ func TestCloseCutsLeasesAndJoins(t *testing.T) {
 	}
 	eventually(t, "goroutines to exit", func() bool { return runtime.NumGoroutine() <= before })
 }
+
+// TestHeldTxLeasesDoNotStarveNewOnes: tx-mode leases come back to the pool, so the
+// refill counts them as stock; but a client waiting for a clone while the held ones
+// are still out needs a new clone now, not one of theirs later.
+func TestHeldTxLeasesDoNotStarveNewOnes(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	cfg := f.config(map[string]Migrator{"": newMigDir(t, simpleSchema)})
+	cfg.PoolSize = 1
+	cfg.AcquireTimeout = 20 * time.Second
+	p := f.pool(cfg)
+	held := []*Lease{acquire(t, p, "", leasemode.Tx), acquire(t, p, "", leasemode.Tx)}
+	third, err := p.Acquire(t.Context(), "", leasemode.Tx)
+	if err != nil {
+		t.Fatalf("a third tx lease while two are held: %v", err)
+	}
+	names := map[string]bool{third.Database(): true}
+	for _, l := range held {
+		names[l.Database()] = true
+	}
+	if len(names) != 3 {
+		t.Fatalf("%d distinct clones for 3 tx leases", len(names))
+	}
+	third.Release(t.Context(), true)
+	for _, l := range held {
+		l.Release(t.Context(), true)
+	}
+}

@@ -42,9 +42,9 @@ type counts struct {
 	ready, leasedTx, creatingElsewhere int
 }
 
-// refill starts the clone creations each current template needs: PoolSize ready, plus
-// one per waiting Acquire, counting tx-mode leases (they come back) and clones being
-// made (by anyone). It trims ready clones beyond that (left by a burst, or by tx-mode
+// refill starts the clone creations each current template needs: PoolSize ready
+// (counting tx-mode leases, which come back, and clones being made by anyone), plus one
+// per waiting Acquire. It trims ready clones beyond that (left by a burst, or by tx-mode
 // leases coming back), least recently used first.
 func (p *Pool) refill(ctx context.Context) {
 	gens := p.active()
@@ -98,7 +98,10 @@ func (p *Pool) refill(ctx context.Context) {
 				g.trimming.Store(false)
 			}
 		}
-		need := want - c.ready - c.leasedTx - c.creatingElsewhere - int(g.inflight.Load())
+		// Tx-mode leases come back, so they count towards PoolSize; they never count
+		// towards the waiters, who need a clone now, not when a held lease ends.
+		stock := max(p.cfg.PoolSize-c.leasedTx, 0) + int(g.waiters.Load())
+		need := stock - c.ready - c.creatingElsewhere - int(g.inflight.Load())
 		for range need {
 			g.inflight.Add(1)
 			if !p.goBackground(func() { p.refillOne(g) }) {
