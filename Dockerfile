@@ -7,7 +7,7 @@
 #   docker build --build-arg VERSION=v1.2.3 …        what `pgtestproxy version` prints
 #
 # Run (README, "Docker"): a non-loopback listen needs a password or the explicit opt-out,
-#   docker run --rm -p 127.0.0.1:6543:6543 --tmpfs /var/lib/pgtestproxy \
+#   docker run --rm -p 127.0.0.1:6543:6543 --tmpfs /var/lib/pgtestproxy:mode=1777 \
 #     -e PGTESTPROXY_PASSWORD=secret -v "$PWD/migrations:/migrations:ro" pgtestproxy
 #
 # Bookworm's PostgreSQL is 15, the major version the project's own tests run against.
@@ -57,7 +57,7 @@ RUN groupadd --system --gid 999 postgres \
  && install -d -o postgres -g postgres -m 0755 /migrations
 COPY --from=build /out/pgtestproxy /usr/local/bin/pgtestproxy
 # The data directory: /var/lib/pgtestproxy is where a tmpfs belongs
-# (docker run --tmpfs /var/lib/pgtestproxy); without one the data lives in the
+# (docker run --tmpfs /var/lib/pgtestproxy:mode=1777); without one the data lives in the
 # container's writable layer and goes with the container.
 # The listen address is every interface of the container, which the proxy accepts only
 # with PGTESTPROXY_PASSWORD (clients then log in with SCRAM-SHA-256) or with the explicit
@@ -67,7 +67,6 @@ ENV PGTESTPROXY_LISTEN=0.0.0.0:6543 \
     PGTESTPROXY_DATA_DIR=/var/lib/pgtestproxy/data
 EXPOSE 6543
 USER 999:999
-WORKDIR /var/lib/pgtestproxy
 # Alive and accepting clients: pg_isready against the admin console (no clone is leased).
 HEALTHCHECK --interval=5s --timeout=3s --start-period=60s --retries=5 \
   CMD pg_isready -q -h 127.0.0.1 -p "${PGTESTPROXY_LISTEN##*:}" -d pgtestproxy || exit 1
