@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -417,40 +418,9 @@ func TestRecipeGitHubActionsService(t *testing.T) {
 		t.Fatalf("want a service pgtestproxy with an image: %+v", job.Services)
 	}
 	image := imageEnv(t)
-	checkProxyEnv(t, "the service", svc.Env, flagNames(t))
-	if svc.Env["PGTESTPROXY_PASSWORD"] == "" && svc.Env["PGTESTPROXY_ALLOW_NON_LOOPBACK"] == "" {
-		t.Fatal("the service sets neither PGTESTPROXY_PASSWORD nor PGTESTPROXY_ALLOW_NON_LOOPBACK: the image refuses to start")
-	}
-	if want := "--tmpfs " + filepath.Dir(image["PGTESTPROXY_DATA_DIR"]); !strings.Contains(svc.Options, want) {
-		t.Fatalf("service options %q: want %s, the parent of the image's data directory", svc.Options, want)
-	}
-	_, containerPort, _ := net.SplitHostPort(image["PGTESTPROXY_LISTEN"])
-	if len(svc.Ports) != 1 || !strings.HasSuffix(svc.Ports[0], ":"+containerPort) {
-		t.Fatalf("service ports %q: want HOST:%s, the image's port", svc.Ports, containerPort)
-	}
-	hostPort, _, _ := strings.Cut(svc.Ports[0], ":")
-	if len(svc.Volumes) != 1 || !strings.HasPrefix(svc.Volumes[0], "${{ github.workspace }}:") {
-		t.Fatalf("service volumes %q: want the workspace mounted", svc.Volumes)
-	}
-	mount := strings.TrimSuffix(strings.Split(svc.Volumes[0], ":")[1], ":ro")
-
-	dir := sampleProject(t)
-	addr := freeAddr(t)
-	_, port, _ := net.SplitHostPort(addr)
-	container := map[string]string{}
-	for _, m := range []map[string]string{image, svc.Env} {
-		for k, v := range m {
-			container[k] = v
-		}
-	}
-	container["PGTESTPROXY_LISTEN"] = addr
-	container["PGTESTPROXY_DATA_DIR"] = scratchDataDir(t)
-	migrations, ok := strings.CutPrefix(container["PGTESTPROXY_MIGRATIONS"], mount+"/")
-	if !ok {
-		t.Fatalf("PGTESTPROXY_MIGRATIONS %q is not inside the mounted workspace %s", container["PGTESTPROXY_MIGRATIONS"], mount)
-	}
-	container["PGTESTPROXY_MIGRATIONS"] = filepath.Join(dir, migrations)
-
+	hostPort, mount := checkService(t, svc, image)
+	dir, addr := sampleProject(t), freeAddr(t)
+	container := containerEnv(t, image, svc.Env, mount, dir, addr)
 	var ran []string
 	for _, s := range job.Steps {
 		switch {
@@ -468,16 +438,17 @@ func TestRecipeGitHubActionsService(t *testing.T) {
 			if pw, _ := u.User.Password(); pw != svc.Env["PGTESTPROXY_PASSWORD"] {
 				t.Fatalf("step %q: DATABASE_URL's password %q is not the service's", s.Name, pw)
 			}
+			_, port, _ := net.SplitHostPort(addr)
 			u.Host = net.JoinHostPort(u.Hostname(), port)
-			stepVars := []string{"DATABASE_URL=" + u.String()}
+			vars := []string{quote("DATABASE_URL=" + u.String())}
 			for k, v := range s.Env {
 				if k != "DATABASE_URL" {
-					stepVars = append(stepVars, k+"="+v)
+					vars = append(vars, quote(k+"="+v))
 				}
 			}
 			// The step's own environment wins over what run exports.
-			script := "exec env " + strings.Join(quoteAll(stepVars), " ") + " bash -e -c " + quote(s.Run)
-			wantOK(t, shell(t, dir, stepEnv(t.TempDir(), false, container), binary+" run -- bash -c "+quote(script)))
+			step := binary + " run -- env " + strings.Join(vars, " ") + " bash -e -c " + quote(s.Run)
+			wantOK(t, shell(t, dir, stepEnv(t.TempDir(), false, container), step))
 			ran = append(ran, s.Name)
 		}
 	}
@@ -486,16 +457,48 @@ func TestRecipeGitHubActionsService(t *testing.T) {
 	}
 }
 
+// checkService fails t unless the service fits the image: variables that name flags, a
+// password or the opt-out, a tmpfs where the image keeps its data, the image's port
+// published, the workspace mounted. It returns the published port and the mount point.
+func checkService(t *testing.T, svc ghService, image map[string]string) (hostPort, mount string) {
+	t.Helper()
+	checkProxyEnv(t, "the service", svc.Env, flagNames(t))
+	if svc.Env["PGTESTPROXY_PASSWORD"] == "" && svc.Env["PGTESTPROXY_ALLOW_NON_LOOPBACK"] == "" {
+		t.Fatal("the service sets neither PGTESTPROXY_PASSWORD nor PGTESTPROXY_ALLOW_NON_LOOPBACK: the image refuses to start")
+	}
+	if want := "--tmpfs " + filepath.Dir(image["PGTESTPROXY_DATA_DIR"]); !strings.Contains(svc.Options, want) {
+		t.Fatalf("service options %q: want %s, the parent of the image's data directory", svc.Options, want)
+	}
+	_, containerPort, _ := net.SplitHostPort(image["PGTESTPROXY_LISTEN"])
+	if len(svc.Ports) != 1 || !strings.HasSuffix(svc.Ports[0], ":"+containerPort) {
+		t.Fatalf("service ports %q: want HOST:%s, the image's port", svc.Ports, containerPort)
+	}
+	hostPort, _, _ = strings.Cut(svc.Ports[0], ":")
+	if len(svc.Volumes) != 1 || !strings.HasPrefix(svc.Volumes[0], "${{ github.workspace }}:") {
+		t.Fatalf("service volumes %q: want the workspace mounted", svc.Volumes)
+	}
+	return hostPort, strings.TrimSuffix(strings.Split(svc.Volumes[0], ":")[1], ":ro")
+}
+
+// containerEnv is the proxy's environment inside the service container, the image's
+// settings overlaid by the service's, mapped to this machine: the workspace mount to
+// dir, the data directory to a scratch one, the listen address to addr.
+func containerEnv(t *testing.T, image, service map[string]string, mount, dir, addr string) map[string]string {
+	t.Helper()
+	env := maps.Clone(image)
+	maps.Copy(env, service)
+	migrations, ok := strings.CutPrefix(env["PGTESTPROXY_MIGRATIONS"], mount+"/")
+	if !ok {
+		t.Fatalf("PGTESTPROXY_MIGRATIONS %q is not inside the mounted workspace %s", env["PGTESTPROXY_MIGRATIONS"], mount)
+	}
+	env["PGTESTPROXY_MIGRATIONS"] = filepath.Join(dir, migrations)
+	env["PGTESTPROXY_LISTEN"] = addr
+	env["PGTESTPROXY_DATA_DIR"] = scratchDataDir(t)
+	return env
+}
+
 // quote makes s one word for bash.
 func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
-
-func quoteAll(ss []string) []string {
-	out := make([]string, len(ss))
-	for i, s := range ss {
-		out[i] = quote(s)
-	}
-	return out
-}
 
 // TestRecipesInREADME: the README shows every recipe file as it is.
 func TestRecipesInREADME(t *testing.T) {
