@@ -8,6 +8,7 @@ BENCHTIME ?= 2s
 # tmpfs probe in datadir.go is Linux-only); windows/amd64 needs more (flock, setsid).
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 PLATFORMS ?= linux/amd64 linux/arm64
+DIST      ?= dist
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
 # staticcheck 2026.2.2, the release for Go 1.26; installed into bin/ on first use.
 STATICCHECK_VERSION ?= v0.8.2
@@ -44,18 +45,18 @@ staticcheck: $(STATICCHECK) ## run staticcheck (pinned: STATICCHECK_VERSION) ove
 $(STATICCHECK):
 	GOBIN=$(CURDIR)/$(dir $@) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
-release: ## build dist/pgtestproxy_VERSION_OS_ARCH.tar.gz for PLATFORMS and dist/SHA256SUMS, offline
-	rm -rf dist && mkdir -p dist
+release: ## build dist/pgtestproxy_VERSION_OS_ARCH.tar.gz for PLATFORMS and dist/SHA256SUMS (DIST=dir), offline
+	rm -rf $(DIST) && mkdir -p $(DIST)
 	@set -e; for p in $(PLATFORMS); do \
 	  os=$${p%/*}; arch=$${p#*/}; name=pgtestproxy_$(VERSION)_$${os}_$${arch}; exe=; \
 	  [ "$$os" != windows ] || exe=.exe; \
-	  echo "== $$name"; mkdir -p dist/$$name; \
+	  echo "== $$name"; mkdir -p $(DIST)/$$name; \
 	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" \
-	    -o dist/$$name/pgtestproxy$$exe ./cmd/pgtestproxy; \
-	  cp README.md dist/$$name/; \
-	  if [ "$$os" = windows ]; then (cd dist && zip -qrX $$name.zip $$name); \
-	  else tar -C dist --sort=name --owner=0 --group=0 --numeric-owner --mtime=@$(SOURCE_DATE_EPOCH) \
-	    -cf - $$name | gzip -9n > dist/$$name.tar.gz; fi; \
-	  rm -rf dist/$$name; \
+	    -o $(DIST)/$$name/pgtestproxy$$exe ./cmd/pgtestproxy; \
+	  cp README.md $(DIST)/$$name/; \
+	  if [ "$$os" = windows ]; then (cd $(DIST) && zip -qrX $$name.zip $$name); \
+	  else tar -C $(DIST) --sort=name --owner=0 --group=0 --numeric-owner --mtime=@$(SOURCE_DATE_EPOCH) \
+	    -cf - $$name | gzip -9n > $(DIST)/$$name.tar.gz; fi; \
+	  rm -rf $(DIST)/$$name; \
 	done
-	cd dist && sha256sum pgtestproxy_* > SHA256SUMS && cat SHA256SUMS
+	cd $(DIST) && sha256sum pgtestproxy_* > SHA256SUMS && cat SHA256SUMS

@@ -1,9 +1,13 @@
 package integration
 
 import (
+	"archive/tar"
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
+	"debug/elf"
+	"io"
 	"maps"
 	"net"
 	"net/url"
@@ -11,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -522,5 +527,82 @@ func TestRecipesInREADME(t *testing.T) {
 		if !bytes.Contains(readme, append(append([]byte("\n"), b...), "```\n"...)) {
 			t.Errorf("README.md does not show %s as it is", f.Name())
 		}
+	}
+}
+
+// TestMakeRelease builds the release archives with the module proxy switched off and
+// checks what a user downloading one gets: checksums that verify, and a static binary
+// that prints the version it was built as.
+func TestMakeRelease(t *testing.T) {
+	t.Parallel()
+	const version = "v9.9.9-test"
+	native := runtime.GOOS + "/" + runtime.GOARCH
+	platforms := "linux/amd64 linux/arm64"
+	if !strings.Contains(platforms, native) {
+		platforms += " " + native
+	}
+	dist := filepath.Join(t.TempDir(), "dist")
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	defer cancel()
+	mk := exec.CommandContext(ctx, "make", "-C", "..", "release", "DIST="+dist, "VERSION="+version, "PLATFORMS="+platforms)
+	mk.Env = append(os.Environ(), "GOPROXY=off")
+	if out, err := mk.CombinedOutput(); err != nil {
+		t.Fatalf("make release: %v\n%s", err, out)
+	}
+	sums := exec.CommandContext(ctx, "sha256sum", "--strict", "-c", "SHA256SUMS")
+	sums.Dir = dist
+	out, err := sums.CombinedOutput()
+	if err != nil || strings.Count(string(out), ": OK\n") != len(strings.Fields(platforms)) {
+		t.Fatalf("sha256sum -c: %v\n%s", err, out)
+	}
+	name := "pgtestproxy_" + version + "_" + runtime.GOOS + "_" + runtime.GOARCH
+	bin := extract(t, filepath.Join(dist, name+".tar.gz"), name+"/pgtestproxy")
+	f, err := elf.Open(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			t.Fatal("the released binary is dynamically linked")
+		}
+	}
+	v, err := exec.CommandContext(ctx, bin, "version").Output()
+	if err != nil || strings.TrimSpace(string(v)) != "pgtestproxy "+version {
+		t.Fatalf("released binary's version: %q, %v", v, err)
+	}
+}
+
+// extract writes member of the tar.gz archive to a file of its own and returns its
+// path.
+func extract(t *testing.T, archive, member string) string {
+	t.Helper()
+	f, err := os.Open(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(gz)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			t.Fatalf("%s in %s: %v", member, archive, err)
+		}
+		if h.Name != member {
+			continue
+		}
+		path := filepath.Join(t.TempDir(), filepath.Base(member))
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return path
 	}
 }
