@@ -4,10 +4,9 @@ PKGS     ?= ./...
 ARGS     ?=
 BENCHTIME ?= 2s
 # release: the version stamped into the binaries and the archive names, and the targets.
-# darwin/amd64 darwin/arm64 join PLATFORMS once internal/pgserver builds there (its
-# tmpfs probe in datadir.go is Linux-only); windows/amd64 needs more (flock, setsid).
+# windows/amd64 is not among them: the embedded launcher needs flock and setsid.
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-PLATFORMS ?= linux/amd64 linux/arm64
+PLATFORMS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
 DIST      ?= dist
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
 # staticcheck 2026.2.2, the release for Go 1.26; installed into bin/ on first use.

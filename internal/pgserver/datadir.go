@@ -5,8 +5,6 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
-
-	"golang.org/x/sys/unix"
 )
 
 // tmpfsRoot is where DefaultDataDir prefers to put data; a variable for tests.
@@ -36,15 +34,6 @@ func DefaultDataDir(major int) (dir, reason string) {
 		cache = os.TempDir()
 	}
 	return filepath.Join(cache, "pgtestproxy", leaf), "no tmpfs with room; using the user cache directory"
-}
-
-// tmpfsFree reports the free bytes of dir when it is a tmpfs.
-func tmpfsFree(dir string) (uint64, bool) {
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil || st.Type != unix.TMPFS_MAGIC {
-		return 0, false
-	}
-	return st.Bavail * uint64(st.Bsize), true
 }
 
 func userName() string {
