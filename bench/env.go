@@ -70,10 +70,9 @@ func startEnv(ctx context.Context, log io.Writer) (*env, error) {
 	fmt.Fprintln(log, "building the proxy binary")
 	e.proxyBin = filepath.Join(root, "pgtestproxy")
 	build := exec.CommandContext(ctx, "go", "build", "-o", e.proxyBin, "./cmd/pgtestproxy")
-	build.Dir = ".." // the bench module lives in the product's bench/ directory
-	if _, err := os.Stat(filepath.Join(build.Dir, "cmd", "pgtestproxy")); err != nil {
+	if build.Dir, err = productRoot(); err != nil {
 		e.close()
-		return nil, fmt.Errorf("run the bench from the bench/ directory (make bench): %w", err)
+		return nil, err
 	}
 	build.Stderr = log
 	if err := build.Run(); err != nil {
@@ -81,6 +80,25 @@ func startEnv(ctx context.Context, log io.Writer) (*env, error) {
 		return nil, fmt.Errorf("go build ./cmd/pgtestproxy: %w", err)
 	}
 	return e, nil
+}
+
+// productRoot is the pgtestproxy checkout the bench runs in: the working directory or
+// the nearest parent with cmd/pgtestproxy (the bench module lives in its bench/).
+func productRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "cmd", "pgtestproxy", "main.go")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("run the bench inside a pgtestproxy checkout (make bench): no cmd/pgtestproxy above the working directory")
+		}
+		dir = parent
+	}
 }
 
 func shmOrTemp() string {
@@ -171,7 +189,8 @@ type proxyProc struct {
 // address it bound.
 func (e *env) startProxy(ctx context.Context, sets map[string]string, extra ...string) (*proxyProc, error) {
 	args := []string{"serve", "--upstream", e.url("", "postgres"), "--listen", "127.0.0.1:0",
-		"--log-format", "json", "--log-level", "info", "--max-clones", "1200", "--max-sessions", "2000"}
+		"--log-format", "json", "--log-level", "info", "--max-clones", "1200", "--max-sessions", "2000",
+		"--acquire-timeout", "10m"} // the footprint opens hundreds of sessions faster than clones are made
 	for name, dir := range sets {
 		args = append(args, "--migrations", name+"="+dir)
 	}
@@ -245,7 +264,7 @@ func (e *env) startPgbouncer(ctx context.Context) (string, error) {
 	}
 	_ = os.Chmod(dir, 0o777)
 	ini := fmt.Sprintf(`[databases]
-* = host=127.0.0.1 port=%d
+* = host=127.0.0.1 port=%d user=postgres
 [pgbouncer]
 listen_addr = 127.0.0.1
 listen_port = %d

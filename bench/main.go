@@ -57,7 +57,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	}
 	c.poolSize = 4
 	if c.quick {
-		c.iterations, c.pace, c.suiteN, c.workers, c.coldWorkers = 100, 50*time.Millisecond, 100, []int{1, 4}, 4
+		c.iterations, c.pace, c.suiteN, c.workers, c.coldWorkers = 100, 50*time.Millisecond, 100, []int{4}, 4
 		c.pgbenchT, c.pgbenchRuns, c.repeats, c.sessions = 3, 1, 1, []int{0, 100}
 	} else {
 		c.iterations, c.pace, c.suiteN, c.workers, c.coldWorkers = 500, 50*time.Millisecond, 1000, []int{1, 2, 4}, 4
@@ -159,9 +159,11 @@ func (b *bench) run(ctx context.Context) error {
 			continue
 		}
 		fmt.Fprintf(b.log, "scenario %s\n", s.n)
+		t0 := time.Now()
 		if err := s.run(ctx); err != nil {
 			return fmt.Errorf("scenario %s: %w", s.n, err)
 		}
+		fmt.Fprintf(b.log, "scenario %s took %v\n", s.n, time.Since(t0).Round(time.Second))
 	}
 	return nil
 }
