@@ -87,8 +87,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	b.rep.ratios()
+	b.rep.Goals = b.rep.judge()
 	fmt.Fprintln(stdout)
 	b.rep.print(stdout)
+	printGoals(stdout, b.rep.Goals)
 	if cfg.jsonPath != "" {
 		if err := b.rep.writeJSON(cfg.jsonPath); err != nil {
 			fmt.Fprintln(stderr, "bench:", err)
@@ -102,6 +104,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		b.rep.markdown(f)
+		markdownGoals(f, b.rep.Goals)
 		_ = f.Close()
 	}
 	return 0

@@ -34,6 +34,7 @@ type report struct {
 	Machine  string    `json:"machine"`
 	Rows     []row     `json:"rows"`
 	Skipped  []string  `json:"skipped,omitempty"`
+	Goals    []goal    `json:"goals,omitempty"`
 	groups   []string
 	progress io.Writer
 }

@@ -71,3 +71,27 @@ func TestDryNote(t *testing.T) {
 		t.Errorf("dryNote = %q, want never ran dry", got)
 	}
 }
+
+func TestJudgeGoals(t *testing.T) {
+	rep := &report{progress: &strings.Builder{}}
+	rep.add(row{Group: "1 acquisition, flat out", Name: nameDirect, Value: 10, Baseline: true})
+	rep.add(row{Group: "1 acquisition, flat out", Name: nameProxyTx, Value: 1})
+	rep.add(row{Group: "2 suite large, 10 tests, 1 workers", Name: namePgtestdb, Value: 100, Baseline: true})
+	rep.add(row{Group: "2 suite large, 10 tests, 1 workers", Name: nameProxyTx, Value: 1})
+	rep.add(row{Group: "2 suite large, 10 tests, 4 workers", Name: namePgtestdb, Value: 20, Baseline: true})
+	rep.add(row{Group: "2 suite large, 10 tests, 4 workers", Name: nameProxyTx, Value: 1})
+	goals := map[string]goal{}
+	for _, g := range rep.judge() {
+		goals[g.Goal] = g
+	}
+	if g := goals["tx-mode acquisition / direct (flat out, p50)"]; !g.Found || !g.Met || g.Measured != 0.1 {
+		t.Errorf("tx acquisition goal = %+v, want 0.1 met", g)
+	}
+	// The last (most workers) group counts: 20× is short of 30×.
+	if g := goals["suite large: pgtestdb / tx mode (speed-up)"]; !g.Found || g.Met || g.Measured != 20 {
+		t.Errorf("suite goal = %+v, want 20 not met", g)
+	}
+	if g := goals["pgbench -S: tx mode / pgbouncer session"]; g.Found || g.Met {
+		t.Errorf("pgbench goal = %+v, want not measured", g)
+	}
+}
