@@ -77,11 +77,10 @@ func formatValue(r row) string {
 	return s
 }
 
-// print writes the table: one block per group, the baseline first, every row with its
-// ratio to the baseline.
-func (rep *report) print(w io.Writer) {
-	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "group\trow\tresult\tratio\tnote")
+// byGroup returns the rows group by group, in the order the groups were measured, each
+// group's baseline first.
+func (rep *report) byGroup() [][]row {
+	var out [][]row
 	for _, g := range rep.groups {
 		var rows []row
 		for _, r := range rep.Rows {
@@ -90,6 +89,17 @@ func (rep *report) print(w io.Writer) {
 			}
 		}
 		sort.SliceStable(rows, func(i, j int) bool { return rows[i].Baseline && !rows[j].Baseline })
+		out = append(out, rows)
+	}
+	return out
+}
+
+// print writes the table: one block per group, the baseline first, every row with its
+// ratio to the baseline.
+func (rep *report) print(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "group\trow\tresult\tratio\tnote")
+	for _, rows := range rep.byGroup() {
 		for _, r := range rows {
 			ratio := ""
 			switch {
@@ -98,7 +108,7 @@ func (rep *report) print(w io.Writer) {
 			case r.Ratio > 0:
 				ratio = fmt.Sprintf("%.3g×", r.Ratio)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", g, r.Name, formatValue(r), ratio, r.Note)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Group, r.Name, formatValue(r), ratio, r.Note)
 		}
 	}
 	_ = tw.Flush()
@@ -111,20 +121,13 @@ func (rep *report) print(w io.Writer) {
 func (rep *report) markdown(w io.Writer) {
 	fmt.Fprintln(w, "| group | row | result | ratio | note |")
 	fmt.Fprintln(w, "|---|---|---|---|---|")
-	for _, g := range rep.groups {
-		var rows []row
-		for _, r := range rep.Rows {
-			if r.Group == g {
-				rows = append(rows, r)
-			}
-		}
-		sort.SliceStable(rows, func(i, j int) bool { return rows[i].Baseline && !rows[j].Baseline })
+	for _, rows := range rep.byGroup() {
 		for _, r := range rows {
 			ratio := "baseline"
 			if !r.Baseline {
 				ratio = fmt.Sprintf("%.3g×", r.Ratio)
 			}
-			fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", g, r.Name, formatValue(r), ratio,
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", r.Group, r.Name, formatValue(r), ratio,
 				strings.ReplaceAll(r.Note, "|", "/"))
 		}
 	}
