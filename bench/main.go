@@ -73,6 +73,8 @@ type bench struct {
 	admin *sql.DB // superuser pool on the server's postgres database
 	rep   *report
 	log   io.Writer
+	// failed lists the scenarios that failed; their rows so far are kept.
+	failed []string
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -106,6 +108,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		b.rep.markdown(f)
 		markdownGoals(f, b.rep.Goals)
 		_ = f.Close()
+	}
+	if len(b.failed) > 0 {
+		fmt.Fprintln(stderr, "bench:", strings.Join(b.failed, "; "))
+		return 1
 	}
 	return 0
 }
@@ -164,7 +170,13 @@ func (b *bench) run(ctx context.Context) error {
 		fmt.Fprintf(b.log, "scenario %s\n", s.n)
 		t0 := time.Now()
 		if err := s.run(ctx); err != nil {
-			return fmt.Errorf("scenario %s: %w", s.n, err)
+			if ctx.Err() != nil {
+				return fmt.Errorf("scenario %s: %w", s.n, err)
+			}
+			// The rows measured so far still count; the run fails at the end.
+			b.failed = append(b.failed, fmt.Sprintf("scenario %s failed: %v", s.n, err))
+			b.rep.skip(b.failed[len(b.failed)-1])
+			continue
 		}
 		fmt.Fprintf(b.log, "scenario %s took %v\n", s.n, time.Since(t0).Round(time.Second))
 	}
