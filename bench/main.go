@@ -48,7 +48,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	c := &config{}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.BoolVar(&c.quick, "quick", false, "a short run (≈ a few minutes): fewer iterations, tests and pgbench seconds")
+	fs.BoolVar(&c.quick, "quick", false, "a short run: 100 iterations, suites of 100 tests on 4 workers, 3 s pgbench runs, up to 100 sessions")
 	fs.StringVar(&c.jsonPath, "json", "", "write the rows as JSON to `FILE`")
 	fs.StringVar(&c.mdPath, "markdown", "", "write the table as Markdown to `FILE`")
 	fs.StringVar(&c.only, "only", "", "comma-separated scenarios to run (1–5; default all)")
@@ -213,7 +213,8 @@ type named struct {
 }
 
 // approaches returns every way a test can get a database of set, warm (templates
-// built, connections up); withDirect adds the direct connection as the baseline.
+// built, connections up). Outside a suite the direct connection comes first, as the
+// baseline; in a suite (tests would see each other's rows there) pgtestdb is.
 func (b *bench) approaches(ctx context.Context, set string, suite bool) ([]named, func(), error) {
 	e := b.env
 	warm, err := newTxdbWarm(ctx, e.url("", directDB(set)))
