@@ -15,7 +15,7 @@ STATICCHECK := bin/tools/staticcheck-$(STATICCHECK_VERSION)/staticcheck
 
 .DEFAULT_GOAL := help
 
-.PHONY: help build run test bench lint fmt-check staticcheck release
+.PHONY: help build run test bench bench-go lint fmt-check staticcheck release
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -29,7 +29,10 @@ run: ## run the proxy on the embedded server (pass flags with ARGS="--migrations
 test: ## run every test against real PostgreSQL, with the race detector
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
 
-bench: ## run the benchmarks; each prints its ratio to a baseline measured in the same run
+bench: ## pgtestproxy vs pgtestdb, go-txdb, pgbouncer… in one run, one table (ARGS="--quick --json bench.json"; see BENCH.md)
+	$(GO) build -C bench -o $(CURDIR)/bin/bench . && ./bin/bench $(ARGS)
+
+bench-go: ## run the go test benchmarks; each prints its ratio to a baseline measured in the same run
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 60m $(PKGS)
 
 lint: fmt-check ## gofmt check plus go vet
