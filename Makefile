@@ -2,11 +2,12 @@
 GO       ?= go
 PKGS     ?= ./...
 ARGS     ?=
+FIDELITY_ARGS ?=
 BENCHTIME ?= 2s
 
 .DEFAULT_GOAL := help
 
-.PHONY: help build run test bench lint fmt-check
+.PHONY: help build run test bench lint fmt-check fidelity
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -22,6 +23,9 @@ test: ## run every test against real PostgreSQL, with the race detector
 
 bench: ## run the benchmarks; each prints its ratio to a baseline measured in the same run
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 60m $(PKGS)
+
+fidelity: ## run pgx's own test suite directly and through each lease mode (FIDELITY_ARGS="--run TestConn --json out.json"); not part of test
+	cd fidelity && $(GO) run . $(FIDELITY_ARGS)
 
 lint: fmt-check ## gofmt check plus go vet
 	$(GO) vet $(PKGS)

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// pgxPackages are the packages of pgx's suite that run.
+var pgxPackages = []string{
+	"github.com/jackc/pgx/v5",
+	"github.com/jackc/pgx/v5/pgconn",
+	"github.com/jackc/pgx/v5/pgtype",
+	"github.com/jackc/pgx/v5/stdlib",
+	"github.com/jackc/pgx/v5/pgxpool",
+}
+
+// runNames are the runs in table order; direct is the baseline and always runs.
+var runNames = []string{"direct", "db-key", "tx", "tx-key"}
+
+// options are the command line.
+type options struct {
+	root       string        // the pgtestproxy checkout (holds cmd/pgtestproxy)
+	work       string        // scratch directory: data dir, binary, logs
+	runs       []string      // the proxy runs to do, besides direct
+	run        string        // go test -run
+	skip       string        // go test -skip
+	pkgs       []string      // packages of the suite
+	timeout    time.Duration // go test -timeout, per run
+	procs      int           // go test -p
+	parallel   int           // go test -parallel
+	jsonFile   string        // where the raw results go
+	listMax    int           // tests listed per cause
+	proxyFlags string        // extra flags for pgtestproxy serve
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	opt, err := parseFlags(args, stderr)
+	if err != nil {
+		return 2
+	}
+	results, err := measure(ctx, opt, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "fidelity: %v\n", err)
+		return 1
+	}
+	rep := buildReport(results)
+	rep.print(stdout, opt.listMax)
+	if opt.jsonFile != "" {
+		if err := rep.writeJSON(opt.jsonFile, results); err != nil {
+			fmt.Fprintf(stderr, "fidelity: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "\nraw results: %s\n", opt.jsonFile)
+	}
+	return 0
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	fs := flag.NewFlagSet("fidelity", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var opt options
+	var runs, pkgs string
+	fs.StringVar(&opt.root, "root", "..", "the pgtestproxy checkout to build the proxy from")
+	fs.StringVar(&opt.work, "work", "/dev/shm/pgtp-fidelity", "scratch directory: server data, proxy binary, logs")
+	fs.StringVar(&runs, "runs", "db-key,tx,tx-key", "proxy runs to do besides direct: db-key, tx, tx-key")
+	fs.StringVar(&opt.run, "run", "", "go test -run: only the tests matching")
+	fs.StringVar(&opt.skip, "skip", "", "go test -skip: not the tests matching")
+	fs.StringVar(&pkgs, "pkgs", strings.Join(pgxPackages, ","), "packages of pgx's suite to run")
+	fs.DurationVar(&opt.timeout, "timeout", 15*time.Minute, "go test -timeout for each run (per package)")
+	fs.IntVar(&opt.procs, "p", 2, "go test -p: packages run at once")
+	fs.IntVar(&opt.parallel, "parallel", 4, "go test -parallel: parallel tests at once per package")
+	fs.StringVar(&opt.jsonFile, "json", "", "write the raw results to this file")
+	fs.IntVar(&opt.listMax, "list", 25, "tests listed per cause (0: all)")
+	fs.StringVar(&opt.proxyFlags, "proxy-flags", "", "extra flags for pgtestproxy serve, space-separated")
+	if err := fs.Parse(args); err != nil {
+		return opt, err
+	}
+	for r := range strings.SplitSeq(runs, ",") {
+		r = strings.TrimSpace(r)
+		if r == "" || r == "direct" {
+			continue
+		}
+		if !slices.Contains(runNames, r) {
+			fmt.Fprintf(stderr, "fidelity: unknown run %q (want db-key, tx, tx-key)\n", r)
+			return opt, fmt.Errorf("unknown run %q", r)
+		}
+		opt.runs = append(opt.runs, r)
+	}
+	for p := range strings.SplitSeq(pkgs, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			opt.pkgs = append(opt.pkgs, p)
+		}
+	}
+	var err error
+	if opt.root, err = filepath.Abs(opt.root); err != nil {
+		return opt, err
+	}
+	return opt, nil
+}
