@@ -6,8 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -46,19 +49,55 @@ type runResult struct {
 	// panics, timeouts) and its final action.
 	PackageOutput map[string][]string `json:"package_output"`
 	PackageAction map[string]string   `json:"package_action"`
+	// Hung are the top-level tests per package that were still running when the
+	// package timed out; the package ran again without them.
+	Hung map[string][]string `json:"hung,omitempty"`
 }
 
-// runSuite runs pgx's suite once with dsn as its database and collects the results.
+// maxReruns bounds how often one package is run again after it timed out.
+const maxReruns = 3
+
+// runSuite runs pgx's suite with dsn as its database and collects the results. A
+// package whose test binary timed out (a test that hangs, such as one waiting for a
+// notification that never comes) is run again without the tests that hung, so one hang
+// does not hide the rest of its package; the hung tests stay "did not finish".
 func runSuite(ctx context.Context, opt options, name, dsn string, log io.Writer) (*runResult, error) {
+	res, err := goTest(ctx, opt, name, dsn, opt.pkgs, opt.skip, log)
+	if err != nil {
+		return nil, err
+	}
+	for _, pkg := range opt.pkgs {
+		out := res.PackageOutput[pkg]
+		for range maxReruns {
+			hung := timedOut(out, opt.timeout/2)
+			if len(hung) == 0 {
+				break
+			}
+			res.Hung[pkg] = append(res.Hung[pkg], hung...)
+			fmt.Fprintf(log, "fidelity: %s: %s timed out in %s; running it again without them\n",
+				name, strings.Join(hung, ", "), pkg)
+			again, err := goTest(ctx, opt, name, dsn, []string{pkg}, skipPattern(opt.skip, res.Hung[pkg]), log)
+			if err != nil {
+				return nil, err
+			}
+			res.merge(again)
+			out = again.PackageOutput[pkg]
+		}
+	}
+	return res, nil
+}
+
+// goTest runs go test -json over pkgs once.
+func goTest(ctx context.Context, opt options, name, dsn string, pkgs []string, skip string, log io.Writer) (*runResult, error) {
 	args := []string{"test", "-json", "-count=1", "-timeout", opt.timeout.String(),
 		"-p", strconv.Itoa(opt.procs), "-parallel", strconv.Itoa(opt.parallel)}
 	if opt.run != "" {
 		args = append(args, "-run", opt.run)
 	}
-	if opt.skip != "" {
-		args = append(args, "-skip", opt.skip)
+	if skip != "" {
+		args = append(args, "-skip", skip)
 	}
-	args = append(args, opt.pkgs...)
+	args = append(args, pkgs...)
 	// go test's own -timeout ends a hung package; this bound ends a hung go command.
 	ctx, cancel := context.WithTimeout(ctx, opt.timeout+5*time.Minute)
 	defer cancel()
@@ -77,7 +116,7 @@ func runSuite(ctx context.Context, opt options, name, dsn string, log io.Writer)
 		return nil, err
 	}
 	res := &runResult{Name: name, DSN: dsn, Tests: map[string]*testResult{},
-		PackageOutput: map[string][]string{}, PackageAction: map[string]string{}}
+		PackageOutput: map[string][]string{}, PackageAction: map[string]string{}, Hung: map[string][]string{}}
 	perr := res.read(out)
 	werr := cmd.Wait()
 	res.Duration = time.Since(began)
@@ -152,4 +191,58 @@ func (r *runResult) add(ev testEvent) {
 	case "pass", "fail", "skip":
 		t.Action, t.Elapsed = ev.Action, ev.Elapsed
 	}
+}
+
+// merge takes from again the results of the tests that r has not seen finish.
+func (r *runResult) merge(again *runResult) {
+	for id, t := range again.Tests {
+		if old := r.Tests[id]; old == nil || old.Action == "" {
+			r.Tests[id] = t
+		}
+	}
+	for pkg, out := range again.PackageOutput {
+		r.PackageOutput[pkg] = append(r.PackageOutput[pkg], out...)
+	}
+	maps.Copy(r.PackageAction, again.PackageAction)
+	r.Duration += again.Duration
+	r.ExitCode = max(r.ExitCode, again.ExitCode)
+}
+
+// timedOut returns the top-level tests that had run for at least minRun when the test
+// binary that printed out panicked with "test timed out" (testing lists the running
+// tests with their durations after that line).
+func timedOut(out []string, minRun time.Duration) []string {
+	var hung []string
+	in := false
+	for _, line := range out {
+		l := strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(l, "panic: test timed out"):
+			in = true
+		case !in || l == "running tests:":
+		case strings.HasPrefix(l, "Test") && strings.HasSuffix(l, ")"):
+			name, dur, ok := strings.Cut(strings.TrimSuffix(l, ")"), " (")
+			d, err := time.ParseDuration(dur)
+			top, _, _ := strings.Cut(name, "/")
+			if ok && err == nil && d >= minRun && !slices.Contains(hung, top) {
+				hung = append(hung, top)
+			}
+		default:
+			in = false
+		}
+	}
+	return hung
+}
+
+// skipPattern is a go test -skip pattern for the user's pattern and the tests named.
+func skipPattern(user string, tests []string) string {
+	quoted := make([]string, len(tests))
+	for i, t := range tests {
+		quoted[i] = regexp.QuoteMeta(t)
+	}
+	p := "^(" + strings.Join(quoted, "|") + ")$"
+	if user != "" && !strings.Contains(user, "/") {
+		p = "(?:" + user + ")|" + p
+	}
+	return p
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"syscall"
@@ -54,18 +55,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return 2
 	}
-	results, err := measure(ctx, opt, stderr)
+	var saved func([]*runResult)
+	if opt.jsonFile != "" {
+		// Written after every run, so a long measurement that is stopped keeps what it has.
+		saved = func(results []*runResult) {
+			if err := buildReport(results).writeJSON(opt.jsonFile, results); err != nil {
+				fmt.Fprintf(stderr, "fidelity: %v\n", err)
+			}
+		}
+	}
+	results, err := measure(ctx, opt, stderr, saved)
 	if err != nil {
 		fmt.Fprintf(stderr, "fidelity: %v\n", err)
 		return 1
 	}
-	rep := buildReport(results)
-	rep.print(stdout, opt.listMax)
+	buildReport(results).print(stdout, opt.header(), opt.listMax)
 	if opt.jsonFile != "" {
-		if err := rep.writeJSON(opt.jsonFile, results); err != nil {
-			fmt.Fprintf(stderr, "fidelity: %v\n", err)
-			return 1
-		}
 		fmt.Fprintf(stdout, "\nraw results: %s\n", opt.jsonFile)
 	}
 	return 0
@@ -82,7 +87,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&opt.run, "run", "", "go test -run: only the tests matching")
 	fs.StringVar(&opt.skip, "skip", "", "go test -skip: not the tests matching")
 	fs.StringVar(&pkgs, "pkgs", strings.Join(pgxPackages, ","), "packages of pgx's suite to run")
-	fs.DurationVar(&opt.timeout, "timeout", 15*time.Minute, "go test -timeout for each run (per package)")
+	fs.DurationVar(&opt.timeout, "timeout", 5*time.Minute, "go test -timeout for each run (per package); a package that times out runs again without the tests that hung")
 	fs.IntVar(&opt.procs, "p", 2, "go test -p: packages run at once")
 	fs.IntVar(&opt.parallel, "parallel", 4, "go test -parallel: parallel tests at once per package")
 	fs.StringVar(&opt.jsonFile, "json", "", "write the raw results to this file")
@@ -112,4 +117,30 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return opt, err
 	}
 	return opt, nil
+}
+
+// header says what was measured, for the report.
+func (opt options) header() string {
+	h := fmt.Sprintf("pgx %s suite (%s), go test -p %d -parallel %d -timeout %s, %s",
+		pgxVersion(), strings.Join(opt.pkgs, " "), opt.procs, opt.parallel, opt.timeout,
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	if opt.run != "" {
+		h += ", -run " + opt.run
+	}
+	if opt.skip != "" {
+		h += ", -skip " + opt.skip
+	}
+	return h
+}
+
+// pgxVersion is the version of pgx this module builds with.
+func pgxVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if d.Path == "github.com/jackc/pgx/v5" {
+				return d.Version
+			}
+		}
+	}
+	return "(unknown version)"
 }

@@ -20,8 +20,8 @@ const directDB = "pgx_test"
 
 // measure starts the server, prepares the direct database and the proxy binary, and
 // runs the suite directly and through each proxy run. It returns the results in table
-// order, direct first.
-func measure(ctx context.Context, opt options, log io.Writer) ([]*runResult, error) {
+// order, direct first; done, when set, gets the results so far after each run.
+func measure(ctx context.Context, opt options, log io.Writer, done func([]*runResult)) ([]*runResult, error) {
 	if err := os.MkdirAll(opt.work, 0o755); err != nil {
 		return nil, err
 	}
@@ -48,12 +48,18 @@ func measure(ctx context.Context, opt options, log io.Writer) ([]*runResult, err
 		return nil, err
 	}
 	results := []*runResult{direct}
+	if done != nil {
+		done(results)
+	}
 	for _, name := range opt.runs {
 		res, err := runThroughProxy(ctx, opt, name, bin, srv.ConnString("postgres"), migDir, log)
 		if err != nil {
 			return nil, fmt.Errorf("run %s: %w", name, err)
 		}
 		results = append(results, res)
+		if done != nil {
+			done(results)
+		}
 	}
 	return results, nil
 }

@@ -98,7 +98,8 @@ func buildReport(results []*runResult) *report {
 	return rep
 }
 
-func (rep *report) print(w io.Writer, listMax int) {
+func (rep *report) print(w io.Writer, header string, listMax int) {
+	fmt.Fprintf(w, "\n%s\n", header)
 	fmt.Fprintf(w, "\n| run | passed of %d that pass directly | pass | fail | skip | unfinished | time |\n", rep.Baseline)
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
 	for _, rr := range rep.Runs {
