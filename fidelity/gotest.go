@@ -52,6 +52,8 @@ type runResult struct {
 	// Hung are the top-level tests per package that were still running when the
 	// package timed out; the package ran again without them.
 	Hung map[string][]string `json:"hung,omitempty"`
+
+	panicked map[string]bool // packages whose test binary has started to panic
 }
 
 // maxReruns bounds how often one package is run again after it timed out.
@@ -116,7 +118,8 @@ func goTest(ctx context.Context, opt options, name, dsn string, pkgs []string, s
 		return nil, err
 	}
 	res := &runResult{Name: name, DSN: dsn, Tests: map[string]*testResult{},
-		PackageOutput: map[string][]string{}, PackageAction: map[string]string{}, Hung: map[string][]string{}}
+		PackageOutput: map[string][]string{}, PackageAction: map[string]string{}, Hung: map[string][]string{},
+		panicked: map[string]bool{}}
 	perr := res.read(out)
 	werr := cmd.Wait()
 	res.Duration = time.Since(began)
@@ -170,6 +173,14 @@ func (r *runResult) read(out io.Reader) error {
 }
 
 func (r *runResult) add(ev testEvent) {
+	// test2json gives a panic's lines to the test that printed last; they end the whole
+	// package, so they are kept with it too.
+	if ev.Action == "output" && strings.HasPrefix(ev.Output, "panic: ") {
+		r.panicked[ev.Package] = true
+	}
+	if ev.Test != "" && ev.Action == "output" && r.panicked[ev.Package] {
+		r.PackageOutput[ev.Package] = append(r.PackageOutput[ev.Package], ev.Output)
+	}
 	if ev.Test == "" {
 		switch ev.Action {
 		case "output":
@@ -179,10 +190,11 @@ func (r *runResult) add(ev testEvent) {
 		}
 		return
 	}
-	key := ev.Package + "." + ev.Test
+	test := stableName(ev.Test)
+	key := ev.Package + "." + test
 	t := r.Tests[key]
 	if t == nil {
-		t = &testResult{Package: ev.Package, Test: ev.Test}
+		t = &testResult{Package: ev.Package, Test: test}
 		r.Tests[key] = t
 	}
 	switch ev.Action {
@@ -245,4 +257,13 @@ func skipPattern(user string, tests []string) string {
 		p = "(?:" + user + ")|" + p
 	}
 	return p
+}
+
+// longNumber is a run of digits as long as those in os.MkdirTemp's names.
+var longNumber = regexp.MustCompile(`\d{6,}`)
+
+// stableName is a test's name without what differs from run to run: subtests named
+// after a t.TempDir() path carry its random digits.
+func stableName(test string) string {
+	return longNumber.ReplaceAllString(test, "N")
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -67,5 +68,30 @@ func TestTimedOut(t *testing.T) {
 	}
 	if p := skipPattern("", got); p != "^(TestListen)$" {
 		t.Errorf("skipPattern = %q", p)
+	}
+}
+
+// TestReadKeepsTimeoutPanic: test2json gives the timeout panic to the test that printed
+// last, even one that passed; the package must still show it.
+func TestReadKeepsTimeoutPanic(t *testing.T) {
+	stream := `{"Action":"run","Package":"p","Test":"TestHang"}
+{"Action":"run","Package":"p","Test":"TestOK"}
+{"Action":"pass","Package":"p","Test":"TestOK","Elapsed":0.1}
+{"Action":"output","Package":"p","Test":"TestOK","Output":"panic: test timed out after 5m0s\n"}
+{"Action":"output","Package":"p","Test":"TestOK","Output":"\trunning tests:\n"}
+{"Action":"output","Package":"p","Test":"TestOK","Output":"\t\tTestHang (5m0s)\n"}
+{"Action":"output","Package":"p","Output":"FAIL\tp\t300.0s\n"}
+{"Action":"fail","Package":"p","Elapsed":300}
+`
+	r := &runResult{Tests: map[string]*testResult{}, PackageOutput: map[string][]string{},
+		PackageAction: map[string]string{}, Hung: map[string][]string{}, panicked: map[string]bool{}}
+	if err := r.read(strings.NewReader(stream)); err != nil {
+		t.Fatal(err)
+	}
+	if got := timedOut(r.PackageOutput["p"], time.Minute); len(got) != 1 || got[0] != "TestHang" {
+		t.Errorf("timedOut = %q, want [TestHang]", got)
+	}
+	if c := causeOf(r, "p.TestHang"); c != "did not finish: panic: test timed out after 5m0s" {
+		t.Errorf("cause = %q", c)
 	}
 }
