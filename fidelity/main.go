@@ -41,6 +41,7 @@ type options struct {
 	jsonFile   string        // where the raw results go
 	listMax    int           // tests listed per cause
 	proxyFlags string        // extra flags for pgtestproxy serve
+	reportFile string        // print the report of an earlier --json file instead of measuring
 }
 
 func main() {
@@ -54,6 +55,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	opt, err := parseFlags(args, stderr)
 	if err != nil {
 		return 2
+	}
+	if opt.reportFile != "" {
+		results, err := readResults(opt.reportFile)
+		if err != nil {
+			fmt.Fprintf(stderr, "fidelity: %v\n", err)
+			return 1
+		}
+		buildReport(results).print(stdout, "results of "+opt.reportFile, opt.listMax)
+		return 0
 	}
 	var saved func([]*runResult)
 	if opt.jsonFile != "" {
@@ -92,6 +102,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&opt.parallel, "parallel", 4, "go test -parallel: parallel tests at once per package")
 	fs.StringVar(&opt.jsonFile, "json", "", "write the raw results to this file")
 	fs.IntVar(&opt.listMax, "list", 25, "tests listed per cause (0: all)")
+	fs.StringVar(&opt.reportFile, "report", "", "print the report of the results in this earlier --json file; measure nothing")
 	fs.StringVar(&opt.proxyFlags, "proxy-flags", "", "extra flags for pgtestproxy serve, space-separated")
 	if err := fs.Parse(args); err != nil {
 		return opt, err

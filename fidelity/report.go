@@ -141,6 +141,15 @@ func causeOf(res *runResult, id string) string {
 	t := res.Tests[id]
 	switch {
 	case t == nil:
+		// A subtest never starts when its parent fails first.
+		for parent := id; strings.Contains(parent, "/"); {
+			parent = parent[:strings.LastIndex(parent, "/")]
+			if p := res.Tests[parent]; p != nil && p.Action == "fail" {
+				if msg := firstMessage(p.Output); msg != "" {
+					return "its parent failed first: " + msg
+				}
+			}
+		}
 		return "did not run: " + packageEnd(res, id)
 	case t.Action == "":
 		return "did not finish: " + packageEnd(res, id)
@@ -208,6 +217,9 @@ func firstMessage(output []string) string {
 		if strings.HasPrefix(l, "panic:") {
 			return clip(l)
 		}
+		if l == "got:" && i+1 < len(lines) { // an Example whose output differs
+			return clip("example output differs, got: " + lines[i+1])
+		}
 		m := fileLine.FindStringSubmatch(l)
 		if m == nil {
 			continue
@@ -262,4 +274,22 @@ var (
 // one group.
 func normalise(c string) string {
 	return digitRun.ReplaceAllString(hexRun.ReplaceAllString(c, "H"), "N")
+}
+
+// readResults reads the results of an earlier --json file.
+func readResults(path string) ([]*runResult, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var saved struct {
+		Results []*runResult `json:"results"`
+	}
+	if err := json.Unmarshal(data, &saved); err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(saved.Results) == 0 || saved.Results[0].Name != "direct" {
+		return nil, fmt.Errorf("read %s: no direct run to compare with", path)
+	}
+	return saved.Results, nil
 }
