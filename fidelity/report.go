@@ -78,7 +78,12 @@ func buildReport(results []*runResult) *report {
 				rr.Passed++
 				continue
 			}
+			// A parent failing through its subtests and a subtest that never started
+			// because of its parent join the group of the cause they name.
 			c := causeOf(res, id)
+			for _, p := range []string{subtestFailed, parentFailed} {
+				c = strings.TrimPrefix(c, p)
+			}
 			key := normalise(c)
 			g := groups[key]
 			if g == nil {
@@ -136,6 +141,12 @@ func (rep *report) writeJSON(path string, results []*runResult) error {
 	return nil
 }
 
+// Prefixes of causes borrowed from a parent or a subtest.
+const (
+	subtestFailed = "a subtest failed: "
+	parentFailed  = "its parent failed first: "
+)
+
 // causeOf is the one-line reason test id did not pass in res.
 func causeOf(res *runResult, id string) string {
 	t := res.Tests[id]
@@ -146,7 +157,7 @@ func causeOf(res *runResult, id string) string {
 			parent = parent[:strings.LastIndex(parent, "/")]
 			if p := res.Tests[parent]; p != nil && p.Action == "fail" {
 				if msg := firstMessage(p.Output); msg != "" {
-					return "its parent failed first: " + msg
+					return parentFailed + msg
 				}
 			}
 		}
@@ -168,7 +179,7 @@ func causeOf(res *runResult, id string) string {
 	}
 	if len(subs) > 0 {
 		slices.Sort(subs)
-		return "a subtest failed: " + causeOf(res, subs[0])
+		return subtestFailed + causeOf(res, subs[0])
 	}
 	return "failed without a message"
 }
