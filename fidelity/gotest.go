@@ -61,8 +61,9 @@ const maxReruns = 3
 
 // runSuite runs pgx's suite with dsn as its database and collects the results. A
 // package whose test binary timed out (a test that hangs, such as one waiting for a
-// notification that never comes) is run again without the tests that hung, so one hang
-// does not hide the rest of its package; the hung tests stay "did not finish".
+// notification that never comes, or a package slowed past -timeout) runs again
+// without the tests that finished and those that hung, so a hang does not hide the rest
+// of its package; the hung tests stay "did not finish".
 func runSuite(ctx context.Context, opt options, name, dsn string, log io.Writer) (*runResult, error) {
 	res, err := goTest(ctx, opt, name, dsn, opt.pkgs, opt.skip, log)
 	if err != nil {
@@ -71,14 +72,15 @@ func runSuite(ctx context.Context, opt options, name, dsn string, log io.Writer)
 	for _, pkg := range opt.pkgs {
 		out := res.PackageOutput[pkg]
 		for range maxReruns {
-			hung := timedOut(out, opt.timeout/2)
-			if len(hung) == 0 {
+			if !strings.Contains(strings.Join(out, ""), "panic: test timed out") {
 				break
 			}
+			hung := timedOut(out, opt.timeout/2)
 			res.Hung[pkg] = append(res.Hung[pkg], hung...)
-			fmt.Fprintf(log, "fidelity: %s: %s timed out in %s; running it again without them\n",
-				name, strings.Join(hung, ", "), pkg)
-			again, err := goTest(ctx, opt, name, dsn, []string{pkg}, skipPattern(opt.skip, res.Hung[pkg]), log)
+			skip := append(res.finished(pkg), res.Hung[pkg]...)
+			fmt.Fprintf(log, "fidelity: %s: %s timed out (hung: %s); running it again without the %d tests that ended or hung\n",
+				name, pkg, strings.Join(hung, ", "), len(skip))
+			again, err := goTest(ctx, opt, name, dsn, []string{pkg}, skipPattern(opt.skip, skip), log)
 			if err != nil {
 				return nil, err
 			}
@@ -87,6 +89,18 @@ func runSuite(ctx context.Context, opt options, name, dsn string, log io.Writer)
 		}
 	}
 	return res, nil
+}
+
+// finished are the top-level tests of pkg that have ended.
+func (r *runResult) finished(pkg string) []string {
+	var done []string
+	for _, t := range r.Tests {
+		if t.Package == pkg && t.Action != "" && !strings.Contains(t.Test, "/") {
+			done = append(done, t.Test)
+		}
+	}
+	slices.Sort(done)
+	return done
 }
 
 // goTest runs go test -json over pkgs once.
