@@ -2,6 +2,7 @@
 GO       ?= go
 PKGS     ?= ./...
 ARGS     ?=
+FIDELITY_ARGS ?=
 BENCHTIME ?= 2s
 # release: the version stamped into the binaries and the archive names, and the targets.
 # windows/amd64 is not among them: the embedded launcher needs flock and setsid.
@@ -15,7 +16,7 @@ STATICCHECK := bin/tools/staticcheck-$(STATICCHECK_VERSION)/staticcheck
 
 .DEFAULT_GOAL := help
 
-.PHONY: help build run test bench bench-go lint fmt-check staticcheck release
+.PHONY: help build run test bench bench-go fidelity lint fmt-check staticcheck release
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -34,6 +35,9 @@ bench: ## pgtestproxy vs pgtestdb, go-txdb, pgbouncer… in one run, one table (
 
 bench-go: ## run the go test benchmarks; each prints its ratio to a baseline measured in the same run
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 60m $(PKGS)
+
+fidelity: ## run pgx's own test suite directly and through each lease mode (FIDELITY_ARGS="--run TestConn --json out.json"); not part of test
+	cd fidelity && $(GO) run . $(FIDELITY_ARGS)
 
 lint: fmt-check ## gofmt check plus go vet
 	$(GO) vet $(PKGS)
