@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgtestproxy/pgtestproxy/internal/testpg"
 )
 
 const countItems = "SELECT count(*) FROM items"
@@ -136,6 +138,38 @@ var diffCases = []struct {
 		q("BEGIN"), q("INSERT INTO child VALUES (5)"), q("SAVEPOINT a"), q("ROLLBACK TO a"), q("COMMIT"),
 		q("SELECT count(*) FROM child"),
 	}},
+	{"deferred constraints of autocommit statements", script{
+		q("CREATE TABLE plain (v int)"), q("INSERT INTO plain VALUES (1)"), q(deferredSetup),
+		q("INSERT INTO child VALUES (1)"), q("SELECT count(*) FROM child"),
+		q("INSERT INTO child VALUES (2); INSERT INTO parent VALUES (2)"),
+		q("INSERT INTO child VALUES (3); SELECT 1"),
+		run1("INSERT INTO child VALUES ($1)", "4"),
+		ext(parse("", "INSERT INTO child VALUES (5)"), bind("", ""), execM(""),
+			parse("", "SELECT 1"), bind("", ""), execM(""), syncM()),
+		q("BEGIN"), q("INSERT INTO parent VALUES (6)"), q("COMMIT"),
+		q("INSERT INTO child VALUES (7); BEGIN; INSERT INTO parent VALUES (7); COMMIT"),
+		q("BEGIN; INSERT INTO child VALUES (8); COMMIT; INSERT INTO child VALUES (9)"),
+		q("SELECT count(*) FROM child"),
+		q("BEGIN"), q("SET CONSTRAINTS ALL IMMEDIATE"), q("COMMIT"),
+		ext(parse("", "INSERT INTO child VALUES (11)"), bind("", ""), execM(""), syncM()),
+		q("INSERT INTO child VALUES (12) -- a comment"), q("SELECT 1 +"), q("SELECT 1 -- c"), q(""), q(" ; "),
+		q("ALTER TABLE child ADD COLUMN v int"), q("DROP TABLE child"),
+	}},
+	{"deferred triggers fire once", script{
+		q(`CREATE TABLE fired (v int);
+			CREATE FUNCTION note() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN
+				INSERT INTO fired VALUES (NEW.v); IF NEW.v < 0 THEN RAISE EXCEPTION 'negative %', NEW.v; END IF; RETURN NULL; END$$;
+			CREATE TABLE watched (v int);
+			CREATE CONSTRAINT TRIGGER w AFTER INSERT ON watched DEFERRABLE INITIALLY DEFERRED
+				FOR EACH ROW EXECUTE FUNCTION note()`),
+		q("INSERT INTO watched VALUES (1)"), q("SELECT count(*) FROM fired"),
+		q("BEGIN"), q("INSERT INTO watched VALUES (2)"), q("COMMIT"),
+		q("BEGIN"), q("COMMIT"), q("INSERT INTO watched VALUES (-3)"),
+		q("SELECT v FROM fired ORDER BY v"),
+		q("BEGIN"), q("SET CONSTRAINTS ALL IMMEDIATE"), q("INSERT INTO watched VALUES (4)"), q("COMMIT"),
+		q("INSERT INTO watched VALUES (-5); INSERT INTO watched VALUES (5)"),
+		q("SELECT v FROM fired ORDER BY v"),
+	}},
 	{"settings and notices", script{
 		q("SET application_name = 'diff'"), q("SHOW application_name"),
 		q("BEGIN"), q("SET application_name = 'inner'"), q("SELECT 1/0"), q("ROLLBACK"), q("SHOW application_name"),
@@ -193,4 +227,22 @@ func TestTxMatchesPlainServer(t *testing.T) {
 			env.compare(t, tc.sc)
 		})
 	}
+}
+
+// A lease learns at its start that the template has deferrable constraints: the
+// deferred constraints of autocommit statements are checked without any DDL in the
+// lease.
+func TestTxDeferredFromTemplate(t *testing.T) {
+	t.Parallel()
+	p := newTestProvider(t)
+	dbURL, tpl := testpg.NewDatabase(t)
+	testpg.Exec(t, dbURL, deferredSetup)
+	p.templates["app"] = tpl
+	env := &diffEnv{s: startProxy(t, Config{Provider: p, Logger: nopLogger()}), p: p, tpl: tpl}
+	env.compare(t, script{
+		q("INSERT INTO child VALUES (1)"), run1("INSERT INTO child VALUES ($1)", "2"),
+		q("INSERT INTO child VALUES (3); INSERT INTO parent VALUES (3)"),
+		q("BEGIN"), q("INSERT INTO child VALUES (4)"), q("COMMIT"),
+		q("SELECT count(*) FROM child"),
+	})
 }

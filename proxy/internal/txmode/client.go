@@ -191,6 +191,17 @@ func (c *txClient) sync(n int) error {
 	if err := c.beginUnit(); err != nil {
 		return err
 	}
+	if c.unitSQL && c.checkAtEnd() {
+		// The unit's implicit transaction commits at its Sync.
+		if err := c.inject(checkPart(effNone), false); err != nil {
+			return err
+		}
+		if ps, ok := c.probe(); ok {
+			if err := c.inject(ps, false); err != nil {
+				return err
+			}
+		}
+	}
 	if err := c.send(pending{msg: 'S', work: c.unitSQL}, syncMsg); err != nil {
 		return err
 	}

@@ -27,9 +27,18 @@
 // Client transactions are the savepoint itself: BEGIN starts the client's block at the
 // savepoint (which may already hold earlier statements of the same query string, as a
 // plain server's implicit block does); COMMIT releases it after checking deferred
-// constraints (SAVEPOINT pgtestproxy_check; SET CONSTRAINTS ALL IMMEDIATE; ROLLBACK TO
-// pgtestproxy_check; RELEASE …: the rollback restores the SET CONSTRAINTS state);
-// ROLLBACK, and COMMIT of a failed block, roll back to it. The server's T/E status is
+// constraints; ROLLBACK, and COMMIT of a failed block, roll back to it.
+//
+// Deferred constraints. The check (sqlCheckDeferred, a DO block) sets every deferrable
+// constraint IMMEDIATE by name, which fires what is pending for good, and the initially
+// deferred ones back to DEFERRED, which is the SET CONSTRAINTS state a new transaction
+// starts with. It runs at the client's COMMIT and at the end of every autocommit unit,
+// where a plain server commits the implicit transaction: appended to the client's
+// query string (the CommandComplete of its last statement held until the check is
+// done, since a plain server commits before it sends that one), or before the unit's
+// Sync. It runs only while the lease may have deferrable constraints: learned when a
+// backend first opens the clone, set by any CREATE, ALTER or DROP, and learned again
+// (sqlHasDeferrable) at the end of the next autocommit unit. The server's T/E status is
 // then the client's, and the server itself produces aborted-transaction errors,
 // skip-to-Sync, and the outcome of the client's savepoints. Warnings and errors a plain
 // server raises for misplaced transaction control (BEGIN in a block, COMMIT outside
@@ -101,10 +110,11 @@
 // What tx mode does not do as a plain server does (documented, not hidden): SET
 // LOCAL and set_config(…, true) in a client transaction last until the lease ends;
 // statements a plain server allows only in a transaction block (DECLARE without HOLD,
-// LOCK, SET LOCAL) are accepted outside one; deferred constraints of statements
-// outside a client transaction are checked at the next client COMMIT, and deferred
-// triggers a COMMIT checked fire again at later COMMITs; SET CONSTRAINTS in a client
-// transaction lasts until the lease ends; locks (row, table, advisory transaction
+// LOCK, SET LOCAL) are accepted outside one; a deferrable constraint created by DDL
+// inside a function (not a top-level CREATE, ALTER or DROP) is checked only from the
+// next top-level DDL on; a client's SET CONSTRAINTS ALL still applies, after its
+// transaction, to constraints created later in the lease; deferred constraints of a
+// FunctionCall message are checked with the next unit's; locks (row, table, advisory transaction
 // locks) and ON COMMIT actions of temporary tables wait for the lease's end; a client
 // that sets idle_in_transaction_session_timeout itself (or RESET ALL with a server
 // default) turns the proxy's protection off; portals outlive the unit that made

@@ -10,16 +10,37 @@ import (
 // The statements the proxy runs on the server. spName is the proxy's savepoint; the
 // check savepoint only lives during a client's COMMIT.
 const (
-	spName          = "pgtestproxy"
-	sqlSavepoint    = "SAVEPOINT pgtestproxy"
-	sqlRelease      = "RELEASE SAVEPOINT pgtestproxy"
-	sqlRollbackTo   = "ROLLBACK TO SAVEPOINT pgtestproxy"
-	sqlCarrier      = "SELECT" // a statement that does nothing, to carry a client's tag
-	sqlCheckSet     = "SAVEPOINT pgtestproxy_check"
-	sqlCheckRun     = "SET CONSTRAINTS ALL IMMEDIATE"
-	sqlCheckUndo    = "ROLLBACK TO SAVEPOINT pgtestproxy_check"
-	sqlCheckRelease = "RELEASE SAVEPOINT pgtestproxy_check"
+	spName        = "pgtestproxy"
+	sqlSavepoint  = "SAVEPOINT pgtestproxy"
+	sqlRelease    = "RELEASE SAVEPOINT pgtestproxy"
+	sqlRollbackTo = "ROLLBACK TO SAVEPOINT pgtestproxy"
+	sqlCarrier    = "SELECT" // a statement that does nothing, to carry a client's tag
 )
+
+// sqlCheckDeferred does what a plain server's commit does with deferred constraints
+// and constraint triggers: it fires what is pending (SET CONSTRAINTS … IMMEDIATE on
+// every deferrable constraint, by name), so that what it fired is done for good when
+// the savepoint is released, and then sets the initially deferred ones back to
+// DEFERRED, which leaves the SET CONSTRAINTS state as a new transaction has it for every
+// constraint that exists (a client's SET CONSTRAINTS ALL is not undone for constraints
+// created later in the lease). SET CONSTRAINTS ALL would fire the same but leave every
+// constraint immediate. Errors it raises are the client's; the proxy cuts its own
+// context from them (checkContext).
+const sqlCheckDeferred = `DO $pgtestproxy$DECLARE imm text; def text; BEGIN ` +
+	`SELECT pg_catalog.string_agg(pg_catalog.format('%I.%I', n.nspname, c.conname), ', '), ` +
+	`pg_catalog.string_agg(pg_catalog.format('%I.%I', n.nspname, c.conname), ', ') FILTER (WHERE c.condeferred) ` +
+	`INTO imm, def FROM pg_catalog.pg_constraint c JOIN pg_catalog.pg_namespace n ON n.oid = c.connamespace ` +
+	`WHERE c.condeferrable AND NOT pg_catalog.pg_is_other_temp_schema(n.oid); ` +
+	`IF imm IS NOT NULL THEN EXECUTE 'SET CONSTRAINTS ' || imm || ' IMMEDIATE'; END IF; ` +
+	`IF def IS NOT NULL THEN EXECUTE 'SET CONSTRAINTS ' || def || ' DEFERRED'; END IF; END$pgtestproxy$`
+
+// checkContext is where the context of an error or notice of sqlCheckDeferred begins:
+// what comes before it is the client's (a constraint trigger's own context).
+const checkContext = "SQL statement \"SET CONSTRAINTS "
+
+// sqlHasDeferrable learns, at a backend's first lease, whether the clone has anything
+// sqlCheckDeferred would check.
+const sqlHasDeferrable = "SELECT EXISTS (SELECT FROM pg_catalog.pg_constraint WHERE condeferrable)"
 
 // Messages and hints of what tx mode refuses or ignores.
 const (
@@ -54,6 +75,14 @@ type planStmt struct {
 	tag      string // roleCarrier: the client statement's command tag
 	ok, fail effect // applied to the txState when the statement completes or fails
 	raise    bool   // a DO block raising a message the proxy emulates
+	check    bool   // sqlCheckDeferred: the proxy cuts its context from what it raises
+	probe    bool   // sqlHasDeferrable: its row says whether to check deferred constraints
+}
+
+// checkPart is the check of deferred constraints at the end of the client's block or
+// autocommit unit; its errors end the block or unit, as a plain server's commit does.
+func checkPart(fail effect) planStmt {
+	return planStmt{sql: sqlCheckDeferred, role: rolePart, fail: fail, check: true}
 }
 
 // txStmt is what tx mode keeps of a client statement, for rewriting it now or when a
@@ -66,9 +95,14 @@ type txStmt struct {
 	reserved bool // a savepoint name of the proxy's
 	ignore   bool // SET SESSION CHARACTERISTICS or SET TRANSACTION SNAPSHOT: passed on
 	copy     bool // COPY: executing it may start copy-in mode
+	ddl      bool // CREATE, ALTER or DROP: it may create or drop a deferrable constraint
 }
 
 func newTxStmt(st *sqllex.Statement) txStmt {
+	kw := ""
+	if st.Kind == sqllex.Other {
+		kw = strings.ToLower(sqllex.Keyword(st.Text))
+	}
 	return txStmt{
 		kind:     st.Kind,
 		tag:      st.Tag,
@@ -76,7 +110,8 @@ func newTxStmt(st *sqllex.Statement) txStmt {
 		modes:    st.Modes.String(),
 		reserved: strings.HasPrefix(st.Name.Name, spName),
 		ignore:   st.Kind == sqllex.SetTransaction && (st.Session || st.Literal != ""),
-		copy:     st.Kind == sqllex.Other && strings.EqualFold(sqllex.Keyword(st.Text), "copy"),
+		copy:     kw == "copy",
+		ddl:      kw == "create" || kw == "alter" || kw == "drop",
 	}
 }
 
@@ -108,14 +143,14 @@ func (t txStmt) ends() bool {
 // rewrite returns the server statements that stand for st in state s (failed: the
 // client's block has failed), or nil when st reaches the server as written. last
 // says no statement follows in the unit; a COMMIT then leaves the next savepoint to
-// the next unit.
-func rewrite(t txStmt, s txState, failed, last bool) []planStmt {
+// the next unit. deferred says the lease may have deferrable constraints to check.
+func rewrite(t txStmt, s txState, failed, last, deferred bool) []planStmt {
 	switch t.kind {
 	case sqllex.Begin:
 		return rewriteBegin(t, s)
 	case sqllex.Commit:
 		if s.block {
-			return rewriteCommit(t, failed, last)
+			return rewriteCommit(t, failed, last, deferred)
 		}
 		if t.chain {
 			return carrierOnly(t.tag, raiseError(pgerrcode.NoActiveSQLTransaction, "COMMIT AND CHAIN can only be used in transaction blocks", ""))
@@ -160,10 +195,8 @@ func rewriteBegin(t txStmt, s txState) []planStmt {
 
 // rewriteCommit ends the client's block: a failed block is rolled back (tagged
 // ROLLBACK, as a plain server does); a good one has its deferred constraints checked
-// and is released. The check fires the deferred triggers in a savepoint that is then
-// rolled back, which restores the SET CONSTRAINTS state of the proxy's transaction
-// (and leaves those triggers pending, to fire again at a later COMMIT).
-func rewriteCommit(t txStmt, failed, last bool) []planStmt {
+// (sqlCheckDeferred) and is released.
+func rewriteCommit(t txStmt, failed, last, deferred bool) []planStmt {
 	if failed {
 		ok := effEnded
 		if t.chain {
@@ -171,11 +204,9 @@ func rewriteCommit(t txStmt, failed, last bool) []planStmt {
 		}
 		return []planStmt{{sql: sqlRollbackTo, role: roleCarrier, tag: "ROLLBACK", ok: ok}}
 	}
-	plan := []planStmt{
-		{sql: sqlCheckSet, role: rolePart, fail: effAbandon},
-		{sql: sqlCheckRun, role: rolePart, fail: effAbandon},
-		{sql: sqlCheckUndo, role: rolePart, fail: effAbandon},
-		{sql: sqlCheckRelease, role: rolePart, fail: effAbandon},
+	var plan []planStmt
+	if deferred {
+		plan = append(plan, checkPart(effAbandon))
 	}
 	if t.chain {
 		return append(plan, planStmt{sql: sqlRelease, role: rolePart, ok: effReleased, fail: effAbandon},

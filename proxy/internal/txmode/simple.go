@@ -54,7 +54,8 @@ func (c *txClient) planQuery(sql string) (*queryPlan, bool, error) {
 	if len(pieces) == 1 {
 		// The common case: one statement, rewritten or as written.
 		t := newTxStmt(&pieces[0])
-		if !t.control() {
+		c.noteDDL(t)
+		if !t.control() && !c.checkAtEnd() {
 			_, err := c.rewrite(t, true)
 			return nil, t.noTx(), err
 		}
@@ -68,6 +69,7 @@ func (c *txClient) planQuery(sql string) (*queryPlan, bool, error) {
 			continue
 		}
 		t := newTxStmt(p)
+		c.noteDDL(t)
 		hint = hint || t.noTx()
 		plan, err := c.rewrite(t, lastReal(pieces, i))
 		if err != nil {
@@ -79,7 +81,47 @@ func (c *txClient) planQuery(sql string) (*queryPlan, bool, error) {
 		}
 		qb.replace(p, plan)
 	}
+	if c.checkAtEnd() && qb.stmts() > 0 && closed(pieces[len(pieces)-1].Text) {
+		// The string's implicit transaction commits at its end.
+		qb.check(len(sql))
+		if ps, ok := c.probe(); ok {
+			qb.add(ps, len(sql))
+		}
+	}
 	return qb.done(sql), hint, nil
+}
+
+// closed reports whether a statement can be followed by another: it leaves no quote,
+// comment, parenthesis or routine body open. The server refuses a string that does
+// leave one open, so it needs no deferred check.
+func closed(last string) bool {
+	return len(sqllex.Split(last+"\n;SELECT")) == 2
+}
+
+// noteDDL notes a statement that may create or drop a deferrable constraint: from then
+// on, the lease's autocommit units check their deferred constraints, until the end of
+// an autocommit unit learns again whether there are any.
+func (c *txClient) noteDDL(t txStmt) {
+	if t.ddl {
+		c.cn.be.noteDDL()
+	}
+}
+
+// probe returns the statement that learns again whether the lease has deferrable
+// constraints, once after DDL, at the end of an autocommit unit that checks them.
+func (c *txClient) probe() (planStmt, bool) {
+	if !c.cn.be.takeRelearn() {
+		return planStmt{}, false
+	}
+	return planStmt{sql: sqlHasDeferrable, role: rolePart, probe: true}, true
+}
+
+// checkAtEnd reports whether the unit, predicted to end outside the client's block
+// with work of its own in the proxy's savepoint, must check deferred constraints
+// before its ReadyForQuery, as the commit of a plain server's implicit transaction
+// does.
+func (c *txClient) checkAtEnd() bool {
+	return !c.skipMode && !c.st.block && c.st.sp != spNone && c.cn.be.deferrable.Load()
 }
 
 // rewrite returns the server statements for t in the predicted state, or nil when t
@@ -101,7 +143,7 @@ func (c *txClient) rewrite(t txStmt, last bool) ([]planStmt, error) {
 		c.failed, c.failedKnown = !skip && st.status == 'E', true
 	}
 	wasBlock := c.st.block
-	plan := rewrite(t, c.st, c.failed, last)
+	plan := rewrite(t, c.st, c.failed, last, c.cn.be.deferrable.Load())
 	for _, ps := range plan {
 		c.st.apply(ps.ok)
 	}
