@@ -27,6 +27,7 @@ type txClient struct {
 	unitBlock bool // the unit began in the client's block
 	unitCtl   bool // the unit holds BEGIN, COMMIT or ROLLBACK
 	unitSQL   bool // a message of the unit that runs SQL was sent
+	implicit  bool // the statement being planned is one of several of a query string
 	// copyAt: a COPY was executed, as the copyAt-th message queued; until the client
 	// ends the copy, a Sync may come while the server is in copy-in mode, which
 	// ignores it (libpq sends Execute and Sync together).

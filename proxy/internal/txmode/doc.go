@@ -29,6 +29,11 @@
 // plain server's implicit block does); COMMIT releases it after checking deferred
 // constraints; ROLLBACK, and COMMIT of a failed block, roll back to it.
 //
+// READ ONLY (BEGIN, START TRANSACTION, SET TRANSACTION, also in a query string's
+// implicit block) is SET LOCAL transaction_read_only in the proxy's savepoint, which is
+// a subtransaction: the server refuses writes with 25006 itself, and restores the mode
+// when the savepoint is released or rolled back; AND CHAIN sets it again.
+//
 // Deferred constraints. The check (sqlCheckDeferred, a DO block) sets every deferrable
 // constraint IMMEDIATE by name, which fires what is pending for good, and the initially
 // deferred ones back to DEFERRED, which is the SET CONSTRAINTS state a new transaction
@@ -43,7 +48,7 @@
 // skip-to-Sync, and the outcome of the client's savepoints. Warnings and errors a plain
 // server raises for misplaced transaction control (BEGIN in a block, COMMIT outside
 // one, SAVEPOINT outside one, AND CHAIN outside one) and tx mode's own (PREPARE
-// TRANSACTION; transaction modes accepted with a NOTICE) are raised by the server too,
+// TRANSACTION; isolation levels and DEFERRABLE accepted with a NOTICE) are raised by the server too,
 // from a DO block the proxy sends in the statement's place, so that their order and
 // their skipping after an error are the server's; the proxy drops the PL/pgSQL
 // context from them. Statements that cannot run in a transaction block reach the

@@ -7,14 +7,18 @@ import (
 	"github.com/pgtestproxy/pgtestproxy/internal/sqllex"
 )
 
-// The statements the proxy runs on the server. spName is the proxy's savepoint; the
-// check savepoint only lives during a client's COMMIT.
+// The statements the proxy runs on the server. spName is the proxy's savepoint.
 const (
 	spName        = "pgtestproxy"
 	sqlSavepoint  = "SAVEPOINT pgtestproxy"
 	sqlRelease    = "RELEASE SAVEPOINT pgtestproxy"
 	sqlRollbackTo = "ROLLBACK TO SAVEPOINT pgtestproxy"
 	sqlCarrier    = "SELECT" // a statement that does nothing, to carry a client's tag
+	// READ ONLY and READ WRITE of the client's block: the proxy's savepoint is a
+	// subtransaction, and PostgreSQL lets one become read-only (and restores the outer
+	// transaction's mode when it ends, released or rolled back).
+	sqlReadOnly  = "SET LOCAL transaction_read_only = on"
+	sqlReadWrite = "SET LOCAL transaction_read_only = off"
 )
 
 // sqlCheckDeferred does what a plain server's commit does with deferred constraints
@@ -91,11 +95,12 @@ type txStmt struct {
 	kind     sqllex.Kind
 	tag      string
 	chain    bool
-	modes    string
-	reserved bool // a savepoint name of the proxy's
-	ignore   bool // SET SESSION CHARACTERISTICS or SET TRANSACTION SNAPSHOT: passed on
-	copy     bool // COPY: executing it may start copy-in mode
-	ddl      bool // CREATE, ALTER or DROP: it may create or drop a deferrable constraint
+	modes    string          // the transaction modes tx mode does not apply (all but READ ONLY/WRITE)
+	ro       sqllex.Tristate // READ ONLY (Yes) or READ WRITE (No)
+	reserved bool            // a savepoint name of the proxy's
+	ignore   bool            // SET SESSION CHARACTERISTICS or SET TRANSACTION SNAPSHOT: passed on
+	copy     bool            // COPY: executing it may start copy-in mode
+	ddl      bool            // CREATE, ALTER or DROP: it may create or drop a deferrable constraint
 }
 
 func newTxStmt(st *sqllex.Statement) txStmt {
@@ -103,11 +108,14 @@ func newTxStmt(st *sqllex.Statement) txStmt {
 	if st.Kind == sqllex.Other {
 		kw = strings.ToLower(sqllex.Keyword(st.Text))
 	}
+	others := st.Modes
+	others.ReadOnly = sqllex.Unset
 	return txStmt{
 		kind:     st.Kind,
 		tag:      st.Tag,
 		chain:    st.Chain,
-		modes:    st.Modes.String(),
+		modes:    others.String(),
+		ro:       st.Modes.ReadOnly,
 		reserved: strings.HasPrefix(st.Name.Name, spName),
 		ignore:   st.Kind == sqllex.SetTransaction && (st.Session || st.Literal != ""),
 		copy:     kw == "copy",
@@ -140,22 +148,28 @@ func (t txStmt) ends() bool {
 	return t.kind == sqllex.Begin || t.kind == sqllex.Commit || t.kind == sqllex.Rollback
 }
 
-// rewrite returns the server statements that stand for st in state s (failed: the
-// client's block has failed), or nil when st reaches the server as written. last
-// says no statement follows in the unit; a COMMIT then leaves the next savepoint to
-// the next unit. deferred says the lease may have deferrable constraints to check.
-func rewrite(t txStmt, s txState, failed, last, deferred bool) []planStmt {
+// where says what a rewrite depends on besides the txState.
+type where struct {
+	failed   bool // the client's block has failed
+	last     bool // no statement follows in the unit; a COMMIT then leaves the next savepoint to the next unit
+	deferred bool // the lease may have deferrable constraints to check
+	implicit bool // the statement is one of several of a query string: a plain server's implicit block
+}
+
+// rewrite returns the server statements that stand for st in state s, or nil when st
+// reaches the server as written.
+func rewrite(t txStmt, s txState, w where) []planStmt {
 	switch t.kind {
 	case sqllex.Begin:
 		return rewriteBegin(t, s)
 	case sqllex.Commit:
 		if s.block {
-			return rewriteCommit(t, failed, last, deferred)
+			return rewriteCommit(t, s, w)
 		}
 		if t.chain {
 			return carrierOnly(t.tag, raiseError(pgerrcode.NoActiveSQLTransaction, "COMMIT AND CHAIN can only be used in transaction blocks", ""))
 		}
-		if last {
+		if w.last {
 			return carrierOnly(t.tag, raiseWarning(pgerrcode.NoActiveSQLTransaction, "there is no transaction in progress"))
 		}
 		// As a plain server does in an implicit transaction: warn, and commit what the
@@ -170,15 +184,43 @@ func rewrite(t txStmt, s txState, failed, last, deferred bool) []planStmt {
 	case sqllex.PrepareTransaction:
 		return carrierOnly(t.tag, raiseError(pgerrcode.FeatureNotSupported, "PREPARE TRANSACTION is not supported in tx mode", hintModeDB))
 	case sqllex.SetTransaction:
-		if t.ignore {
-			return nil
-		}
-		if !s.block {
-			return carrierOnly(t.tag, raiseWarning(pgerrcode.NoActiveSQLTransaction, "SET TRANSACTION can only be used in transaction blocks"))
-		}
-		return carrierOnly(t.tag, raiseNotice("tx mode does not apply transaction modes: "+t.modes, hintModes))
+		return rewriteSetTransaction(t, s, w)
 	}
 	return nil
+}
+
+// rewriteSetTransaction applies READ ONLY and READ WRITE to the client's block (or to
+// the rest of a query string's implicit block), and says the other modes are not
+// applied.
+func rewriteSetTransaction(t txStmt, s txState, w where) []planStmt {
+	switch {
+	case t.ignore:
+		return nil
+	case !s.block && !w.implicit:
+		return carrierOnly(t.tag, raiseWarning(pgerrcode.NoActiveSQLTransaction, "SET TRANSACTION can only be used in transaction blocks"))
+	}
+	var plan []planStmt
+	switch t.ro {
+	case sqllex.Yes:
+		plan = append(plan, planStmt{sql: sqlReadOnly, role: roleCarrier, tag: t.tag, ok: effReadOnly})
+	case sqllex.No:
+		plan = append(plan, planStmt{sql: sqlReadWrite, role: roleCarrier, tag: t.tag, ok: effReadWrite})
+	}
+	if t.modes != "" || len(plan) == 0 {
+		plan = append(plan, planStmt{sql: raiseNotice("tx mode does not apply transaction modes: "+t.modes, hintModes),
+			role: roleCarrier, tag: t.tag, raise: true})
+	}
+	if len(plan) == 2 {
+		plan[0].role = rolePart
+	}
+	if !s.block {
+		// In an implicit block the modes end with the query string; the state outside
+		// a client block never holds them.
+		for i := range plan {
+			plan[i].ok = effNone
+		}
+	}
+	return plan
 }
 
 func rewriteBegin(t txStmt, s txState) []planStmt {
@@ -190,30 +232,43 @@ func rewriteBegin(t txStmt, s txState) []planStmt {
 	if t.modes != "" {
 		sql, raise = raiseNotice("tx mode does not apply transaction modes: "+t.modes, hintModes), true
 	}
-	return []planStmt{{sql: sql, role: roleCarrier, tag: t.tag, ok: effBegin, raise: raise}}
+	plan := []planStmt{{sql: sql, role: roleCarrier, tag: t.tag, ok: effBegin, raise: raise}}
+	if t.ro == sqllex.Yes {
+		plan = append(plan, planStmt{sql: sqlReadOnly, role: rolePart, ok: effReadOnly})
+	}
+	return plan
+}
+
+// keepReadOnly is what a chained block (COMMIT or ROLLBACK AND CHAIN) needs to keep
+// the READ ONLY of the block before, as a plain server's chained transaction does.
+func keepReadOnly(s txState) []planStmt {
+	if !s.ro {
+		return nil
+	}
+	return []planStmt{{sql: sqlReadOnly, role: rolePart, ok: effReadOnly}}
 }
 
 // rewriteCommit ends the client's block: a failed block is rolled back (tagged
 // ROLLBACK, as a plain server does); a good one has its deferred constraints checked
 // (sqlCheckDeferred) and is released.
-func rewriteCommit(t txStmt, failed, last, deferred bool) []planStmt {
-	if failed {
-		ok := effEnded
+func rewriteCommit(t txStmt, s txState, w where) []planStmt {
+	if w.failed {
 		if t.chain {
-			ok = effChained
+			return append([]planStmt{{sql: sqlRollbackTo, role: roleCarrier, tag: "ROLLBACK", ok: effChained}}, keepReadOnly(s)...)
 		}
-		return []planStmt{{sql: sqlRollbackTo, role: roleCarrier, tag: "ROLLBACK", ok: ok}}
+		return []planStmt{{sql: sqlRollbackTo, role: roleCarrier, tag: "ROLLBACK", ok: effEnded}}
 	}
 	var plan []planStmt
-	if deferred {
+	if w.deferred {
 		plan = append(plan, checkPart(effAbandon))
 	}
 	if t.chain {
-		return append(plan, planStmt{sql: sqlRelease, role: rolePart, ok: effReleased, fail: effAbandon},
+		plan = append(plan, planStmt{sql: sqlRelease, role: rolePart, ok: effReleased, fail: effAbandon},
 			planStmt{sql: sqlSavepoint, role: roleCarrier, tag: t.tag, ok: effChained})
+		return append(plan, keepReadOnly(s)...)
 	}
 	plan = append(plan, planStmt{sql: sqlRelease, role: roleCarrier, tag: t.tag, ok: effReleased, fail: effAbandon})
-	if !last {
+	if !w.last {
 		plan = append(plan, planStmt{sql: sqlSavepoint, role: roleInfra, ok: effSavepoint})
 	}
 	return plan
@@ -222,7 +277,7 @@ func rewriteCommit(t txStmt, failed, last, deferred bool) []planStmt {
 func rewriteRollback(t txStmt, s txState) []planStmt {
 	switch {
 	case s.block && t.chain:
-		return []planStmt{{sql: sqlRollbackTo, role: roleCarrier, tag: t.tag, ok: effChained}}
+		return append([]planStmt{{sql: sqlRollbackTo, role: roleCarrier, tag: t.tag, ok: effChained}}, keepReadOnly(s)...)
 	case s.block:
 		return []planStmt{{sql: sqlRollbackTo, role: roleCarrier, tag: t.tag, ok: effEnded}}
 	case t.chain:

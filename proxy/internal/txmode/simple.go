@@ -62,6 +62,14 @@ func (c *txClient) planQuery(sql string) (*queryPlan, bool, error) {
 	}
 	var qb queryBuilder
 	hint := false
+	real := 0
+	for i := range pieces {
+		if pieces[i].Kind != sqllex.Empty {
+			real++
+		}
+	}
+	c.implicit = real > 1
+	defer func() { c.implicit = false }()
 	for i := range pieces {
 		p := &pieces[i]
 		if p.Kind == sqllex.Empty {
@@ -143,7 +151,7 @@ func (c *txClient) rewrite(t txStmt, last bool) ([]planStmt, error) {
 		c.failed, c.failedKnown = !skip && st.status == 'E', true
 	}
 	wasBlock := c.st.block
-	plan := rewrite(t, c.st, c.failed, last, c.cn.be.deferrable.Load())
+	plan := rewrite(t, c.st, where{failed: c.failed, last: last, deferred: c.cn.be.deferrable.Load(), implicit: c.implicit})
 	for _, ps := range plan {
 		c.st.apply(ps.ok)
 	}
