@@ -184,6 +184,16 @@ var diffCases = []struct {
 		run1("BEGIN READ ONLY"), run1("UPDATE items SET name = 'u'"), run1("ROLLBACK"),
 		q(countItems),
 	}},
+	{"statements that need a transaction block", script{
+		q("DECLARE c CURSOR FOR SELECT 1"), q("DECLARE h CURSOR WITH HOLD FOR SELECT 1"), q("CLOSE h"),
+		q("LOCK TABLE items"), q("LOCK items IN SHARE MODE"),
+		q("SET LOCAL search_path = nowhere"), q("SHOW search_path"),
+		q("SET CONSTRAINTS ALL IMMEDIATE"),
+		run1("DECLARE c2 CURSOR FOR SELECT 2"), run1("LOCK TABLE items"),
+		q("BEGIN"), q("DECLARE c CURSOR FOR SELECT 1"), q("FETCH c"), q("LOCK TABLE items"),
+		q("SET LOCAL work_mem = '8MB'"), q("SET CONSTRAINTS ALL DEFERRED"), q("ROLLBACK"),
+		q("SELECT 1; LOCK TABLE items"),
+	}},
 	{"settings and notices", script{
 		q("SET application_name = 'diff'"), q("SHOW application_name"),
 		q("BEGIN"), q("SET application_name = 'inner'"), q("SELECT 1/0"), q("ROLLBACK"), q("SHOW application_name"),

@@ -24,6 +24,12 @@ func TestTxOnlyBehaviour(t *testing.T) {
 			[]string{"ParseComplete", "BindComplete", "NoData", "Error ERROR 25001", "mode=db", "ReadyForQuery I"}},
 		{"prepare transaction", q("PREPARE TRANSACTION 'gid'"), []string{
 			`Error ERROR 0A000 "PREPARE TRANSACTION is not supported in tx mode"`, "mode=db", "ReadyForQuery I"}},
+		{"prepare transaction ends the block", q("BEGIN; INSERT INTO items VALUES (70, 'x'); PREPARE TRANSACTION 'gid'"), []string{
+			"CommandComplete BEGIN", "CommandComplete INSERT 0 1", `Error ERROR 0A000 "PREPARE TRANSACTION is not supported in tx mode"`, "ReadyForQuery I"}},
+		{"after prepare transaction", q("SELECT count(*) FROM items WHERE id = 70"), []string{`DataRow "0"`, "ReadyForQuery I"}},
+		{"extended prepare transaction ends the block", ext(parse("", "BEGIN"), bind("", ""), execM(""),
+			parse("", "PREPARE TRANSACTION 'gid'"), bind("", ""), execM(""), syncM()), []string{
+			"CommandComplete BEGIN", "ParseComplete", "BindComplete", `Error ERROR 0A000`, "ReadyForQuery I"}},
 		{"commit prepared", q("COMMIT PREPARED 'gid'"), []string{"Error ERROR 25001", "mode=db", "ReadyForQuery I"}},
 		{"begin with modes", q("BEGIN ISOLATION LEVEL SERIALIZABLE, READ ONLY"), []string{
 			`Notice NOTICE 00000 "tx mode does not apply transaction modes: ISOLATION LEVEL SERIALIZABLE"`,

@@ -128,6 +128,23 @@ func Keyword(sql string) string {
 	return sql[t.start:t.end]
 }
 
+// Words returns the tokens of sql, as written, up to the first max or the end:
+// unquoted words, and every other token (quoted names, strings, operators, "(") as
+// its text, skipping whitespace and comments. tx mode reads a statement's leading
+// keywords with it (SET LOCAL, DECLARE … WITH HOLD).
+func Words(sql string, max int) []string {
+	l := lexer{src: sql}
+	var out []string
+	for len(out) < max {
+		t := l.next()
+		if t.kind == tokEOF {
+			break
+		}
+		out = append(out, sql[t.start:t.end])
+	}
+	return out
+}
+
 // parser reads the tokens of one statement with one token of look-ahead.
 type parser struct {
 	lx      lexer

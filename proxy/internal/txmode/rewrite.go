@@ -101,6 +101,62 @@ type txStmt struct {
 	ignore   bool            // SET SESSION CHARACTERISTICS or SET TRANSACTION SNAPSHOT: passed on
 	copy     bool            // COPY: executing it may start copy-in mode
 	ddl      bool            // CREATE, ALTER or DROP: it may create or drop a deferrable constraint
+	inBlock  blockOnly       // a statement a plain server runs only in a transaction block
+	declare  bool            // DECLARE without HOLD: a cursor that ends with the transaction
+}
+
+// blockOnly names a statement that a plain server refuses (or ignores, with a
+// warning) outside a transaction block; inside tx mode's one transaction the server
+// would take it, so the proxy says what a plain server says.
+type blockOnly uint8
+
+const (
+	anywhere blockOnly = iota
+	blockDeclare
+	blockLock
+	blockSetLocal
+	blockSetConstraints
+)
+
+// classifyBlockOnly reads the leading words of a statement whose first word is kw.
+func classifyBlockOnly(kw, text string) (blockOnly, bool) {
+	switch kw {
+	case "declare":
+		w := sqllex.Words(text, 12)
+		for i := 2; i < len(w) && !strings.EqualFold(w[i], "for"); i++ {
+			if strings.EqualFold(w[i], "hold") && strings.EqualFold(w[i-1], "with") {
+				return anywhere, false
+			}
+		}
+		return blockDeclare, true
+	case "lock":
+		return blockLock, false
+	case "set":
+		w := sqllex.Words(text, 2)
+		switch {
+		case len(w) == 2 && strings.EqualFold(w[1], "local"):
+			return blockSetLocal, false
+		case len(w) == 2 && strings.EqualFold(w[1], "constraints"):
+			return blockSetConstraints, false
+		}
+	}
+	return anywhere, false
+}
+
+// outsideBlock is what a plain server says for a statement t.inBlock names, run
+// outside a transaction block: an error, or a warning and nothing done.
+func outsideBlock(t txStmt) []planStmt {
+	switch t.inBlock {
+	case blockDeclare:
+		return carrierOnly(t.tag, raiseError(pgerrcode.NoActiveSQLTransaction, "DECLARE CURSOR can only be used in transaction blocks", ""))
+	case blockLock:
+		return carrierOnly(t.tag, raiseError(pgerrcode.NoActiveSQLTransaction, "LOCK TABLE can only be used in transaction blocks", ""))
+	case blockSetLocal:
+		return carrierOnly("SET", raiseWarning(pgerrcode.NoActiveSQLTransaction, "SET LOCAL can only be used in transaction blocks"))
+	case blockSetConstraints:
+		return carrierOnly("SET CONSTRAINTS", raiseWarning(pgerrcode.NoActiveSQLTransaction, "SET CONSTRAINTS can only be used in transaction blocks"))
+	}
+	return nil
 }
 
 func newTxStmt(st *sqllex.Statement) txStmt {
@@ -110,7 +166,10 @@ func newTxStmt(st *sqllex.Statement) txStmt {
 	}
 	others := st.Modes
 	others.ReadOnly = sqllex.Unset
+	inBlock, declare := classifyBlockOnly(kw, st.Text)
 	return txStmt{
+		inBlock:  inBlock,
+		declare:  declare,
 		kind:     st.Kind,
 		tag:      st.Tag,
 		chain:    st.Chain,
@@ -139,7 +198,7 @@ func (t txStmt) control() bool {
 	case sqllex.SetTransaction:
 		return !t.ignore
 	}
-	return false
+	return t.inBlock != anywhere
 }
 
 // ends reports whether st may end the client's block: the next unit must then wait
@@ -159,6 +218,12 @@ type where struct {
 // rewrite returns the server statements that stand for st in state s, or nil when st
 // reaches the server as written.
 func rewrite(t txStmt, s txState, w where) []planStmt {
+	if t.inBlock != anywhere {
+		if s.block || w.implicit {
+			return nil
+		}
+		return outsideBlock(t)
+	}
 	switch t.kind {
 	case sqllex.Begin:
 		return rewriteBegin(t, s)
@@ -182,7 +247,13 @@ func rewrite(t txStmt, s txState, w where) []planStmt {
 	case sqllex.Savepoint, sqllex.Release, sqllex.RollbackTo:
 		return rewriteSavepoint(t, s)
 	case sqllex.PrepareTransaction:
-		return carrierOnly(t.tag, raiseError(pgerrcode.FeatureNotSupported, "PREPARE TRANSACTION is not supported in tx mode", hintModeDB))
+		refuse := carrierOnly(t.tag, raiseError(pgerrcode.FeatureNotSupported, "PREPARE TRANSACTION is not supported in tx mode", hintModeDB))
+		if s.block {
+			// A plain server ends the transaction at PREPARE TRANSACTION, even when it
+			// refuses it: the client's block is rolled back, then refused.
+			return append([]planStmt{{sql: sqlRollbackTo, role: rolePart, ok: effEnded}}, refuse...)
+		}
+		return refuse
 	case sqllex.SetTransaction:
 		return rewriteSetTransaction(t, s, w)
 	}
