@@ -194,6 +194,16 @@ var diffCases = []struct {
 		q("SET LOCAL work_mem = '8MB'"), q("SET CONSTRAINTS ALL DEFERRED"), q("ROLLBACK"),
 		q("SELECT 1; LOCK TABLE items"),
 	}},
+	{"cursors end with the transaction", script{
+		q("BEGIN"), q(`DECLARE c CURSOR FOR SELECT id FROM items ORDER BY id`), q(`DECLARE "Big" SCROLL CURSOR FOR SELECT 1`),
+		q("DECLARE h CURSOR WITH HOLD FOR SELECT id FROM items ORDER BY id"), q("FETCH c"), q("COMMIT"),
+		q("FETCH c"), q(`FETCH "Big"`), q("FETCH h"),
+		q("BEGIN"), q("DECLARE c CURSOR FOR SELECT 1"), q("COMMIT AND CHAIN"), q("FETCH c"), q("ROLLBACK"),
+		q("BEGIN"), q("DECLARE c CURSOR FOR SELECT 1"), q("ROLLBACK"), q("FETCH c"),
+		q("DECLARE c CURSOR FOR SELECT 1; FETCH c"), q("FETCH c"),
+		q("BEGIN; DECLARE c CURSOR FOR SELECT 1; COMMIT; FETCH c"),
+		q("CLOSE h"), q("DROP TABLE items"),
+	}},
 	{"settings and notices", script{
 		q("SET application_name = 'diff'"), q("SHOW application_name"),
 		q("BEGIN"), q("SET application_name = 'inner'"), q("SELECT 1/0"), q("ROLLBACK"), q("SHOW application_name"),

@@ -22,12 +22,13 @@ type txClient struct {
 	// failed says the client's block has failed; failedKnown that the pump knows it.
 	failed, failedKnown bool
 
-	inUnit    bool // a unit (messages up to Sync, Query or FunctionCall) is open; it has the backend
-	skipMode  bool // the server skips this unit up to its Sync: forward it as is
-	unitBlock bool // the unit began in the client's block
-	unitCtl   bool // the unit holds BEGIN, COMMIT or ROLLBACK
-	unitSQL   bool // a message of the unit that runs SQL was sent
-	implicit  bool // the statement being planned is one of several of a query string
+	inUnit    bool     // a unit (messages up to Sync, Query or FunctionCall) is open; it has the backend
+	skipMode  bool     // the server skips this unit up to its Sync: forward it as is
+	unitBlock bool     // the unit began in the client's block
+	unitCtl   bool     // the unit holds BEGIN, COMMIT or ROLLBACK
+	unitSQL   bool     // a message of the unit that runs SQL was sent
+	implicit  bool     // the statement being planned is one of several of a query string
+	cursors   []string // cursors without HOLD declared in the client's block or query string
 	// copyAt: a COPY was executed, as the copyAt-th message queued; until the client
 	// ends the copy, a Sync may come while the server is in copy-in mode, which
 	// ignores it (libpq sends Execute and Sync together).

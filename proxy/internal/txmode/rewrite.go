@@ -102,7 +102,7 @@ type txStmt struct {
 	copy     bool            // COPY: executing it may start copy-in mode
 	ddl      bool            // CREATE, ALTER or DROP: it may create or drop a deferrable constraint
 	inBlock  blockOnly       // a statement a plain server runs only in a transaction block
-	declare  bool            // DECLARE without HOLD: a cursor that ends with the transaction
+	cursor   string          // DECLARE without HOLD: the name of a cursor that ends with the transaction
 }
 
 // blockOnly names a statement that a plain server refuses (or ignores, with a
@@ -118,29 +118,67 @@ const (
 	blockSetConstraints
 )
 
-// classifyBlockOnly reads the leading words of a statement whose first word is kw.
-func classifyBlockOnly(kw, text string) (blockOnly, bool) {
+// classifyBlockOnly reads the leading words of a statement whose first word is kw;
+// for DECLARE without HOLD it also returns the cursor's name.
+func classifyBlockOnly(kw, text string) (blockOnly, string) {
 	switch kw {
 	case "declare":
 		w := sqllex.Words(text, 12)
+		if len(w) < 2 {
+			return anywhere, ""
+		}
 		for i := 2; i < len(w) && !strings.EqualFold(w[i], "for"); i++ {
 			if strings.EqualFold(w[i], "hold") && strings.EqualFold(w[i-1], "with") {
-				return anywhere, false
+				return anywhere, ""
 			}
 		}
-		return blockDeclare, true
+		return blockDeclare, identName(w[1])
 	case "lock":
-		return blockLock, false
+		return blockLock, ""
 	case "set":
 		w := sqllex.Words(text, 2)
 		switch {
 		case len(w) == 2 && strings.EqualFold(w[1], "local"):
-			return blockSetLocal, false
+			return blockSetLocal, ""
 		case len(w) == 2 && strings.EqualFold(w[1], "constraints"):
-			return blockSetConstraints, false
+			return blockSetConstraints, ""
 		}
 	}
-	return anywhere, false
+	return anywhere, ""
+}
+
+// identName returns the name an identifier token stands for: a quoted one unquoted,
+// an unquoted one folded to lower case (ASCII, as PostgreSQL folds it).
+func identName(tok string) string {
+	if len(tok) >= 2 && tok[0] == '"' && tok[len(tok)-1] == '"' {
+		return strings.ReplaceAll(tok[1:len(tok)-1], `""`, `"`)
+	}
+	b := []byte(tok)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+// closeCursors closes the client's cursors without HOLD that are still open, as a
+// plain server's commit does (a rollback to the proxy's savepoint drops them itself).
+// It returns nothing when there are none to close.
+func closeCursors(names []string) []planStmt {
+	var list []string
+	for _, n := range names {
+		if !strings.Contains(n, "$pgtestproxy$") {
+			list = append(list, quoteLiteral(n))
+		}
+	}
+	if len(list) == 0 {
+		return nil
+	}
+	sql := "DO $pgtestproxy$DECLARE r record; BEGIN FOR r IN SELECT name FROM pg_catalog.pg_cursors " +
+		"WHERE NOT is_holdable AND name = ANY (ARRAY[" + strings.Join(list, ", ") + "]) " +
+		"LOOP EXECUTE 'CLOSE ' || pg_catalog.quote_ident(r.name); END LOOP; END$pgtestproxy$"
+	return []planStmt{{sql: sql, role: rolePart, fail: effAbandon}}
 }
 
 // outsideBlock is what a plain server says for a statement t.inBlock names, run
@@ -166,10 +204,10 @@ func newTxStmt(st *sqllex.Statement) txStmt {
 	}
 	others := st.Modes
 	others.ReadOnly = sqllex.Unset
-	inBlock, declare := classifyBlockOnly(kw, st.Text)
+	inBlock, cursor := classifyBlockOnly(kw, st.Text)
 	return txStmt{
 		inBlock:  inBlock,
-		declare:  declare,
+		cursor:   cursor,
 		kind:     st.Kind,
 		tag:      st.Tag,
 		chain:    st.Chain,
@@ -209,10 +247,11 @@ func (t txStmt) ends() bool {
 
 // where says what a rewrite depends on besides the txState.
 type where struct {
-	failed   bool // the client's block has failed
-	last     bool // no statement follows in the unit; a COMMIT then leaves the next savepoint to the next unit
-	deferred bool // the lease may have deferrable constraints to check
-	implicit bool // the statement is one of several of a query string: a plain server's implicit block
+	failed   bool     // the client's block has failed
+	last     bool     // no statement follows in the unit; a COMMIT then leaves the next savepoint to the next unit
+	deferred bool     // the lease may have deferrable constraints to check
+	implicit bool     // the statement is one of several of a query string: a plain server's implicit block
+	cursors  []string // the client's cursors without HOLD declared in the block
 }
 
 // rewrite returns the server statements that stand for st in state s, or nil when st
@@ -333,6 +372,7 @@ func rewriteCommit(t txStmt, s txState, w where) []planStmt {
 	if w.deferred {
 		plan = append(plan, checkPart(effAbandon))
 	}
+	plan = append(plan, closeCursors(w.cursors)...)
 	if t.chain {
 		plan = append(plan, planStmt{sql: sqlRelease, role: rolePart, ok: effReleased, fail: effAbandon},
 			planStmt{sql: sqlSavepoint, role: roleCarrier, tag: t.tag, ok: effChained})

@@ -89,12 +89,20 @@ func (c *txClient) planQuery(sql string) (*queryPlan, bool, error) {
 		}
 		qb.replace(p, plan)
 	}
-	if c.checkAtEnd() && qb.stmts() > 0 && closed(pieces[len(pieces)-1].Text) {
+	if !c.skipMode && !c.st.block && c.st.sp != spNone && qb.stmts() > 0 && closed(pieces[len(pieces)-1].Text) {
 		// The string's implicit transaction commits at its end.
-		qb.check(len(sql))
-		if ps, ok := c.probe(); ok {
+		if c.cn.be.deferrable.Load() {
+			qb.check(len(sql))
+			if ps, ok := c.probe(); ok {
+				qb.add(ps, len(sql))
+			}
+		}
+		for _, ps := range closeCursors(c.cursors) {
 			qb.add(ps, len(sql))
 		}
+	}
+	if !c.st.block {
+		c.cursors = nil
 	}
 	return qb.done(sql), hint, nil
 }
@@ -151,9 +159,16 @@ func (c *txClient) rewrite(t txStmt, last bool) ([]planStmt, error) {
 		c.failed, c.failedKnown = !skip && st.status == 'E', true
 	}
 	wasBlock := c.st.block
-	plan := rewrite(t, c.st, where{failed: c.failed, last: last, deferred: c.cn.be.deferrable.Load(), implicit: c.implicit})
+	if t.cursor != "" && (c.st.block || c.implicit) {
+		c.cursors = append(c.cursors, t.cursor)
+	}
+	plan := rewrite(t, c.st, where{failed: c.failed, last: last, deferred: c.cn.be.deferrable.Load(),
+		implicit: c.implicit, cursors: c.cursors})
 	for _, ps := range plan {
 		c.st.apply(ps.ok)
+	}
+	if wasBlock && (t.kind == sqllex.Commit || t.kind == sqllex.Rollback || t.kind == sqllex.PrepareTransaction) {
+		c.cursors = nil // closed by the rewrite, or dropped by the rollback
 	}
 	// A new block, or ROLLBACK TO one of the client's savepoints, starts clean.
 	if t.ends() && !(t.kind == sqllex.Begin && wasBlock) || t.kind == sqllex.RollbackTo && plan == nil {
