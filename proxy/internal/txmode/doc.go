@@ -112,14 +112,23 @@
 // connections that are open together share settings, temporary tables and advisory
 // locks, as they share the backend.
 //
+// Statements a plain server takes only in a transaction block (DECLARE without HOLD,
+// LOCK, SET LOCAL, SET CONSTRAINTS) get its error or warning outside one, raised from
+// a DO block (rewrite.go, outsideBlock). Cursors without HOLD that the client declared
+// are closed (those pg_cursors still lists) before the savepoint is released at its
+// COMMIT or at the end of a query string's implicit block; a rollback to the savepoint
+// drops them by itself. PREPARE TRANSACTION in a block rolls the block back, then is
+// refused.
+//
 // What tx mode does not do as a plain server does (documented, not hidden): SET
-// LOCAL and set_config(…, true) in a client transaction last until the lease ends;
-// statements a plain server allows only in a transaction block (DECLARE without HOLD,
-// LOCK, SET LOCAL) are accepted outside one; a deferrable constraint created by DDL
-// inside a function (not a top-level CREATE, ALTER or DROP) is checked only from the
-// next top-level DDL on; a client's SET CONSTRAINTS ALL still applies, after its
-// transaction, to constraints created later in the lease; deferred constraints of a
-// FunctionCall message are checked with the next unit's; locks (row, table, advisory transaction
+// LOCAL and set_config(…, true) in a client transaction (or a multi-statement string)
+// last until the lease ends; isolation levels are not applied (a savepoint cannot);
+// a deferrable constraint created by DDL inside a function (not a top-level CREATE,
+// ALTER or DROP) is checked only from the next top-level DDL on; a client's SET
+// CONSTRAINTS ALL still applies, after its transaction, to constraints created later
+// in the lease; deferred constraints of a FunctionCall message are checked with the
+// next unit's; WITH HOLD cursors are not materialised at COMMIT; the proxy's prepared
+// statements show in pg_prepared_statements; locks (row, table, advisory transaction
 // locks) and ON COMMIT actions of temporary tables wait for the lease's end; a client
 // that sets idle_in_transaction_session_timeout itself (or RESET ALL with a server
 // default) turns the proxy's protection off; portals outlive the unit that made
