@@ -16,7 +16,19 @@ func TestTxOnlyBehaviour(t *testing.T) {
 		st   step
 		want []string // substrings of the replies, in order
 	}{
-		{"vacuum", q("VACUUM items"), []string{`Error ERROR 25001 "VACUUM cannot run inside a transaction block"`,
+		{"vacuum", q("VACUUM items"), []string{`Notice NOTICE 00000 "tx mode ran nothing for VACUUM`,
+			"CommandComplete VACUUM", "ReadyForQuery I"}},
+		{"vacuum analyze", q("VACUUM (ANALYZE, VERBOSE) items; VACUUM FULL ANALYZE items"), []string{
+			`Notice NOTICE 00000 "tx mode ran ANALYZE for VACUUM`, "CommandComplete VACUUM",
+			`Notice NOTICE 00000 "tx mode ran ANALYZE for VACUUM`, "CommandComplete VACUUM", "ReadyForQuery I"}},
+		{"vacuum of nothing", q("VACUUM ANALYZE nosuchtable"), []string{`Error ERROR 42P01`, "ReadyForQuery I"}},
+		{"create index concurrently", q("CREATE UNIQUE INDEX CONCURRENTLY items_name ON items (name)"), []string{
+			`Notice NOTICE 00000 "tx mode ran CREATE INDEX without CONCURRENTLY"`, "CommandComplete CREATE INDEX", "ReadyForQuery I"}},
+		{"reindex and drop index concurrently", q("REINDEX INDEX CONCURRENTLY items_name; DROP INDEX CONCURRENTLY items_name"), []string{
+			`Notice NOTICE 00000 "tx mode ran REINDEX without CONCURRENTLY"`, "CommandComplete REINDEX",
+			`Notice NOTICE 00000 "tx mode ran DROP INDEX without CONCURRENTLY"`, "CommandComplete DROP INDEX", "ReadyForQuery I"}},
+		{"index is gone", q("SELECT count(*) FROM pg_indexes WHERE indexname = 'items_name'"), []string{`DataRow "0"`}},
+		{"create database", q("CREATE DATABASE nope"), []string{`Error ERROR 25001 "CREATE DATABASE cannot run inside a transaction block"`,
 			`hint="tx mode runs the session inside one transaction of the proxy; connect with mode=db`, "ReadyForQuery I"}},
 		{"create database in a string", q("SELECT 1; CREATE DATABASE nope"), []string{"DataRow", "CommandComplete SELECT 1",
 			"Error ERROR 25001", "mode=db", "ReadyForQuery I"}},

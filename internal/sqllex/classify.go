@@ -133,14 +133,29 @@ func Keyword(sql string) string {
 // its text, skipping whitespace and comments. tx mode reads a statement's leading
 // keywords with it (SET LOCAL, DECLARE … WITH HOLD).
 func Words(sql string, max int) []string {
-	l := lexer{src: sql}
 	var out []string
+	for _, w := range Tokens(sql, max) {
+		out = append(out, w.Text)
+	}
+	return out
+}
+
+// Token is one token of Tokens: sql[Start:End].
+type Token struct {
+	Text       string
+	Start, End int
+}
+
+// Tokens is Words with each token's place in sql.
+func Tokens(sql string, max int) []Token {
+	l := lexer{src: sql}
+	var out []Token
 	for len(out) < max {
 		t := l.next()
 		if t.kind == tokEOF {
 			break
 		}
-		out = append(out, sql[t.start:t.end])
+		out = append(out, Token{Text: sql[t.start:t.end], Start: t.start, End: t.end})
 	}
 	return out
 }

@@ -103,6 +103,7 @@ type txStmt struct {
 	ddl      bool            // CREATE, ALTER or DROP: it may create or drop a deferrable constraint
 	inBlock  blockOnly       // a statement a plain server runs only in a transaction block
 	cursor   string          // DECLARE without HOLD: the name of a cursor that ends with the transaction
+	noTxCmd  string          // sqllex's NoTxCommand
 }
 
 // blockOnly names a statement that a plain server refuses (or ignores, with a
@@ -208,6 +209,7 @@ func newTxStmt(st *sqllex.Statement) txStmt {
 	return txStmt{
 		inBlock:  inBlock,
 		cursor:   cursor,
+		noTxCmd:  st.NoTxCommand,
 		kind:     st.Kind,
 		tag:      st.Tag,
 		chain:    st.Chain,

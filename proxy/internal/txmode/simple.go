@@ -55,7 +55,7 @@ func (c *txClient) planQuery(sql string) (*queryPlan, bool, error) {
 		// The common case: one statement, rewritten or as written.
 		t := newTxStmt(&pieces[0])
 		c.noteDDL(t)
-		if !t.control() && !c.checkAtEnd() {
+		if !t.control() && !c.checkAtEnd() && (!t.noTx() || insteadOfNoTx(t, sql) == nil) {
 			_, err := c.rewrite(t, true)
 			return nil, t.noTx(), err
 		}
@@ -78,11 +78,14 @@ func (c *txClient) planQuery(sql string) (*queryPlan, bool, error) {
 		}
 		t := newTxStmt(p)
 		c.noteDDL(t)
-		hint = hint || t.noTx()
 		plan, err := c.rewrite(t, lastReal(pieces, i))
 		if err != nil {
 			return nil, false, err
 		}
+		if t.noTx() && !c.skipMode {
+			plan = insteadOfNoTx(t, p.Text)
+		}
+		hint = hint || t.noTx() && plan == nil
 		if plan == nil {
 			qb.keep(p, true)
 			continue
