@@ -52,7 +52,8 @@
 // from a DO block the proxy sends in the statement's place, so that their order and
 // their skipping after an error are the server's; the proxy drops the PL/pgSQL
 // context from them. Statements that cannot run in a transaction block reach the
-// server, which refuses them; the proxy adds a hint to use mode=db.
+// server, which refuses them; the proxy adds a hint to use mode=db. In a query
+// string, those whose effect on a clone the proxy can give run as that (notx.go).
 //
 // Rewriting (rewrite.go) maps one client statement to the server statements that
 // stand for it in the current state, each with a role: the client's own (replies
