@@ -16,7 +16,7 @@
 //	tx       the proxy, ?mode=tx (each connection its own lease)
 //	tx-key   the proxy, ?mode=tx&session=KEY
 //
-// Each run is bounded by go test's -timeout; a package that times out runs again
+// Each run is bounded by go test's -timeout; a package that panics or times out runs again
 // without the tests that ended and those that hung, so one hang does not hide the rest.
 //
 // It prints the table of the issue, then, per proxy run, the tests that pass directly
