@@ -16,9 +16,13 @@
 //	tx       the proxy, ?mode=tx (each connection its own lease)
 //	tx-key   the proxy, ?mode=tx&session=KEY
 //
+// Each run is bounded by go test's -timeout; a package that panics or times out runs again
+// without the tests that ended and those that hung, so one hang does not hide the rest.
+//
 // It prints the table of the issue, then, per proxy run, the tests that pass directly
 // but not through the proxy, grouped by a one-line cause (the first line of the
-// failure). --json FILE writes every result with the failures' output. It lives in its
+// failure). --json FILE writes every result with the failures' output, after each run;
+// --report FILE prints the report of such a file again without measuring. It lives in its
 // own module so that pgx's test dependencies stay out of the product's go.mod; `make
 // fidelity` runs it and it is not part of `make test`.
 package main

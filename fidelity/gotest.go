@@ -60,8 +60,8 @@ type runResult struct {
 const maxReruns = 3
 
 // runSuite runs pgx's suite with dsn as its database and collects the results. A
-// package whose test binary timed out (a test that hangs, such as one waiting for a
-// notification that never comes, or a package slowed past -timeout) runs again
+// package whose test binary panicked or timed out (a test that hangs, such as one
+// waiting for a notification that never comes, or a package slowed past -timeout) runs again
 // without the tests that finished and those that hung, so a hang does not hide the rest
 // of its package; the hung tests stay "did not finish".
 func runSuite(ctx context.Context, opt options, name, dsn string, log io.Writer) (*runResult, error) {
@@ -72,13 +72,13 @@ func runSuite(ctx context.Context, opt options, name, dsn string, log io.Writer)
 	for _, pkg := range opt.pkgs {
 		out := res.PackageOutput[pkg]
 		for range maxReruns {
-			if !strings.Contains(strings.Join(out, ""), "panic: test timed out") {
+			if !strings.Contains(strings.Join(out, ""), "panic: ") {
 				break
 			}
 			hung := timedOut(out, opt.timeout/2)
 			res.Hung[pkg] = append(res.Hung[pkg], hung...)
 			skip := append(res.finished(pkg), res.Hung[pkg]...)
-			fmt.Fprintf(log, "fidelity: %s: %s timed out (hung: %s); running it again without the %d tests that ended or hung\n",
+			fmt.Fprintf(log, "fidelity: %s: %s panicked or timed out (hung: %s); running it again without the %d tests that ended or hung\n",
 				name, pkg, strings.Join(hung, ", "), len(skip))
 			again, err := goTest(ctx, opt, name, dsn, []string{pkg}, skipPattern(opt.skip, skip), log)
 			if err != nil {

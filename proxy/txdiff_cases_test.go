@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgtestproxy/pgtestproxy/internal/testpg"
 )
 
 const countItems = "SELECT count(*) FROM items"
@@ -136,6 +138,72 @@ var diffCases = []struct {
 		q("BEGIN"), q("INSERT INTO child VALUES (5)"), q("SAVEPOINT a"), q("ROLLBACK TO a"), q("COMMIT"),
 		q("SELECT count(*) FROM child"),
 	}},
+	{"deferred constraints of autocommit statements", script{
+		q("CREATE TABLE plain (v int)"), q("INSERT INTO plain VALUES (1)"), q(deferredSetup),
+		q("INSERT INTO child VALUES (1)"), q("SELECT count(*) FROM child"),
+		q("INSERT INTO child VALUES (2); INSERT INTO parent VALUES (2)"),
+		q("INSERT INTO child VALUES (3); SELECT 1"),
+		run1("INSERT INTO child VALUES ($1)", "4"),
+		ext(parse("", "INSERT INTO child VALUES (5)"), bind("", ""), execM(""),
+			parse("", "SELECT 1"), bind("", ""), execM(""), syncM()),
+		q("BEGIN"), q("INSERT INTO parent VALUES (6)"), q("COMMIT"),
+		q("INSERT INTO child VALUES (7); BEGIN; INSERT INTO parent VALUES (7); COMMIT"),
+		q("BEGIN; INSERT INTO child VALUES (8); COMMIT; INSERT INTO child VALUES (9)"),
+		q("SELECT count(*) FROM child"),
+		q("BEGIN"), q("SET CONSTRAINTS ALL IMMEDIATE"), q("COMMIT"),
+		ext(parse("", "INSERT INTO child VALUES (11)"), bind("", ""), execM(""), syncM()),
+		q("INSERT INTO child VALUES (12) -- a comment"), q("SELECT 1 +"), q("SELECT 1 -- c"), q(""), q(" ; "),
+		q("ALTER TABLE child ADD COLUMN v int"), q("DROP TABLE child"),
+	}},
+	{"deferred triggers fire once", script{
+		q(`CREATE TABLE fired (v int);
+			CREATE FUNCTION note() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN
+				INSERT INTO fired VALUES (NEW.v); IF NEW.v < 0 THEN RAISE EXCEPTION 'negative %', NEW.v; END IF; RETURN NULL; END$$;
+			CREATE TABLE watched (v int);
+			CREATE CONSTRAINT TRIGGER w AFTER INSERT ON watched DEFERRABLE INITIALLY DEFERRED
+				FOR EACH ROW EXECUTE FUNCTION note()`),
+		q("INSERT INTO watched VALUES (1)"), q("SELECT count(*) FROM fired"),
+		q("BEGIN"), q("INSERT INTO watched VALUES (2)"), q("COMMIT"),
+		q("BEGIN"), q("COMMIT"), q("INSERT INTO watched VALUES (-3)"),
+		q("SELECT v FROM fired ORDER BY v"),
+		q("BEGIN"), q("SET CONSTRAINTS ALL IMMEDIATE"), q("INSERT INTO watched VALUES (4)"), q("COMMIT"),
+		q("INSERT INTO watched VALUES (-5); INSERT INTO watched VALUES (5)"),
+		q("SELECT v FROM fired ORDER BY v"),
+	}},
+	{"read-only transactions", script{
+		q("BEGIN READ ONLY"), q("SELECT count(*) FROM items"), q("INSERT INTO items VALUES (10, 'ten')"), q("ROLLBACK"),
+		q("INSERT INTO items VALUES (11, 'x')"), q("SHOW transaction_read_only"),
+		q("START TRANSACTION READ ONLY"), q("SHOW transaction_read_only"), q("COMMIT"), q("SHOW transaction_read_only"),
+		q("BEGIN"), q("INSERT INTO items VALUES (12, 'y')"), q("SET TRANSACTION READ ONLY"),
+		q("DELETE FROM items"), q("COMMIT"),
+		q("BEGIN READ ONLY"), q("COMMIT AND CHAIN"), q("INSERT INTO items VALUES (13, 'z')"), q("ROLLBACK AND CHAIN"),
+		q("SHOW transaction_read_only"), q("ROLLBACK"),
+		q("BEGIN READ WRITE"), q("INSERT INTO items VALUES (14, 'w')"), q("COMMIT"),
+		q("SET TRANSACTION READ ONLY; INSERT INTO items VALUES (15, 'v')"),
+		q("SET TRANSACTION READ ONLY; COMMIT AND CHAIN"), q("SHOW transaction_read_only"),
+		run1("BEGIN READ ONLY"), run1("UPDATE items SET name = 'u'"), run1("ROLLBACK"),
+		q(countItems),
+	}},
+	{"statements that need a transaction block", script{
+		q("DECLARE c CURSOR FOR SELECT 1"), q("DECLARE h CURSOR WITH HOLD FOR SELECT 1"), q("CLOSE h"),
+		q("LOCK TABLE items"), q("LOCK items IN SHARE MODE"),
+		q("SET LOCAL search_path = nowhere"), q("SHOW search_path"),
+		q("SET CONSTRAINTS ALL IMMEDIATE"),
+		run1("DECLARE c2 CURSOR FOR SELECT 2"), run1("LOCK TABLE items"),
+		q("BEGIN"), q("DECLARE c CURSOR FOR SELECT 1"), q("FETCH c"), q("LOCK TABLE items"),
+		q("SET LOCAL work_mem = '8MB'"), q("SET CONSTRAINTS ALL DEFERRED"), q("ROLLBACK"),
+		q("SELECT 1; LOCK TABLE items"),
+	}},
+	{"cursors end with the transaction", script{
+		q("BEGIN"), q(`DECLARE c CURSOR FOR SELECT id FROM items ORDER BY id`), q(`DECLARE "Big" SCROLL CURSOR FOR SELECT 1`),
+		q("DECLARE h CURSOR WITH HOLD FOR SELECT id FROM items ORDER BY id"), q("FETCH c"), q("COMMIT"),
+		q("FETCH c"), q(`FETCH "Big"`), q("FETCH h"),
+		q("BEGIN"), q("DECLARE c CURSOR FOR SELECT 1"), q("COMMIT AND CHAIN"), q("FETCH c"), q("ROLLBACK"),
+		q("BEGIN"), q("DECLARE c CURSOR FOR SELECT 1"), q("ROLLBACK"), q("FETCH c"),
+		q("DECLARE c CURSOR FOR SELECT 1; FETCH c"), q("FETCH c"),
+		q("BEGIN; DECLARE c CURSOR FOR SELECT 1; COMMIT; FETCH c"),
+		q("CLOSE h"), q("DROP TABLE items"),
+	}},
 	{"settings and notices", script{
 		q("SET application_name = 'diff'"), q("SHOW application_name"),
 		q("BEGIN"), q("SET application_name = 'inner'"), q("SELECT 1/0"), q("ROLLBACK"), q("SHOW application_name"),
@@ -193,4 +261,22 @@ func TestTxMatchesPlainServer(t *testing.T) {
 			env.compare(t, tc.sc)
 		})
 	}
+}
+
+// A lease learns at its start that the template has deferrable constraints: the
+// deferred constraints of autocommit statements are checked without any DDL in the
+// lease.
+func TestTxDeferredFromTemplate(t *testing.T) {
+	t.Parallel()
+	p := newTestProvider(t)
+	dbURL, tpl := testpg.NewDatabase(t)
+	testpg.Exec(t, dbURL, deferredSetup)
+	p.templates["app"] = tpl
+	env := &diffEnv{s: startProxy(t, Config{Provider: p, Logger: nopLogger()}), p: p, tpl: tpl}
+	env.compare(t, script{
+		q("INSERT INTO child VALUES (1)"), run1("INSERT INTO child VALUES ($1)", "2"),
+		q("INSERT INTO child VALUES (3); INSERT INTO parent VALUES (3)"),
+		q("BEGIN"), q("INSERT INTO child VALUES (4)"), q("COMMIT"),
+		q("SELECT count(*) FROM child"),
+	})
 }

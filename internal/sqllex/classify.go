@@ -128,6 +128,38 @@ func Keyword(sql string) string {
 	return sql[t.start:t.end]
 }
 
+// Words returns the tokens of sql, as written, up to the first max or the end:
+// unquoted words, and every other token (quoted names, strings, operators, "(") as
+// its text, skipping whitespace and comments. tx mode reads a statement's leading
+// keywords with it (SET LOCAL, DECLARE … WITH HOLD).
+func Words(sql string, max int) []string {
+	var out []string
+	for _, w := range Tokens(sql, max) {
+		out = append(out, w.Text)
+	}
+	return out
+}
+
+// Token is one token of Tokens: sql[Start:End].
+type Token struct {
+	Text       string
+	Start, End int
+}
+
+// Tokens is Words with each token's place in sql.
+func Tokens(sql string, max int) []Token {
+	l := lexer{src: sql}
+	var out []Token
+	for len(out) < max {
+		t := l.next()
+		if t.kind == tokEOF {
+			break
+		}
+		out = append(out, Token{Text: sql[t.start:t.end], Start: t.start, End: t.end})
+	}
+	return out
+}
+
 // parser reads the tokens of one statement with one token of look-ahead.
 type parser struct {
 	lx      lexer

@@ -1,6 +1,7 @@
 package sqllex
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -402,6 +403,22 @@ func TestClassifyFastPathAllocs(t *testing.T) {
 	} {
 		if n := testing.AllocsPerRun(100, func() { Classify(sql) }); n != 0 {
 			t.Errorf("Classify(%q): %v allocations", sql, n)
+		}
+	}
+}
+
+func TestWords(t *testing.T) {
+	for _, tc := range []struct {
+		sql  string
+		max  int
+		want []string
+	}{
+		{"/* c */ SET -- x\n LOCAL a = 1", 2, []string{"SET", "LOCAL"}},
+		{`DECLARE "with" CURSOR WITH HOLD FOR SELECT`, 12, []string{"DECLARE", `"with"`, "CURSOR", "WITH", "HOLD", "FOR", "SELECT"}},
+		{"", 3, nil},
+	} {
+		if got := Words(tc.sql, tc.max); !slices.Equal(got, tc.want) {
+			t.Errorf("Words(%q, %d) = %q, want %q", tc.sql, tc.max, got, tc.want)
 		}
 	}
 }

@@ -33,6 +33,14 @@ type Backend struct {
 	major       int    // the server's major version
 	restore     string // the statement that restores the clone's sequences; "" when it has none
 	snapped     bool   // restore was taken
+	// tplDeferrable: the clone, as the template left it, has deferrable constraints or
+	// constraint triggers; deferrable: the lease's transaction may have some now (set
+	// when a client's statement may have created one, and learned again, with
+	// sqlHasDeferrable, at the end of the next autocommit unit: relearn). Autocommit
+	// units check their deferred constraints only then (rewrite.go, sqlCheckDeferred).
+	tplDeferrable bool
+	deferrable    atomic.Bool
+	relearn       bool // under mu
 
 	st       txState // where the lease's transaction stands between sessions
 	sessions int     // sessions that ran in the current lease
@@ -66,6 +74,34 @@ func (b *Backend) prepStmt(sql string) *prepStmt {
 		b.prepared[sql] = ps
 	}
 	return ps
+}
+
+// noteDDL records a statement that may create or drop a deferrable constraint.
+func (b *Backend) noteDDL() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.deferrable.Store(true)
+	b.relearn = true
+}
+
+// takeRelearn reports whether DDL was noted since the last sqlHasDeferrable was sent,
+// for one to be sent now.
+func (b *Backend) takeRelearn() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r := b.relearn
+	b.relearn = false
+	return r
+}
+
+// learned records what sqlHasDeferrable answered, unless DDL noted since it was sent
+// makes the answer stale.
+func (b *Backend) learned(has bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.relearn {
+		b.deferrable.Store(has)
+	}
 }
 
 // forgetPrepared marks the proxy's statements unprepared (after DEALLOCATE or DISCARD).

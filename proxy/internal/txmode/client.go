@@ -23,11 +23,13 @@ type txClient struct {
 	// failed says the client's block has failed; failedKnown that the pump knows it.
 	failed, failedKnown bool
 
-	inUnit    bool // a unit (messages up to Sync, Query or FunctionCall) is open; it has the backend
-	skipMode  bool // the server skips this unit up to its Sync: forward it as is
-	unitBlock bool // the unit began in the client's block
-	unitCtl   bool // the unit holds BEGIN, COMMIT or ROLLBACK
-	unitSQL   bool // a message of the unit that runs SQL was sent
+	inUnit    bool     // a unit (messages up to Sync, Query or FunctionCall) is open; it has the backend
+	skipMode  bool     // the server skips this unit up to its Sync: forward it as is
+	unitBlock bool     // the unit began in the client's block
+	unitCtl   bool     // the unit holds BEGIN, COMMIT or ROLLBACK
+	unitSQL   bool     // a message of the unit that runs SQL was sent
+	implicit  bool     // the statement being planned is one of several of a query string
+	cursors   []string // cursors without HOLD declared in the client's block or query string
 	// copyAt: a COPY was executed, as the copyAt-th message queued; until the client
 	// ends the copy, a Sync may come while the server is in copy-in mode, which
 	// ignores it (libpq sends Execute and Sync together).
@@ -193,6 +195,17 @@ func (c *txClient) sync(n int) error {
 	}
 	if err := c.beginUnit(); err != nil {
 		return err
+	}
+	if c.unitSQL && c.checkAtEnd() {
+		// The unit's implicit transaction commits at its Sync.
+		if err := c.inject(checkPart(effNone), false); err != nil {
+			return err
+		}
+		if ps, ok := c.probe(); ok {
+			if err := c.inject(ps, false); err != nil {
+				return err
+			}
+		}
 	}
 	if err := c.send(pending{msg: 'S', work: c.unitSQL}, syncMsg); err != nil {
 		return err

@@ -27,18 +27,33 @@
 // Client transactions are the savepoint itself: BEGIN starts the client's block at the
 // savepoint (which may already hold earlier statements of the same query string, as a
 // plain server's implicit block does); COMMIT releases it after checking deferred
-// constraints (SAVEPOINT pgtestproxy_check; SET CONSTRAINTS ALL IMMEDIATE; ROLLBACK TO
-// pgtestproxy_check; RELEASE …: the rollback restores the SET CONSTRAINTS state);
-// ROLLBACK, and COMMIT of a failed block, roll back to it. The server's T/E status is
+// constraints; ROLLBACK, and COMMIT of a failed block, roll back to it.
+//
+// READ ONLY (BEGIN, START TRANSACTION, SET TRANSACTION, also in a query string's
+// implicit block) is SET LOCAL transaction_read_only in the proxy's savepoint, which is
+// a subtransaction: the server refuses writes with 25006 itself, and restores the mode
+// when the savepoint is released or rolled back; AND CHAIN sets it again.
+//
+// Deferred constraints. The check (sqlCheckDeferred, a DO block) sets every deferrable
+// constraint IMMEDIATE by name, which fires what is pending for good, and the initially
+// deferred ones back to DEFERRED, which is the SET CONSTRAINTS state a new transaction
+// starts with. It runs at the client's COMMIT and at the end of every autocommit unit,
+// where a plain server commits the implicit transaction: appended to the client's
+// query string (the CommandComplete of its last statement held until the check is
+// done, since a plain server commits before it sends that one), or before the unit's
+// Sync. It runs only while the lease may have deferrable constraints: learned when a
+// backend first opens the clone, set by any CREATE, ALTER or DROP, and learned again
+// (sqlHasDeferrable) at the end of the next autocommit unit. The server's T/E status is
 // then the client's, and the server itself produces aborted-transaction errors,
 // skip-to-Sync, and the outcome of the client's savepoints. Warnings and errors a plain
 // server raises for misplaced transaction control (BEGIN in a block, COMMIT outside
 // one, SAVEPOINT outside one, AND CHAIN outside one) and tx mode's own (PREPARE
-// TRANSACTION; transaction modes accepted with a NOTICE) are raised by the server too,
+// TRANSACTION; isolation levels and DEFERRABLE accepted with a NOTICE) are raised by the server too,
 // from a DO block the proxy sends in the statement's place, so that their order and
 // their skipping after an error are the server's; the proxy drops the PL/pgSQL
 // context from them. Statements that cannot run in a transaction block reach the
-// server, which refuses them; the proxy adds a hint to use mode=db.
+// server, which refuses them; the proxy adds a hint to use mode=db. In a query
+// string, those whose effect on a clone the proxy can give run as that (notx.go).
 //
 // Rewriting (rewrite.go) maps one client statement to the server statements that
 // stand for it in the current state, each with a role: the client's own (replies
@@ -115,13 +130,23 @@
 // connections that are open together share settings, temporary tables and advisory
 // locks, as they share the backend, and its process ID.
 //
+// Statements a plain server takes only in a transaction block (DECLARE without HOLD,
+// LOCK, SET LOCAL, SET CONSTRAINTS) get its error or warning outside one, raised from
+// a DO block (rewrite.go, outsideBlock). Cursors without HOLD that the client declared
+// are closed (those pg_cursors still lists) before the savepoint is released at its
+// COMMIT or at the end of a query string's implicit block; a rollback to the savepoint
+// drops them by itself. PREPARE TRANSACTION in a block rolls the block back, then is
+// refused.
+//
 // What tx mode does not do as a plain server does (documented, not hidden): SET
-// LOCAL and set_config(…, true) in a client transaction last until the lease ends;
-// statements a plain server allows only in a transaction block (DECLARE without HOLD,
-// LOCK, SET LOCAL) are accepted outside one; deferred constraints of statements
-// outside a client transaction are checked at the next client COMMIT, and deferred
-// triggers a COMMIT checked fire again at later COMMITs; SET CONSTRAINTS in a client
-// transaction lasts until the lease ends; locks (row, table, advisory transaction
+// LOCAL and set_config(…, true) in a client transaction (or a multi-statement string)
+// last until the lease ends; isolation levels are not applied (a savepoint cannot);
+// a deferrable constraint created by DDL inside a function (not a top-level CREATE,
+// ALTER or DROP) is checked only from the next top-level DDL on; a client's SET
+// CONSTRAINTS ALL still applies, after its transaction, to constraints created later
+// in the lease; deferred constraints of a FunctionCall message are checked with the
+// next unit's; WITH HOLD cursors are not materialised at COMMIT; the proxy's prepared
+// statements show in pg_prepared_statements; locks (row, table, advisory transaction
 // locks) and ON COMMIT actions of temporary tables wait for the lease's end; a client
 // that sets idle_in_transaction_session_timeout itself (or RESET ALL with a server
 // default) turns the proxy's protection off; portals outlive the unit that made

@@ -30,7 +30,7 @@ func (c *txClient) parse(body []byte) error {
 	c.noteDeallocate(sql)
 	st := sqllex.Classify(sql)
 	t := newTxStmt(&st)
-	if t.control() || t.noTx() || t.copy {
+	if t.control() || t.noTx() || t.copy || t.ddl {
 		c.stmts[name] = t
 	} else {
 		delete(c.stmts, name)
@@ -154,6 +154,7 @@ func (c *txClient) execute(body []byte) error {
 		return err
 	}
 	t, tracked := c.portals[portal]
+	c.noteDDL(t)
 	if t.copy {
 		c.copyAt = c.cn.pushed() + 1
 	}

@@ -23,10 +23,18 @@ func (b *Backend) start(ctx context.Context) error {
 	queries := []string{b.timeoutsOff() + ";BEGIN;" + sqlSavepoint}
 	if !b.snapped {
 		queries = append(queries, `SELECT pg_catalog.format('%I.%I', schemaname, sequencename),
-			coalesce(last_value, start_value), last_value IS NOT NULL FROM pg_catalog.pg_sequences`)
+			coalesce(last_value, start_value), last_value IS NOT NULL FROM pg_catalog.pg_sequences`,
+			sqlHasDeferrable)
 	}
 	var seqs [][]string
-	status, err := b.run(ctx, queries, func(_ int, row []string) { seqs = append(seqs, row) })
+	tplDeferrable := false
+	status, err := b.run(ctx, queries, func(q int, row []string) {
+		if q == 2 {
+			tplDeferrable = len(row) == 1 && row[0] == "t"
+			return
+		}
+		seqs = append(seqs, row)
+	})
 	if err != nil {
 		return fmt.Errorf("begin the lease's transaction: %w", err)
 	}
@@ -34,8 +42,10 @@ func (b *Backend) start(ctx context.Context) error {
 		return fmt.Errorf("begin the lease's transaction: status %q", status)
 	}
 	if !b.snapped {
-		b.restore, b.snapped = restoreSequences(seqs), true
+		b.restore, b.snapped, b.tplDeferrable = restoreSequences(seqs), true, tplDeferrable
 	}
+	b.deferrable.Store(b.tplDeferrable)
+	b.relearn = false
 	b.st, b.sessions = txState{sp: spClean, status: 'T'}, 0
 	return nil
 }

@@ -4,6 +4,9 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pgx/v5/pgproto3"
+
 	"github.com/pgtestproxy/pgtestproxy/internal/sqllex"
 )
 
@@ -16,6 +19,29 @@ type queryPlan struct {
 	segs  []segment
 	orig  string // the client's query string
 	text  string // the string sent to the server
+	// held is the CommandComplete of the client's last statement, held until the
+	// deferred check after it (the last of stmts) succeeds: a plain server commits the
+	// implicit transaction before it sends the last CommandComplete of a query string.
+	held     *pgproto3.CommandComplete
+	checkAt  int // 1 + the byte offset of the ';' before the unit's deferred check, if there is one
+	checkIdx int // the index of that check in stmts
+}
+
+// endOfInput rewrites a syntax error the server reported at the ';' the proxy put
+// before its deferred check as the error at the end of the client's string that a
+// plain server reports.
+func (p *queryPlan) endOfInput(e *pgproto3.ErrorResponse) {
+	const near = ` at or near ";"`
+	if p.checkAt > 0 && e.Code == pgerrcode.SyntaxError && strings.HasSuffix(e.Message, near) &&
+		byteOffset(p.text, int(e.Position)-1) == p.checkAt-1 {
+		e.Message = strings.TrimSuffix(e.Message, near) + " at end of input"
+	}
+}
+
+// holds reports whether the CommandComplete of the statement now answered is held for
+// the deferred check that follows it.
+func (p *queryPlan) holds() bool {
+	return p.checkAt > 0 && p.cur+1 == p.checkIdx
 }
 
 // segment maps a piece of the server's query string to the client's.
@@ -68,6 +94,29 @@ func (qb *queryBuilder) replace(st *sqllex.Statement, stmts []planStmt) {
 	qb.plan.segs = append(qb.plan.segs, segment{newStart: start, newEnd: qb.b.Len(),
 		origStart: st.Start, origEnd: st.End})
 	qb.plan.stmts = append(qb.plan.stmts, stmts...)
+}
+
+// stmts returns how many statements the server will answer so far.
+func (qb *queryBuilder) stmts() int { return len(qb.plan.stmts) }
+
+// check appends the check of deferred constraints that ends an autocommit unit; its
+// errors map to the end of the client's string. It begins on a new line, in case the
+// client's string ends in a comment; a syntax error at the end of the client's
+// string is then reported at its ';' (endOfInput).
+func (qb *queryBuilder) check(end int) {
+	qb.b.WriteByte('\n')
+	qb.plan.checkAt, qb.plan.checkIdx = qb.b.Len()+1, len(qb.plan.stmts)
+	qb.add(checkPart(effNone), end)
+}
+
+// add appends a statement of the proxy's at the end of the client's string.
+func (qb *queryBuilder) add(ps planStmt, end int) {
+	qb.sep()
+	qb.changed = true
+	start := qb.b.Len()
+	qb.b.WriteString(ps.sql)
+	qb.plan.segs = append(qb.plan.segs, segment{newStart: start, newEnd: qb.b.Len(), origStart: end, origEnd: end})
+	qb.plan.stmts = append(qb.plan.stmts, ps)
 }
 
 func (qb *queryBuilder) sep() {

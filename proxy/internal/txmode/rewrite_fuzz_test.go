@@ -7,18 +7,21 @@ import (
 	"github.com/pgtestproxy/pgtestproxy/internal/sqllex"
 )
 
-// The rewrite of any query string, in any state, never panics, is a query string the
+// The rewrite of any query string, in any state (with or without deferrable
+// constraints to check), never panics, is a query string the
 // server splits into exactly the statements the plan expects replies for, and maps
 // every error position back into the client's string.
 func FuzzTxPlanQuery(f *testing.F) {
 	for _, s := range []string{"BEGIN", "COMMIT; SELECT 1", "begin; savepoint a; rollback to a; commit and chain",
 		"SELECT 'é'; END; ABORT; ;", "PREPARE TRANSACTION 'x'; SET TRANSACTION READ ONLY", "/* */ start transaction read only, deferrable",
 		"CREATE FUNCTION f() RETURNS int BEGIN ATOMIC SELECT 1; END; COMMIT", "SELECT $$;$$; ROLLBACK", "release pgtestproxy"} {
-		f.Add(s, false, false)
-		f.Add(s, true, true)
+		f.Add(s, false, false, false)
+		f.Add(s, true, true, false)
+		f.Add(s, false, false, true)
 	}
-	f.Fuzz(func(t *testing.T, sql string, block, failed bool) {
-		c := &txClient{st: txState{block: block, sp: spClean}, failed: failed, failedKnown: true}
+	f.Fuzz(func(t *testing.T, sql string, block, failed, deferred bool) {
+		c := &txClient{cn: &txConn{be: &Backend{}}, st: txState{block: block, sp: spClean}, failed: failed, failedKnown: true}
+		c.cn.be.deferrable.Store(deferred)
 		plan, _, err := c.planQuery(sql)
 		if err != nil {
 			t.Fatal(err)

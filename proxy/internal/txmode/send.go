@@ -50,7 +50,7 @@ func (c *txClient) inject(ps planStmt, unnamed bool) error {
 	if err := c.send(p, &pgproto3.Bind{DestinationPortal: portal, PreparedStatement: name}); err != nil {
 		return err
 	}
-	p.msg, p.role, p.tag, p.ok, p.raise = 'E', ps.role, ps.tag, ps.ok, ps.raise
+	p.msg, p.role, p.tag, p.ok, p.raise, p.check, p.probe = 'E', ps.role, ps.tag, ps.ok, ps.raise, ps.check, ps.probe
 	return c.send(p, &pgproto3.Execute{Portal: portal})
 }
 

@@ -3,6 +3,7 @@ package txmode
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -86,11 +87,24 @@ func (c *txConn) onReply(typ byte, n int) error {
 	}
 	var err error
 	switch {
+	case typ == 'C' && p.plan != nil && cur.role != rolePart && cur.role != roleInfra && p.plan.holds():
+		err = c.holdTag(p.plan, cur, n)
 	case cur.role == roleClient:
 		err = c.forward(owner, typ, n)
 	case typ == 'C' && cur.role == roleCarrier:
 		if err = c.be.rd.skip(n); err == nil {
 			owner.toClient(&pgproto3.CommandComplete{CommandTag: []byte(cur.tag)})
+		}
+	case typ == 'D' && cur.probe:
+		var body []byte
+		if body, err = c.be.rd.body(typ, n); err == nil {
+			row := dataRow(body)
+			c.be.learned(len(row) != 1 || row[0] != "f")
+		}
+	case typ == 'C' && p.plan != nil && p.plan.held != nil && p.plan.cur == p.plan.checkIdx:
+		if err = c.be.rd.skip(n); err == nil {
+			owner.toClient(p.plan.held)
+			p.plan.held = nil
 		}
 	default:
 		err = c.be.rd.skip(n)
@@ -126,13 +140,28 @@ func (c *txConn) onReply(typ byte, n int) error {
 	return nil
 }
 
+// holdTag keeps the CommandComplete of the last client statement of a query string
+// until the deferred check after it is done.
+func (c *txConn) holdTag(plan *queryPlan, cur planStmt, n int) error {
+	body, err := c.be.rd.body('C', n)
+	if err != nil {
+		return err
+	}
+	tag := cur.tag
+	if cur.role == roleClient {
+		tag, _, _ = cstring(body)
+	}
+	plan.held = &pgproto3.CommandComplete{CommandTag: []byte(tag)}
+	return nil
+}
+
 func (c *txConn) onNotice(n int) error {
 	at := c.current()
 	cur := at.stmt
 	switch {
 	case cur.role == roleInfra:
 		return c.be.rd.skip(n)
-	case !cur.raise:
+	case !cur.raise && !cur.check:
 		return c.forward(at.owner, 'N', n)
 	}
 	body, err := c.be.rd.body('N', n)
@@ -143,7 +172,7 @@ func (c *txConn) onNotice(n int) error {
 	if err := (&m).Decode(body); err != nil {
 		return c.lost("decode a notice", err)
 	}
-	stripRaise((*pgproto3.ErrorResponse)(&m))
+	stripProxy((*pgproto3.ErrorResponse)(&m), cur)
 	at.owner.toClient(&m)
 	return nil
 }
@@ -186,6 +215,8 @@ func (c *txConn) onError(n int) error {
 		e.Hint = hintModeDB
 	}
 	if p.plan != nil {
+		p.plan.endOfInput(&e)
+		p.plan.held = nil
 		e.Position = p.plan.mapPosition(e.Position)
 	}
 	if owner != nil && owner.names != nil {
@@ -201,9 +232,7 @@ func (c *txConn) onError(n int) error {
 		return c.lost("an error at the top level of the proxy's transaction", pgErr(&e))
 	}
 	if cur.role != roleInfra {
-		if cur.raise {
-			stripRaise(&e)
-		}
+		stripProxy(&e, cur)
 		owner.toClient(&e)
 	}
 	return nil
@@ -311,10 +340,19 @@ func (c *txConn) flushClients() {
 	}
 }
 
-// stripRaise removes from what the proxy's DO block raised the PL/pgSQL context and
-// source location, which a plain server's own message does not have.
-func stripRaise(e *pgproto3.ErrorResponse) {
-	e.Where, e.File, e.Line, e.Routine = "", "", 0, ""
+// stripProxy removes from an error or notice of a statement of the proxy's what a
+// plain server's own message does not have: from what the proxy's DO block raised, the
+// PL/pgSQL context and source location; from what its deferred check raised, the
+// context of the check.
+func stripProxy(e *pgproto3.ErrorResponse, cur planStmt) {
+	switch {
+	case cur.raise:
+		e.Where, e.File, e.Line, e.Routine = "", "", 0, ""
+	case cur.check:
+		if i := strings.Index(e.Where, checkContext); i >= 0 {
+			e.Where = strings.TrimSuffix(e.Where[:i], "\n")
+		}
+	}
 }
 
 // pgErr turns an ErrorResponse into an error for logs and FATAL messages.

@@ -54,13 +54,22 @@ func (c *txClient) planQuery(sql string) (*queryPlan, bool, error) {
 	if len(pieces) == 1 {
 		// The common case: one statement, rewritten or as written.
 		t := newTxStmt(&pieces[0])
-		if !t.control() {
+		c.noteDDL(t)
+		if !t.control() && !c.checkAtEnd() && (!t.noTx() || insteadOfNoTx(t, sql) == nil) {
 			_, err := c.rewrite(t, true)
 			return nil, t.noTx(), err
 		}
 	}
 	var qb queryBuilder
 	hint := false
+	real := 0
+	for i := range pieces {
+		if pieces[i].Kind != sqllex.Empty {
+			real++
+		}
+	}
+	c.implicit = real > 1
+	defer func() { c.implicit = false }()
 	for i := range pieces {
 		p := &pieces[i]
 		if p.Kind == sqllex.Empty {
@@ -68,18 +77,70 @@ func (c *txClient) planQuery(sql string) (*queryPlan, bool, error) {
 			continue
 		}
 		t := newTxStmt(p)
-		hint = hint || t.noTx()
+		c.noteDDL(t)
 		plan, err := c.rewrite(t, lastReal(pieces, i))
 		if err != nil {
 			return nil, false, err
 		}
+		if t.noTx() && !c.skipMode {
+			plan = insteadOfNoTx(t, p.Text)
+		}
+		hint = hint || t.noTx() && plan == nil
 		if plan == nil {
 			qb.keep(p, true)
 			continue
 		}
 		qb.replace(p, plan)
 	}
+	if !c.skipMode && !c.st.block && c.st.sp != spNone && qb.stmts() > 0 && closed(pieces[len(pieces)-1].Text) {
+		// The string's implicit transaction commits at its end.
+		if c.cn.be.deferrable.Load() {
+			qb.check(len(sql))
+			if ps, ok := c.probe(); ok {
+				qb.add(ps, len(sql))
+			}
+		}
+		for _, ps := range closeCursors(c.cursors) {
+			qb.add(ps, len(sql))
+		}
+	}
+	if !c.st.block {
+		c.cursors = nil
+	}
 	return qb.done(sql), hint, nil
+}
+
+// closed reports whether a statement can be followed by another: it leaves no quote,
+// comment, parenthesis or routine body open. The server refuses a string that does
+// leave one open, so it needs no deferred check.
+func closed(last string) bool {
+	return len(sqllex.Split(last+"\n;SELECT")) == 2
+}
+
+// noteDDL notes a statement that may create or drop a deferrable constraint: from then
+// on, the lease's autocommit units check their deferred constraints, until the end of
+// an autocommit unit learns again whether there are any.
+func (c *txClient) noteDDL(t txStmt) {
+	if t.ddl {
+		c.cn.be.noteDDL()
+	}
+}
+
+// probe returns the statement that learns again whether the lease has deferrable
+// constraints, once after DDL, at the end of an autocommit unit that checks them.
+func (c *txClient) probe() (planStmt, bool) {
+	if !c.cn.be.takeRelearn() {
+		return planStmt{}, false
+	}
+	return planStmt{sql: sqlHasDeferrable, role: rolePart, probe: true}, true
+}
+
+// checkAtEnd reports whether the unit, predicted to end outside the client's block
+// with work of its own in the proxy's savepoint, must check deferred constraints
+// before its ReadyForQuery, as the commit of a plain server's implicit transaction
+// does.
+func (c *txClient) checkAtEnd() bool {
+	return !c.skipMode && !c.st.block && c.st.sp != spNone && c.cn.be.deferrable.Load()
 }
 
 // rewrite returns the server statements for t in the predicted state, or nil when t
@@ -101,9 +162,16 @@ func (c *txClient) rewrite(t txStmt, last bool) ([]planStmt, error) {
 		c.failed, c.failedKnown = !skip && st.status == 'E', true
 	}
 	wasBlock := c.st.block
-	plan := rewrite(t, c.st, c.failed, last)
+	if t.cursor != "" && (c.st.block || c.implicit) {
+		c.cursors = append(c.cursors, t.cursor)
+	}
+	plan := rewrite(t, c.st, where{failed: c.failed, last: last, deferred: c.cn.be.deferrable.Load(),
+		implicit: c.implicit, cursors: c.cursors})
 	for _, ps := range plan {
 		c.st.apply(ps.ok)
+	}
+	if wasBlock && (t.kind == sqllex.Commit || t.kind == sqllex.Rollback || t.kind == sqllex.PrepareTransaction) {
+		c.cursors = nil // closed by the rewrite, or dropped by the rollback
 	}
 	// A new block, or ROLLBACK TO one of the client's savepoints, starts clean.
 	if t.ends() && !(t.kind == sqllex.Begin && wasBlock) || t.kind == sqllex.RollbackTo && plan == nil {

@@ -19,6 +19,7 @@ const (
 // 'E' throughout, since the proxy's transaction is always open.
 type txState struct {
 	block  bool    // the client is in a transaction block of its own
+	ro     bool    // the client's block is READ ONLY (kept by COMMIT/ROLLBACK AND CHAIN)
 	sp     spState // the proxy's savepoint
 	status byte    // the server's status at the last ReadyForQuery: 'T' or 'E'
 }
@@ -42,6 +43,9 @@ const (
 	// effAbandon: a COMMIT failed; as on a plain server, its block is over and is
 	// rolled back when the unit ends.
 	effAbandon
+	// effReadOnly, effReadWrite: the client's block became READ ONLY or READ WRITE.
+	effReadOnly
+	effReadWrite
 )
 
 func (s *txState) apply(e effect) {
@@ -49,15 +53,19 @@ func (s *txState) apply(e effect) {
 	case effBegin:
 		s.block = true
 	case effReleased:
-		s.block, s.sp = false, spNone
+		s.block, s.sp, s.ro = false, spNone, false
 	case effSavepoint:
 		s.sp = spClean
 	case effEnded:
-		s.block, s.sp = false, spClean
+		s.block, s.sp, s.ro = false, spClean, false
 	case effChained:
 		s.block, s.sp = true, spClean
 	case effAbandon:
-		s.block = false
+		s.block, s.ro = false, false
+	case effReadOnly:
+		s.ro = true
+	case effReadWrite:
+		s.ro = false
 	}
 }
 
