@@ -39,8 +39,10 @@ bench-go: ## run the go test benchmarks; each prints its ratio to a baseline mea
 fidelity: ## run pgx's own test suite directly and through each lease mode (FIDELITY_ARGS="--run TestConn --json out.json"); not part of test
 	cd fidelity && $(GO) run . $(FIDELITY_ARGS)
 
-lint: fmt-check ## gofmt check plus go vet
+lint: fmt-check staticcheck ## gofmt check, go vet and staticcheck (the product, bench/ and fidelity/)
 	$(GO) vet $(PKGS)
+	cd bench && $(GO) vet ./...
+	cd fidelity && $(GO) vet ./...
 
 fmt-check: ## fail when a file is not gofmt-clean
 	@out=$$(git ls-files '*.go' | xargs -r gofmt -l); if [ -n "$$out" ]; then echo "not gofmt-clean:"; echo "$$out"; exit 1; fi

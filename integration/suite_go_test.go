@@ -492,7 +492,7 @@ func (c *sqlConn) copyIn(ctx context.Context, table string, columns []string, da
 		return err
 	}
 	err = func() error {
-		st, err := tx.PrepareContext(ctx, pq.CopyIn(table, columns...))
+		st, err := tx.PrepareContext(ctx, copyFromStdin(table, columns))
 		if err != nil {
 			return err
 		}
@@ -614,4 +614,14 @@ func atOnce(n int, f func(i int) ([][]value, error)) ([][][]value, error) {
 	}
 	wg.Wait()
 	return out, errors.Join(errs...)
+}
+
+// copyFromStdin is the COPY statement lib/pq's CopyIn builds: lib/pq runs a prepared
+// COPY … FROM STDIN as a copy-in whose rows are the statement's executions.
+func copyFromStdin(table string, columns []string) string {
+	cols := make([]string, len(columns))
+	for i, c := range columns {
+		cols[i] = pq.QuoteIdentifier(c)
+	}
+	return "COPY " + pq.QuoteIdentifier(table) + " (" + strings.Join(cols, ", ") + ") FROM STDIN"
 }

@@ -64,7 +64,6 @@ var (
 type entry struct {
 	name    string // relative to the directory
 	version uint   // golang-migrate's version
-	data    []byte
 }
 
 // listing is what a directory holds: its top-level files and, for Prisma, the

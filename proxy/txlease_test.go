@@ -15,7 +15,6 @@ import (
 // leaseState is what one tx-mode lease leaves behind and the next must not see.
 type leaseState struct {
 	pid                  uint32
-	fresh, used          int64
 	rows                 int
 	app, idleTimeout     string
 	tempTable, prepared  bool

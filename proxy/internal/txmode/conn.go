@@ -155,16 +155,6 @@ func (c *txConn) acquire(s *Session) error {
 	return nil
 }
 
-// release ends s's turn.
-func (c *txConn) release(s *Session) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.holder == s {
-		c.holder = nil
-		c.changed.Broadcast()
-	}
-}
-
 // detach removes a session that ended.
 func (c *txConn) detach(s *Session) {
 	c.mu.Lock()

@@ -75,17 +75,6 @@ func (w *wireReader) skip(n int) error {
 	return unexpectedEOF(err)
 }
 
-// stream copies a message whose header was read (type typ, body of n bytes) to dst.
-func (w *wireReader) stream(dst *bufio.Writer, typ byte, n int) error {
-	if err := writeHeader(dst, typ, n); err != nil {
-		return err
-	}
-	if _, err := io.CopyN(dst, w.r, int64(n)); err != nil {
-		return unexpectedEOF(err)
-	}
-	return nil
-}
-
 // buffered reports whether input is waiting in the buffer, so a writer can tell
 // when to flush: before the reader would block.
 func (w *wireReader) buffered() bool { return w.r.Buffered() > 0 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -171,9 +170,4 @@ func (s *Session) toClientFatal(e *pgproto3.ErrorResponse) {
 		s.c.stats.Errors.Add(1)
 	}
 	s.gone = true
-}
-
-// isStop reports whether err is what interrupting a read causes, or the end of input.
-func isStop(err error) bool {
-	return wire.IsInterrupted(err) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)
 }
