@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// goal is one of issue 13's goals, judged from this run's rows.
+// goal is one of the project's performance goals, judged from this run's rows.
 type goal struct {
 	Goal     string  `json:"goal"`
 	Measured float64 `json:"measured"`
@@ -91,7 +91,7 @@ func (rep *report) judge() []goal {
 // printGoals writes the goals as a table; a goal whose rows this run did not measure
 // says so.
 func printGoals(w io.Writer, goals []goal) {
-	fmt.Fprintln(w, "\ngoals (issue 13), from this run's rows:")
+	fmt.Fprintln(w, "\ngoals, from this run's rows:")
 	for _, g := range goals {
 		verdict := "not measured in this run"
 		if g.Found {

@@ -1,4 +1,4 @@
-// Command fidelity is the yardstick of issue 15: it runs pgx's own test suite
+// Command fidelity is the proxy's fidelity yardstick: it runs pgx's own test suite
 // (packages pgx/v5, pgconn, pgtype, stdlib and pgxpool at the version in go.mod)
 // directly against PostgreSQL and through pgtestproxy, and reports how many of the
 // tests that pass directly also pass through each lease mode, and why the others fail.
