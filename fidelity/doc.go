@@ -19,7 +19,7 @@
 // Each run is bounded by go test's -timeout; a package that panics or times out runs again
 // without the tests that ended and those that hung, so one hang does not hide the rest.
 //
-// It prints the table of the issue, then, per proxy run, the tests that pass directly
+// It prints a table of passes per run, then, per proxy run, the tests that pass directly
 // but not through the proxy, grouped by a one-line cause (the first line of the
 // failure). --json FILE writes every result with the failures' output, after each run;
 // --report FILE prints the report of such a file again without measuring. It lives in its
