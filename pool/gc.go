@@ -108,7 +108,7 @@ func (p *Pool) gcTemplates(ctx context.Context) ([]string, error) {
 	}
 	rows, err := p.cat.Query(ctx, `SELECT datname FROM template_dbs
 		WHERE datname <> ALL($1) AND starts_with(datname, $3)
-		  AND (state = 'building' OR last_used < now() - make_interval(secs => $2))`,
+		  AND (state = 'building' OR last_used < now() - make_interval(secs => $2) OR `+surplusPrefix+`)`,
 		active, p.cfg.TTL.Seconds(), p.namePrefix())
 	candidates, err2 := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err == nil {
@@ -147,7 +147,7 @@ func (p *Pool) gcTemplate(ctx context.Context, datname string) (bool, error) {
 	}
 	defer unlockTemplate(conn, datname)
 	var stale bool
-	err = conn.QueryRow(ctx, `SELECT (state = 'building' OR last_used < now() - make_interval(secs => $2))
+	err = conn.QueryRow(ctx, `SELECT (state = 'building' OR last_used < now() - make_interval(secs => $2) OR `+surplusPrefix+`)
 			AND NOT EXISTS (SELECT 1 FROM migrated_dbs WHERE template_db = $1 AND state IN ('leased', 'creating'))
 		FROM template_dbs WHERE datname = $1`, datname, p.cfg.TTL.Seconds()).Scan(&stale)
 	if err == pgx.ErrNoRows || (err == nil && !stale) {
