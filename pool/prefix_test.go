@@ -187,3 +187,61 @@ func pgDump(t *testing.T, url string) string {
 	}
 	return out.String()
 }
+
+// TestPrefixTemplatesBounded: every build after an added migration keeps a new prefix
+// template (the base for editing it, before the seed file); GC keeps only the
+// keptPrefixes most recently used of them, dropping the databases too, and the next
+// build still starts from the newest.
+func TestPrefixTemplatesBounded(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	dir := t.TempDir()
+	lay := prefixLayouts[3] // golang-migrate + seed
+	write := func(i int) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, lay.file(i)), []byte(prefixMigration(i, false)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 1; i <= 3; i++ {
+		write(i)
+	}
+	d, err := migrations.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := filepath.Join(t.TempDir(), "seed.sql")
+	if err := os.WriteFile(seed, []byte(lay.seed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := migrations.OpenSeed(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := f.pool(f.config(map[string]Migrator{"": migrations.NewSequence(d, s)}))
+	leaseStats(t, p)
+	for i := 4; i <= 8; i++ {
+		write(i)
+		leaseStats(t, p)
+	}
+	prefixes := `SELECT count(*) FROM template_dbs WHERE prefix`
+	if n := queryInt(t, f.catalogURL(), prefixes); n != 7 { // migrations 1..2, 1..3, …, 1..8
+		t.Fatalf("%d prefix templates before GC, want 7", n)
+	}
+	r, err := p.GC(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := queryInt(t, f.catalogURL(), prefixes); n != keptPrefixes || len(r.Templates) != 7-keptPrefixes {
+		t.Fatalf("after GC: %d prefix templates (GC dropped %v), want %d", n, r.Templates, keptPrefixes)
+	}
+	for _, db := range r.Templates {
+		if dbExists(t, db) {
+			t.Errorf("GC reported %s dropped, but it exists", db)
+		}
+	}
+	write(9)
+	if st := leaseStats(t, p); st.BaseSteps != 9 {
+		t.Fatalf("after GC and another migration: built from %d steps (%s), want the prefix of 9", st.BaseSteps, st.Base)
+	}
+}
