@@ -14,7 +14,7 @@ import (
 type GCReport struct {
 	Reclaimed []string // clones leased, being made or being dropped by pools that died, dropped
 	Clones    []string // ready clones unused for TTL, dropped (a failed drop is retried in the background, not listed)
-	Templates []string // templates unused for TTL, or left half-built
+	Templates []string // templates unused for TTL, prefix templates beyond keptPrefixes, or left half-built
 	Forgotten int      // catalog rows whose database no longer existed
 }
 
@@ -99,8 +99,9 @@ func (p *Pool) claimNames(ctx context.Context, sql string, args ...any) ([]strin
 	return names, p.upstreamErr("gc", err)
 }
 
-// gcTemplates drops templates unused for TTL that no one is building or leasing from,
-// and half-built ones whose builder is gone.
+// gcTemplates drops templates unused for TTL, and prefix templates beyond the
+// keptPrefixes most recently used of their template name, that no one is building or
+// leasing from, and half-built ones whose builder is gone.
 func (p *Pool) gcTemplates(ctx context.Context) ([]string, error) {
 	active := []string{} // not nil: pgx sends a nil slice as NULL, and x <> ALL(NULL) is never true
 	for _, g := range p.active() {

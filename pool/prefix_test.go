@@ -245,3 +245,18 @@ func TestPrefixTemplatesBounded(t *testing.T) {
 		t.Fatalf("after GC and another migration: built from %d steps (%s), want the prefix of 9", st.BaseSteps, st.Base)
 	}
 }
+
+// TestCatalogGainsBaseColumns: a catalog of this version made before incremental builds
+// (template_dbs without base, base_steps and prefix) gains them when a pool starts on
+// it, and builds incrementally.
+func TestCatalogGainsBaseColumns(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	m := newMigDir(t, map[string]string{"001_a.up.sql": "CREATE TABLE a (id int);", "002_b.up.sql": "CREATE TABLE b (id int);"})
+	f.pool(f.config(map[string]Migrator{"": m.Dir})).Close()
+	testpg.Exec(t, f.catalogURL(), "ALTER TABLE template_dbs DROP COLUMN base, DROP COLUMN base_steps, DROP COLUMN prefix")
+	p := f.pool(f.config(map[string]Migrator{"": m.Dir}))
+	if st := leaseStats(t, p); st.BaseSteps != 1 || st.Base == "" {
+		t.Fatalf("stats %+v, want a template built from the prefix of 1 migration", st)
+	}
+}
