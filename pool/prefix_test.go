@@ -29,6 +29,8 @@ var prefixLayouts = []prefixLayout{
 		body: func(sql string) string { return sql }},
 	{name: "goose", file: func(i int) string { return fmt.Sprintf("%05d_m.sql", i) },
 		body: func(sql string) string { return "-- +goose Up\n" + sql + "\n-- +goose Down\nSELECT 1;\n" }},
+	{name: "dbmate", file: func(i int) string { return fmt.Sprintf("2024010100%04d_m.sql", i) },
+		body: func(sql string) string { return "-- migrate:up\n" + sql + "\n-- migrate:down\nSELECT 1;\n" }},
 	{name: "flyway", file: func(i int) string { return fmt.Sprintf("V%d__m.sql", i) },
 		body:  func(sql string) string { return sql },
 		extra: map[string]string{"R__views.sql": "CREATE VIEW every_t1 AS SELECT * FROM t1;"}, tail: 1},
@@ -196,7 +198,7 @@ func TestPrefixTemplatesBounded(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	dir := t.TempDir()
-	lay := prefixLayouts[3] // golang-migrate + seed
+	lay := prefixLayouts[len(prefixLayouts)-1] // golang-migrate + seed
 	write := func(i int) {
 		t.Helper()
 		if err := os.WriteFile(filepath.Join(dir, lay.file(i)), []byte(prefixMigration(i, false)), 0o644); err != nil {

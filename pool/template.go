@@ -226,6 +226,8 @@ type buildSpec struct {
 	prefix  bool   // a prefix template: a base for builds, never leased from
 	base    string // template database to clone ("" = start from an empty database)
 	from    int    // migration steps base holds
+	// strategy is base's CREATE DATABASE strategy, found when it was cloned.
+	strategy string
 	// migrate applies what the database lacks, given the steps it holds.
 	migrate func(ctx context.Context, connString string, from int) error
 }
@@ -313,7 +315,10 @@ func (p *Pool) buildLocked(ctx context.Context, conn *pgx.Conn, tpl *template, s
 	buildTime := time.Since(began)
 	gen := newGeneration(spec.hash, datname, tpl.name, "")
 	var walLog, fileCopy time.Duration
-	if !spec.prefix { // a prefix is cloned once per build; only a leased template's clones are worth measuring
+	switch {
+	case spec.strategy != "": // a base one migration smaller clones alike: keep its measured choice
+		gen.strategy = spec.strategy
+	case !spec.prefix: // a prefix is cloned once per build; only a leased template's clones are worth measuring
 		walLog, fileCopy = p.measure(ctx, gen)
 		gen.strategy = faster(walLog, fileCopy)
 	}
@@ -334,8 +339,9 @@ func (p *Pool) buildLocked(ctx context.Context, conn *pgx.Conn, tpl *template, s
 // returned spec says so.
 func (p *Pool) createTemplateDB(ctx context.Context, conn *pgx.Conn, spec buildSpec) (buildSpec, error) {
 	if spec.base != "" {
-		err := p.cloneBase(ctx, conn, spec.datname, spec.base)
+		strategy, err := p.cloneBase(ctx, conn, spec.datname, spec.base)
 		if err == nil {
+			spec.strategy = strategy
 			return spec, nil
 		}
 		p.log.Warn("clone template base; building from an empty database", zap.String("database", spec.datname),
@@ -353,10 +359,10 @@ func (p *Pool) createTemplateDB(ctx context.Context, conn *pgx.Conn, spec buildS
 }
 
 // cloneBase creates datname as a copy of the template base, holding base's lock so
-// that GC cannot drop it meanwhile, and marks base used.
-func (p *Pool) cloneBase(ctx context.Context, conn *pgx.Conn, datname, base string) error {
+// that GC cannot drop it meanwhile, marks base used and returns its strategy.
+func (p *Pool) cloneBase(ctx context.Context, conn *pgx.Conn, datname, base string) (string, error) {
 	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1, hashtext($2))", lockClass, base); err != nil {
-		return err
+		return "", err
 	}
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
@@ -370,14 +376,14 @@ func (p *Pool) cloneBase(ctx context.Context, conn *pgx.Conn, datname, base stri
 		WHERE t.datname = $1 AND t.state = 'ready' AND d.datname = t.datname AND d.datistemplate
 		RETURNING t.strategy`, base).Scan(&strategy)
 	if err != nil {
-		return fmt.Errorf("find base %s: %w", base, err)
+		return "", fmt.Errorf("find base %s: %w", base, err)
 	}
 	sql := "CREATE DATABASE " + ident(datname) + " TEMPLATE " + ident(base)
 	if strategy != "" {
 		sql += " STRATEGY " + strategy
 	}
 	_, err = conn.Exec(ctx, sql)
-	return err
+	return strategy, err
 }
 
 // seal marks a migrated database as a template no one can connect to, once the
