@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
@@ -260,5 +261,49 @@ func TestCatalogGainsBaseColumns(t *testing.T) {
 	p := f.pool(f.config(map[string]Migrator{"": m.Dir}))
 	if st := leaseStats(t, p); st.BaseSteps != 1 || st.Base == "" {
 		t.Fatalf("stats %+v, want a template built from the prefix of 1 migration", st)
+	}
+}
+
+// TestIncrementalBuildsOnceAcrossPools: pools sharing a catalog, each with a Dir of its
+// own over the same files (as separate processes have), build the prefix template and
+// the template once between them, and every lease gets the template.
+func TestIncrementalBuildsOnceAcrossPools(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	files := map[string]string{}
+	for i := 1; i <= 3; i++ {
+		files[fmt.Sprintf("%03d_m.up.sql", i)] = prefixMigration(i, false)
+	}
+	dir := newMigDir(t, files).dir
+	const pools = 3
+	var ps []*Pool
+	for range pools {
+		d, err := migrations.Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, f.pool(f.config(map[string]Migrator{"": d})))
+	}
+	var wg sync.WaitGroup
+	leases := make([]*Lease, pools*2)
+	errs := make([]error, pools*2)
+	for i := range leases {
+		wg.Go(func() { leases[i], errs[i] = ps[i%pools].Acquire(t.Context(), "", leasemode.DB) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer leases[i].Release(context.Background(), false)
+		if leases[i].gen.datname != leases[0].gen.datname {
+			t.Fatalf("leases of %s and %s", leases[i].gen.datname, leases[0].gen.datname)
+		}
+	}
+	if n := queryInt(t, f.catalogURL(), "SELECT count(*) FROM template_dbs"); n != 2 {
+		t.Fatalf("%d templates, want 2: migrations 1..2 and 1..3", n)
+	}
+	if n := queryInt(t, f.catalogURL(), "SELECT count(*) FROM template_dbs WHERE base <> '' AND base_steps = 2 AND NOT prefix"); n != 1 {
+		t.Fatal("the template was not built from the prefix of 2 migrations")
 	}
 }
