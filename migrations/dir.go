@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -33,7 +32,13 @@ type Dir struct {
 	mu      sync.Mutex
 	listKey string    // (name, size, mtime) listing the cached snapshot was read from
 	snap    *snapshot // contents read for listKey
-	byHash  memo[*snapshot]
+	byHash  memo[hashed]
+}
+
+// hashed is what one hash Hash returned stands for.
+type hashed struct {
+	snap           *snapshot
+	major, catalog int // the server major and catalog versions it was hashed for
 }
 
 // snapshot is the up parts of a directory's migrations as read at one moment.
@@ -41,6 +46,9 @@ type snapshot struct {
 	format Format
 	files  []file   // in the order they apply
 	digest [32]byte // of the format, names and up parts
+
+	prefixes [][32]byte // prefixes[i]: the digest of the first i+1 files alone
+	ordered  int        // leading files that are versioned (Flyway's repeatables follow)
 }
 
 type file struct {
@@ -111,19 +119,14 @@ func (d *Dir) Hash(ctx context.Context, serverMajor, catalogVersion int) (string
 		d.listKey, d.snap = key, snap
 		d.mu.Unlock()
 	}
-	h := sha256.New()
-	h.Write([]byte("pgtestproxy migrations v1\x00"))
-	h.Write(snap.digest[:])
-	h.Write(binary.BigEndian.AppendUint64(nil, uint64(serverMajor)))
-	h.Write(binary.BigEndian.AppendUint64(nil, uint64(catalogVersion)))
-	sum := hex.EncodeToString(h.Sum(nil))
-	d.byHash.put(sum, snap)
+	sum := finishHash(snap.digest, serverMajor, catalogVersion)
+	d.byHash.put(sum, hashed{snap: snap, major: serverMajor, catalog: catalogVersion})
 	return sum, nil
 }
 
 func (d *Dir) snapshot(hash string) (*snapshot, error) {
-	if s, ok := d.byHash.get(hash); ok {
-		return s, nil
+	if h, ok := d.byHash.get(hash); ok {
+		return h.snap, nil
 	}
 	return nil, fmt.Errorf("migrate %s to %.12s: %w", d.display, hash, ErrUnknownHash)
 }
@@ -209,6 +212,12 @@ func (d *Dir) read(l listing) (*snapshot, error) {
 		h.Write(f.data)
 		if f.up.noTx {
 			h.Write([]byte{1})
+		}
+		var prefix [32]byte
+		copy(prefix[:], h.Sum(nil))
+		s.prefixes = append(s.prefixes, prefix)
+		if format != Flyway || !flywayRepRE.MatchString(e.name) {
+			s.ordered++
 		}
 	}
 	copy(s.digest[:], h.Sum(nil))

@@ -25,6 +25,12 @@
 // exactly the bytes that produced a given hash (a snapshot taken by Hash), so a
 // template is never named after one version of the files and built from another.
 //
+// A *Dir of an ordered layout, and a Sequence starting with one, are also a pool
+// PrefixMigrator: PrefixHashes gives the hash of each prefix of the files (then of the
+// seed files), each the hash a directory holding only those files would have, and
+// MigrateSteps applies a range of them to a clone of a prefix's template (for
+// golang-migrate, Up from the version the clone's schema_migrations records).
+//
 // Native layouts run each file's statements on one connection, split by
 // internal/sqllex, inside one transaction unless the file asks otherwise or holds a
 // statement that cannot run in one; in a transaction a run of plain statements goes

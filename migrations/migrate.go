@@ -35,6 +35,11 @@ func (d *Dir) Migrate(ctx context.Context, connString, hash string) error {
 	if err != nil {
 		return err
 	}
+	return d.migrateSnapshot(ctx, connString, snap)
+}
+
+// migrateSnapshot applies snap's files (see Migrate).
+func (d *Dir) migrateSnapshot(ctx context.Context, connString string, snap *snapshot) error {
 	if len(snap.files) == 0 {
 		return nil // golang-migrate refuses an empty source; an empty template needs nothing
 	}

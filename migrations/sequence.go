@@ -2,8 +2,6 @@ package migrations
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"strings"
 )
@@ -40,17 +38,14 @@ func OpenSeed(path string) (*Dir, error) {
 // Hash combines the steps' hashes.
 func (s *Sequence) Hash(ctx context.Context, serverMajor, catalogVersion int) (string, error) {
 	hashes := make([]string, len(s.steps))
-	h := sha256.New()
-	h.Write([]byte("pgtestproxy sequence v1\x00"))
 	for i, st := range s.steps {
 		sum, err := st.Hash(ctx, serverMajor, catalogVersion)
 		if err != nil {
 			return "", err
 		}
 		hashes[i] = sum
-		h.Write([]byte(sum + "\x00"))
 	}
-	sum := hex.EncodeToString(h.Sum(nil))
+	sum := sequenceHash(hashes)
 	s.byHash.put(sum, hashes)
 	return sum, nil
 }

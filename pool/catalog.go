@@ -60,6 +60,7 @@ func catalogDDL(version int) []string {
 		file_copy_ms double precision,                -- measured clone time with STRATEGY FILE_COPY
 		last_used    timestamptz NOT NULL DEFAULT now()
 	)`,
+		baseColumns,
 		`CREATE TABLE migrated_dbs (
 		datname        text PRIMARY KEY,               -- prefix || hash[:8] || '_' || random
 		template_db    text NOT NULL,                  -- template_dbs.datname it was cloned from
@@ -77,6 +78,24 @@ func catalogDDL(version int) []string {
 		`CREATE INDEX migrated_dbs_template_state ON migrated_dbs (template_db, state)`,
 	}
 }
+
+// baseColumns adds what incremental builds record to template_dbs. It is additive and
+// idempotent, so a catalog made before them gains them in place: a pool that does not
+// know them never reads them, and they hold nothing it could drop by.
+const baseColumns = `ALTER TABLE template_dbs
+	ADD COLUMN IF NOT EXISTS base text NOT NULL DEFAULT '',       -- template database it was cloned from ('' = built from an empty one)
+	ADD COLUMN IF NOT EXISTS base_steps int NOT NULL DEFAULT 0,   -- migration steps that base held
+	ADD COLUMN IF NOT EXISTS prefix boolean NOT NULL DEFAULT false -- a prefix kept as a base for later builds`
+
+// keptPrefixes bounds the prefix templates GC keeps per template name (beyond TTL): the
+// most recently used ones, enough for the last two builds' bases.
+const keptPrefixes = 4
+
+// surplusPrefix is an SQL condition true for a ready prefix template beyond the
+// keptPrefixes most recently used of its template name.
+var surplusPrefix = fmt.Sprintf(`datname IN (SELECT r.datname FROM (SELECT datname,
+		row_number() OVER (PARTITION BY template ORDER BY last_used DESC) AS n
+		FROM template_dbs WHERE prefix AND state = 'ready') r WHERE r.n > %d)`, keptPrefixes)
 
 // ownerLocked is an SQL condition true when the owner id in %[1]s holds its lock.
 // pg_locks is readable without superuser.
@@ -157,7 +176,8 @@ func (p *Pool) setupCatalog(ctx context.Context) error {
 			var version int
 			err := tx.QueryRow(ctx, "SELECT version FROM "+ident(schema)+".schema_version LIMIT 1").Scan(&version)
 			if err == nil && version == p.cfg.catalogVersion {
-				return nil
+				_, err := tx.Exec(ctx, baseColumns)
+				return err
 			}
 			if err != nil && err != pgx.ErrNoRows {
 				return err

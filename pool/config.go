@@ -27,6 +27,24 @@ type Migrator interface {
 	Describe() string
 }
 
+// PrefixMigrator is a Migrator whose migrations apply as an ordered list of steps (the
+// files of an ordered layout, then seed files), so that the template of steps 1..N can
+// be built by cloning the template of a prefix 1..k and applying only k+1..N. The pool
+// checks for it with a type assertion and builds from the longest prefix whose template
+// exists; a Migrator without it, or one returning no prefixes, is built from an empty
+// database.
+type PrefixMigrator interface {
+	// PrefixHashes returns, for the migrations that produced hash, the hash of every
+	// prefix (prefixes[i] covers steps 1..i+1; the last one is hash itself), each the hash
+	// a Migrator holding only those steps would return. ordered counts the leading steps
+	// that are versioned migrations; the rest (Flyway repeatables, seed files) only ever
+	// come at the end. No prefixes (nil) means the migrations cannot be split.
+	PrefixHashes(hash string) (prefixes []string, ordered int, err error)
+	// MigrateSteps applies steps from+1..to of the migrations that produced hash to the
+	// database at connString, which holds steps 1..from already.
+	MigrateSteps(ctx context.Context, connString, hash string, from, to int) error
+}
+
 // Config configures a Pool. The zero value of every field but ConnString and Templates
 // is a sensible default.
 type Config struct {

@@ -19,6 +19,20 @@
 // back to the pool when the caller reports it clean, together with the backend
 // connection the caller kept in it.
 //
+// Incremental templates. A Migrator that is also a PrefixMigrator (the ordered layouts of
+// package migrations, with their seed files) gives the hash of every prefix of its
+// steps. The template for steps 1..N is then built by cloning the longest prefix
+// template that is ready (1..k) and applying only k+1..N; on the way the build seals
+// the prefixes that end at the last two versioned migrations, so adding a migration or
+// editing the newest one later costs one clone plus that file. A prefix template is an
+// ordinary template of the catalog (named from its own hash, which is the hash of a
+// directory holding only those files; built once under the same advisory lock; dropped
+// by GC after TTL) with prefix set; GC also drops all but the keptPrefixes (4) most
+// recently used prefix templates per template name. The base a template was cloned from
+// and how many steps it held are recorded (template_dbs.base, base_steps) and shown in
+// TemplateStats. A base that vanished before it could be cloned means a build from an
+// empty database.
+//
 // Catalog versions. Each catalog schema version keeps its tables in a schema of its own
 // in the catalog database (catalog_v2 for CatalogVersion 2) and puts its number in the
 // name of every database it creates (<prefix>v2_…); it reads, claims and drops only

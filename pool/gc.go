@@ -14,7 +14,7 @@ import (
 type GCReport struct {
 	Reclaimed []string // clones leased, being made or being dropped by pools that died, dropped
 	Clones    []string // ready clones unused for TTL, dropped (a failed drop is retried in the background, not listed)
-	Templates []string // templates unused for TTL, or left half-built
+	Templates []string // templates unused for TTL, prefix templates beyond keptPrefixes, or left half-built
 	Forgotten int      // catalog rows whose database no longer existed
 }
 
@@ -99,8 +99,9 @@ func (p *Pool) claimNames(ctx context.Context, sql string, args ...any) ([]strin
 	return names, p.upstreamErr("gc", err)
 }
 
-// gcTemplates drops templates unused for TTL that no one is building or leasing from,
-// and half-built ones whose builder is gone.
+// gcTemplates drops templates unused for TTL, and prefix templates beyond the
+// keptPrefixes most recently used of their template name, that no one is building or
+// leasing from, and half-built ones whose builder is gone.
 func (p *Pool) gcTemplates(ctx context.Context) ([]string, error) {
 	active := []string{} // not nil: pgx sends a nil slice as NULL, and x <> ALL(NULL) is never true
 	for _, g := range p.active() {
@@ -108,7 +109,7 @@ func (p *Pool) gcTemplates(ctx context.Context) ([]string, error) {
 	}
 	rows, err := p.cat.Query(ctx, `SELECT datname FROM template_dbs
 		WHERE datname <> ALL($1) AND starts_with(datname, $3)
-		  AND (state = 'building' OR last_used < now() - make_interval(secs => $2))`,
+		  AND (state = 'building' OR last_used < now() - make_interval(secs => $2) OR `+surplusPrefix+`)`,
 		active, p.cfg.TTL.Seconds(), p.namePrefix())
 	candidates, err2 := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err == nil {
@@ -147,7 +148,7 @@ func (p *Pool) gcTemplate(ctx context.Context, datname string) (bool, error) {
 	}
 	defer unlockTemplate(conn, datname)
 	var stale bool
-	err = conn.QueryRow(ctx, `SELECT (state = 'building' OR last_used < now() - make_interval(secs => $2))
+	err = conn.QueryRow(ctx, `SELECT (state = 'building' OR last_used < now() - make_interval(secs => $2) OR `+surplusPrefix+`)
 			AND NOT EXISTS (SELECT 1 FROM migrated_dbs WHERE template_db = $1 AND state IN ('leased', 'creating'))
 		FROM template_dbs WHERE datname = $1`, datname, p.cfg.TTL.Seconds()).Scan(&stale)
 	if err == pgx.ErrNoRows || (err == nil && !stale) {

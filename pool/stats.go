@@ -23,6 +23,8 @@ type TemplateStats struct {
 	Strategy  string        // CREATE DATABASE strategy used for clones ("" = server default)
 	WALLog    time.Duration // measured clone time with WAL_LOG (0 = not measured)
 	FileCopy  time.Duration // measured clone time with FILE_COPY (0 = not measured)
+	Base      string        // template database it was cloned from ("" = built from an empty database)
+	BaseSteps int           // migration steps (files, then seed files) Base held; the rest were applied
 }
 
 // Stats returns one row per configured template, sorted by name.
@@ -41,22 +43,23 @@ func (p *Pool) Stats(ctx context.Context) ([]TemplateStats, error) {
 		return out, nil
 	}
 	rows, err := p.cat.Query(ctx, `SELECT t.datname, coalesce(t.build_ms, 0), coalesce(t.built_at, t.created_at),
-			coalesce(t.wal_log_ms, 0), coalesce(t.file_copy_ms, 0),
+			coalesce(t.wal_log_ms, 0), coalesce(t.file_copy_ms, 0), t.base, t.base_steps,
 			count(m.datname) FILTER (WHERE m.state = 'ready'),
 			count(m.datname) FILTER (WHERE m.state = 'leased'),
 			count(m.datname) FILTER (WHERE m.state = 'creating')
 		FROM template_dbs t LEFT JOIN migrated_dbs m ON m.template_db = t.datname
-		WHERE t.datname = ANY($1) GROUP BY t.datname`, dbs)
+		WHERE t.datname = ANY($1) GROUP BY t.datname, t.base, t.base_steps`, dbs)
 	if err != nil {
 		return nil, p.upstreamErr("read stats", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var db string
+		var db, base string
+		var baseSteps int
 		var build, wal, file float64
 		var built time.Time
 		var ready, leased, creating int
-		if err := rows.Scan(&db, &build, &built, &wal, &file, &ready, &leased, &creating); err != nil {
+		if err := rows.Scan(&db, &build, &built, &wal, &file, &base, &baseSteps, &ready, &leased, &creating); err != nil {
 			return nil, p.upstreamErr("read stats", err)
 		}
 		for i := range out {
@@ -64,6 +67,7 @@ func (p *Pool) Stats(ctx context.Context) ([]TemplateStats, error) {
 				s := &out[i]
 				s.BuildTime, s.BuiltAt, s.WALLog, s.FileCopy = fromMS(build), built, fromMS(wal), fromMS(file)
 				s.Ready, s.Leased, s.Creating = ready, leased, creating
+				s.Base, s.BaseSteps = base, baseSteps
 			}
 		}
 	}

@@ -207,7 +207,7 @@ func (p *Pool) runBuild(call *buildCall, tpl *template, hash string) {
 	defer p.wg.Done()
 	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.BuildTimeout)
 	defer cancel()
-	gen, err := p.build(ctx, tpl, hash)
+	gen, err := p.buildFor(ctx, tpl, hash)
 	p.mu.Lock()
 	delete(p.builds, hash)
 	if err == nil {
@@ -218,11 +218,32 @@ func (p *Pool) runBuild(call *buildCall, tpl *template, hash string) {
 	close(call.done)
 }
 
-// build makes the template database for hash unless another process already has. It
+// buildSpec is one template database a build makes: the template itself, or a prefix
+// of its migrations kept as the base of later builds.
+type buildSpec struct {
+	hash    string
+	datname string
+	prefix  bool   // a prefix template: a base for builds, never leased from
+	base    string // template database to clone ("" = start from an empty database)
+	from    int    // migration steps base holds
+	// strategy is base's CREATE DATABASE strategy, found when it was cloned.
+	strategy string
+	// migrate applies what the database lacks, given the steps it holds.
+	migrate func(ctx context.Context, connString string, from int) error
+}
+
+// fullSpec builds the template for hash from an empty database.
+func (p *Pool) fullSpec(tpl *template, hash string) buildSpec {
+	return buildSpec{hash: hash, datname: p.templateName(hash), migrate: func(ctx context.Context, cs string, _ int) error {
+		return tpl.mig.Migrate(ctx, cs, hash)
+	}}
+}
+
+// build makes the template database for spec unless another process already has. It
 // holds the template's advisory lock throughout, so one build happens across all
 // processes; a half-built template left by a crash is dropped and built again.
-func (p *Pool) build(ctx context.Context, tpl *template, hash string) (*generation, error) {
-	datname := p.templateName(hash)
+func (p *Pool) build(ctx context.Context, tpl *template, spec buildSpec) (*generation, error) {
+	datname := spec.datname
 	// A connection of its own, not one of the admin pool's: it is held for the whole
 	// build (while the build itself needs admin connections), and closing it releases
 	// the lock whatever happens.
@@ -246,8 +267,10 @@ func (p *Pool) build(ctx context.Context, tpl *template, hash string) (*generati
 		datname).Scan(&state, &strategy, &sealed)
 	switch {
 	case err == nil && state == "ready" && sealed:
-		_, err := conn.Exec(ctx, "UPDATE template_dbs SET last_used = now() WHERE datname = $1", datname)
-		return newGeneration(hash, datname, tpl.name, strategy), p.upstreamErr("touch template "+datname, err)
+		// A prefix template that is now a template of its own is no longer a mere base.
+		_, err := conn.Exec(ctx, "UPDATE template_dbs SET last_used = now(), prefix = prefix AND $2 WHERE datname = $1",
+			datname, spec.prefix)
+		return newGeneration(spec.hash, datname, tpl.name, strategy), p.upstreamErr("touch template "+datname, err)
 	case err == nil:
 		p.log.Warn("dropping half-built template", zap.String("template", tpl.name),
 			zap.String("database", datname), zap.String("state", state))
@@ -257,31 +280,26 @@ func (p *Pool) build(ctx context.Context, tpl *template, hash string) (*generati
 	case err != pgx.ErrNoRows:
 		return nil, p.upstreamErr("read template "+datname, err)
 	}
-	return p.buildLocked(ctx, conn, tpl, hash, datname)
+	return p.buildLocked(ctx, conn, tpl, spec)
 }
 
 // buildLocked creates, migrates, seals and measures a template; the caller holds its lock.
-func (p *Pool) buildLocked(ctx context.Context, conn *pgx.Conn, tpl *template, hash, datname string) (*generation, error) {
+func (p *Pool) buildLocked(ctx context.Context, conn *pgx.Conn, tpl *template, spec buildSpec) (*generation, error) {
+	datname := spec.datname
 	log := p.log.With(zap.String("template", tpl.name), zap.String("database", datname))
-	log.Info("building template", zap.String("source", tpl.mig.Describe()))
+	log.Info("building template", zap.String("source", tpl.mig.Describe()),
+		zap.String("base", spec.base), zap.Int("base_steps", spec.from), zap.Bool("prefix", spec.prefix))
 	began := time.Now()
 	if _, err := conn.Exec(ctx, `INSERT INTO template_dbs (datname, hash, template, state, builder)
-		VALUES ($1, $2, $3, 'building', $4)`, datname, hash, tpl.name, p.owner); err != nil {
+		VALUES ($1, $2, $3, 'building', $4)`, datname, spec.hash, tpl.name, p.owner); err != nil {
 		return nil, p.upstreamErr("record template "+datname, err)
 	}
-	_, err := conn.Exec(ctx, "CREATE DATABASE "+ident(datname))
-	if pgerr.SQLState(err) == pgerrcode.DuplicateDatabase { // ours by its generated name, but lost from the catalog
-		if err = p.dropDatabase(ctx, datname); err == nil {
-			_, err = conn.Exec(ctx, "CREATE DATABASE "+ident(datname))
-		}
-	}
+	spec, err := p.createTemplateDB(ctx, conn, spec)
 	if err == nil {
-		err = tpl.mig.Migrate(ctx, p.connString(datname), hash)
+		err = spec.migrate(ctx, p.connString(datname), spec.from)
 		if err != nil {
 			err = fmt.Errorf("build template %q (%s): %w", tpl.name, datname, err)
 		}
-	} else {
-		err = p.upstreamErr("create template database "+datname, err)
 	}
 	if err == nil {
 		err = p.seal(ctx, conn, datname)
@@ -295,18 +313,77 @@ func (p *Pool) buildLocked(ctx context.Context, conn *pgx.Conn, tpl *template, h
 		return nil, err
 	}
 	buildTime := time.Since(began)
-	gen := newGeneration(hash, datname, tpl.name, "")
-	walLog, fileCopy := p.measure(ctx, gen)
-	gen.strategy = faster(walLog, fileCopy)
+	gen := newGeneration(spec.hash, datname, tpl.name, "")
+	var walLog, fileCopy time.Duration
+	switch {
+	case spec.strategy != "": // a base one migration smaller clones alike: keep its measured choice
+		gen.strategy = spec.strategy
+	case !spec.prefix: // a prefix is cloned once per build; only a leased template's clones are worth measuring
+		walLog, fileCopy = p.measure(ctx, gen)
+		gen.strategy = faster(walLog, fileCopy)
+	}
 	_, err = conn.Exec(ctx, `UPDATE template_dbs SET state = 'ready', built_at = now(), last_used = now(),
-		build_ms = $2, strategy = $3, wal_log_ms = $4, file_copy_ms = $5 WHERE datname = $1`,
-		datname, ms(buildTime), gen.strategy, msOrNil(walLog), msOrNil(fileCopy))
+		build_ms = $2, strategy = $3, wal_log_ms = $4, file_copy_ms = $5, base = $6, base_steps = $7, prefix = $8
+		WHERE datname = $1`,
+		datname, ms(buildTime), gen.strategy, msOrNil(walLog), msOrNil(fileCopy), spec.base, spec.from, spec.prefix)
 	if err != nil {
 		return nil, p.upstreamErr("record template "+datname, err)
 	}
 	log.Info("template built", zap.Duration("took", buildTime), zap.String("strategy", gen.strategy),
 		zap.Duration("wal_log", walLog), zap.Duration("file_copy", fileCopy))
 	return gen, nil
+}
+
+// createTemplateDB creates the database of spec: a clone of its base, or an empty
+// one. A base that can no longer be cloned (dropped meanwhile) is left out, and the
+// returned spec says so.
+func (p *Pool) createTemplateDB(ctx context.Context, conn *pgx.Conn, spec buildSpec) (buildSpec, error) {
+	if spec.base != "" {
+		strategy, err := p.cloneBase(ctx, conn, spec.datname, spec.base)
+		if err == nil {
+			spec.strategy = strategy
+			return spec, nil
+		}
+		p.log.Warn("clone template base; building from an empty database", zap.String("database", spec.datname),
+			zap.String("base", spec.base), zap.Error(err))
+		spec.base, spec.from = "", 0
+	}
+	create := "CREATE DATABASE " + ident(spec.datname)
+	_, err := conn.Exec(ctx, create)
+	if pgerr.SQLState(err) == pgerrcode.DuplicateDatabase { // ours by its generated name, but lost from the catalog
+		if err = p.dropDatabase(ctx, spec.datname); err == nil {
+			_, err = conn.Exec(ctx, create)
+		}
+	}
+	return spec, p.upstreamErr("create template database "+spec.datname, err)
+}
+
+// cloneBase creates datname as a copy of the template base, holding base's lock so
+// that GC cannot drop it meanwhile, marks base used and returns its strategy.
+func (p *Pool) cloneBase(ctx context.Context, conn *pgx.Conn, datname, base string) (string, error) {
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1, hashtext($2))", lockClass, base); err != nil {
+		return "", err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
+		defer cancel()
+		if _, err := conn.Exec(cctx, "SELECT pg_advisory_unlock($1, hashtext($2))", lockClass, base); err != nil {
+			conn.Close(cctx) // a closed session releases its locks; the build then fails on it
+		}
+	}()
+	var strategy string
+	err := conn.QueryRow(ctx, `UPDATE template_dbs t SET last_used = now() FROM pg_database d
+		WHERE t.datname = $1 AND t.state = 'ready' AND d.datname = t.datname AND d.datistemplate
+		RETURNING t.strategy`, base).Scan(&strategy)
+	if err != nil {
+		return "", fmt.Errorf("find base %s: %w", base, err)
+	}
+	sql := "CREATE DATABASE " + ident(datname) + " TEMPLATE " + ident(base)
+	if strategy != "" {
+		sql += " STRATEGY " + strategy
+	}
+	_, err = conn.Exec(ctx, sql)
+	return strategy, err
 }
 
 // seal marks a migrated database as a template no one can connect to, once the

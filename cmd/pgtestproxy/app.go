@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"time"
 
 	"go.uber.org/zap"
@@ -288,9 +289,10 @@ func adminTables(p *pool.Pool) proxy.AdminFunc {
 			rows := make([][]string, len(stats))
 			for i, s := range stats {
 				rows[i] = []string{templateName(s.Name), s.Database, s.Hash, ms(s.BuildTime),
-					stamp(s.BuiltAt), s.Strategy, ms(s.WALLog), ms(s.FileCopy), s.Source}
+					stamp(s.BuiltAt), s.Strategy, ms(s.WALLog), ms(s.FileCopy), s.Source, s.Base, strconv.Itoa(s.BaseSteps)}
 			}
-			return []string{"name", "database", "hash", "build_ms", "built_at", "strategy", "wal_log_ms", "file_copy_ms", "source"}, rows, nil
+			return []string{"name", "database", "hash", "build_ms", "built_at", "strategy", "wal_log_ms", "file_copy_ms", "source",
+				"base", "base_steps"}, rows, nil
 		case "POOLS":
 			stats, err := p.Stats(ctx)
 			if err != nil {

@@ -165,4 +165,8 @@ func TestServeLayoutAndSeed(t *testing.T) {
 	if len(maps) != 1 || maps[0]["source"] != want {
 		t.Fatalf("SHOW TEMPLATES = %v, want source %q", maps, want)
 	}
+	// Built incrementally: cloned from the template of the three migrations, then seeded.
+	if base, ok := maps[0]["base"].(string); !ok || !strings.Contains(base, "_tpl_") || maps[0]["base_steps"] != "3" {
+		t.Fatalf("SHOW TEMPLATES = %v, want a base template holding 3 steps", maps)
+	}
 }
