@@ -91,7 +91,11 @@ type txRunner struct {
 }
 
 func newTxRunner(s *Server) *txRunner {
-	wrap := func(l Lease, shared bool) *txmode.Lease { return txmode.NewLease(l, shared, s.guard) }
+	wrap := func(l Lease, shared bool) *txmode.Lease {
+		tl := txmode.NewLease(l, shared, s.guard)
+		tl.StepTimeout = s.cfg.LeaseStepTimeout
+		return tl
+	}
 	return &txRunner{s: s, router: newRouter(s.cfg.Provider, wrap, s.cfg.Linger, s.log, &s.stats)}
 }
 
