@@ -165,7 +165,6 @@ func untilReady(fe *pgproto3.Frontend) error {
 	}
 }
 
-
 // serverError is an ErrorResponse a stress client got.
 type serverError struct{ code, msg string }
 
