@@ -16,7 +16,14 @@ STATICCHECK := bin/tools/staticcheck-$(STATICCHECK_VERSION)/staticcheck
 
 .DEFAULT_GOAL := help
 
-.PHONY: help build run test bench bench-go fidelity lint fmt-check staticcheck release
+STRESS_STEPS ?= 300
+STRESS_COUNT ?= 3
+FUZZTIME ?= 10s
+# Fuzz targets as package:Target; make fuzz runs each for FUZZTIME.
+FUZZ_TARGETS ?= ./proxy:FuzzSCRAM ./proxy:FuzzAdminConsole ./proxy:FuzzTxSession ./proxy:FuzzStartup \
+	./proxy/internal/txmode:FuzzTxPlanQuery
+
+.PHONY: help build run test stress fuzz bench bench-go fidelity lint fmt-check staticcheck release
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -29,6 +36,14 @@ run: ## run the proxy on the embedded server (pass flags with ARGS="--migrations
 
 test: ## run every test against real PostgreSQL, with the race detector
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+
+stress: ## run the stress tests long (STRESS_STEPS per client, STRESS_COUNT times); make test runs them short
+	PGTESTPROXY_STRESS_STEPS=$(STRESS_STEPS) $(GO) test -race -count=$(STRESS_COUNT) -timeout 30m -run 'Stress' -v ./proxy/
+
+fuzz: ## run each fuzz target for FUZZTIME (seed corpora in testdata/fuzz)
+	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== $$name ($$pkg, $(FUZZTIME))"; \
+		$(GO) test -count=1 -run "^$$name\$$" -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -parallel 2 $$pkg; done
 
 bench: ## pgtestproxy vs pgtestdb, go-txdb, pgbouncer… in one run, one table (ARGS="--quick --json bench.json"; see BENCH.md)
 	$(GO) build -C bench -o $(CURDIR)/bin/bench . && ./bin/bench $(ARGS)

@@ -17,7 +17,9 @@
 // own rehash every 500ms noticed), unless a clone of the old one arrives first. A
 // db-mode lease's clone is dropped after it is released; a tx-mode lease's clone goes
 // back to the pool when the caller reports it clean, together with the backend
-// connection the caller kept in it.
+// connection the caller kept in it; db-mode leases never take such a clone (the refill
+// builds for db-mode waiters among the clones without one), so tx mode keeps its
+// reused clones and backends under mixed load.
 //
 // Incremental templates. A Migrator that is also a PrefixMigrator (the ordered layouts of
 // package migrations, with their seed files) gives the hash of every prefix of its

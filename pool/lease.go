@@ -183,6 +183,10 @@ func (p *Pool) claimOrWait(ctx context.Context, tpl *template, gen *generation, 
 	}
 	gen.waiters.Add(1)
 	defer gen.waiters.Add(-1)
+	if mode == leasemode.DB {
+		gen.dbWaiters.Add(1)
+		defer gen.dbWaiters.Add(-1)
+	}
 	p.kickRefill()
 	changed := tpl.changes()
 	nextHash := time.Now().Add(hashRecheck)
@@ -220,7 +224,9 @@ func (p *Pool) claimOrWait(ctx context.Context, tpl *template, gen *generation, 
 
 // Claim statements: one round trip, FOR UPDATE SKIP LOCKED so concurrent claimers (in
 // any process) never get the same row. tx mode prefers clones holding a backend this
-// process kept; db mode prefers clones holding none.
+// process kept; db mode never takes one (the clone and its backend stay for this
+// process's tx leases, which would otherwise lose them to db-mode waiters under mixed
+// load) and prefers clones holding none.
 const (
 	claimTx = `WITH c AS (
 		SELECT datname FROM migrated_dbs WHERE template_db = $1 AND state = 'ready'
@@ -230,8 +236,8 @@ const (
 		leased_at = now(), last_used = now()
 	FROM c WHERE m.datname = c.datname RETURNING m.datname`
 	claimDB = `WITH c AS (
-		SELECT datname FROM migrated_dbs WHERE template_db = $1 AND state = 'ready'
-		ORDER BY kept_by IS NULL DESC, kept_by IS NOT DISTINCT FROM $2 DESC, created_at
+		SELECT datname FROM migrated_dbs WHERE template_db = $1 AND state = 'ready' AND kept_by IS DISTINCT FROM $2
+		ORDER BY kept_by IS NULL DESC, created_at
 		LIMIT 1 FOR UPDATE SKIP LOCKED)
 	UPDATE migrated_dbs m SET state = 'leased', owner = $2, mode = $3, lease_template = $4, kept_by = NULL,
 		leased_at = now(), last_used = now()

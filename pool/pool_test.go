@@ -420,7 +420,7 @@ func TestCapHolds(t *testing.T) {
 }
 
 // TestTxKeepKept: a clean tx-mode clone comes back with what the lease kept in it; an
-// unclean one, or a db-mode lease taking it, closes the kept resource.
+// unclean one closes the kept resource; db-mode leases leave such a clone alone.
 func TestTxKeepKept(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -464,25 +464,26 @@ func TestTxKeepKept(t *testing.T) {
 	}
 	eventually(t, "unclean clone dropped", func() bool { return !dbExists(t, third.Database()) })
 
-	// A db-mode lease that takes a clone with a kept resource closes it.
+	// A db-mode lease never takes a clone holding a backend kept for tx mode (issue 11
+	// item 5): it gets a fresh clone, and the next tx lease still finds its backend.
 	tx := acquire(t, p, "", leasemode.Tx)
 	kept2 := &closer{}
 	tx.Keep(kept2)
 	tx.Release(t.Context(), true)
-	var dbLeases []*Lease
-	defer func() {
-		for _, l := range dbLeases {
-			l.Release(context.Background(), true)
+	for range 3 {
+		db := acquire(t, p, "", leasemode.DB)
+		if db.Database() == tx.Database() || db.Kept() != nil {
+			t.Fatalf("db-mode lease took %s, the clone holding a kept backend", db.Database())
 		}
-	}()
-	for kept2.times() == 0 && len(dbLeases) < 6 {
-		dbLeases = append(dbLeases, acquire(t, p, "", leasemode.DB))
+		db.Release(t.Context(), true)
 	}
-	if kept2.times() != 1 {
-		t.Fatal("db-mode lease of a clone with a kept resource did not close it")
+	if kept2.times() != 0 {
+		t.Fatal("the kept resource was closed while db-mode leases came and went")
 	}
-	if dbLeases[len(dbLeases)-1].Database() != tx.Database() || dbLeases[len(dbLeases)-1].Kept() != nil {
-		t.Fatal("db-mode lease has a kept resource")
+	again := acquire(t, p, "", leasemode.Tx)
+	defer again.Release(context.Background(), false)
+	if again.Database() != tx.Database() || again.Kept() != kept2 {
+		t.Fatalf("tx lease got %s, want %s with its kept resource", again.Database(), tx.Database())
 	}
 }
 

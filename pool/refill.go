@@ -39,12 +39,13 @@ func (p *Pool) refillLoop() {
 
 // counts of one template's clones, as the refill sees them.
 type counts struct {
-	ready, leasedTx, creatingElsewhere int
+	ready, leasedTx, creatingElsewhere, readyKept int // readyKept: ready with a backend this process kept
 }
 
 // refill starts the clone creations each current template needs: PoolSize ready
 // (counting tx-mode leases, which come back, and clones being made by anyone), plus one
-// per waiting Acquire. It trims ready clones beyond that (left by a burst, or by tx-mode
+// per waiting Acquire; and, for db mode, PoolSize plus one per db-mode waiter among the
+// ready clones without a backend kept for tx mode. It trims ready clones beyond that (left by a burst, or by tx-mode
 // leases coming back), least recently used first.
 func (p *Pool) refill(ctx context.Context) {
 	gens := p.active()
@@ -58,7 +59,8 @@ func (p *Pool) refill(ctx context.Context) {
 	rows, err := p.cat.Query(ctx, `SELECT template_db,
 			count(*) FILTER (WHERE state = 'ready'),
 			count(*) FILTER (WHERE state = 'leased' AND mode = 'tx'),
-			count(*) FILTER (WHERE state = 'creating' AND owner <> $2)
+			count(*) FILTER (WHERE state = 'creating' AND owner <> $2),
+			count(*) FILTER (WHERE state = 'ready' AND kept_by = $2)
 		FROM migrated_dbs WHERE template_db = ANY($1) GROUP BY template_db`, names, p.owner)
 	if err != nil {
 		if ctx.Err() == nil && !p.refillFailing {
@@ -75,7 +77,7 @@ func (p *Pool) refill(ctx context.Context) {
 	for rows.Next() {
 		var name string
 		var c counts
-		if err := rows.Scan(&name, &c.ready, &c.leasedTx, &c.creatingElsewhere); err != nil {
+		if err := rows.Scan(&name, &c.ready, &c.leasedTx, &c.creatingElsewhere, &c.readyKept); err != nil {
 			rows.Close()
 			p.log.Warn("count clones for refill", zap.Error(err))
 			return
@@ -93,15 +95,19 @@ func (p *Pool) refill(ctx context.Context) {
 		}
 		c := byName[g.datname]
 		want := p.cfg.PoolSize + int(g.waiters.Load())
+		// Trimming keeps the ready clones db mode can take at what it needs.
+		free := max(0, c.ready-c.readyKept-p.cfg.PoolSize-int(g.dbWaiters.Load()))
 		if excess := c.ready - want; excess > 0 && g.inflight.Load() == 0 && g.trimming.CompareAndSwap(false, true) {
-			if !p.goBackground(func() { p.trim(g, excess) }) {
+			if !p.goBackground(func() { p.trim(g, excess, free) }) {
 				g.trimming.Store(false)
 			}
 		}
 		// Tx-mode leases come back, so they count towards PoolSize; they never count
 		// towards the waiters, who need a clone now, not when a held lease ends.
-		stock := max(p.cfg.PoolSize-c.leasedTx, 0) + int(g.waiters.Load())
-		need := stock - c.ready - c.creatingElsewhere - int(g.inflight.Load())
+		building := c.creatingElsewhere + int(g.inflight.Load())
+		need := max(p.cfg.PoolSize-c.leasedTx, 0) + int(g.waiters.Load()) - c.ready - building
+		// db-mode waiters need clones without a kept backend, whatever tx mode holds.
+		need = max(need, p.cfg.PoolSize+int(g.dbWaiters.Load())-(c.ready-c.readyKept)-building)
 		for range need {
 			g.inflight.Add(1)
 			if !p.goBackground(func() { p.refillOne(g) }) {
@@ -170,20 +176,32 @@ func (p *Pool) evictFor(g *generation) bool {
 	return true
 }
 
-// trim drops up to n ready clones of g, least recently used first.
-func (p *Pool) trim(g *generation, n int) {
+// trim drops up to n ready clones of g, least recently used first: up to free of
+// those without a backend this process kept, and the rest among those with one.
+func (p *Pool) trim(g *generation, n, free int) {
 	defer g.trimming.Store(false)
 	ctx, cancel := context.WithTimeout(p.ctx, dropTimeout)
 	defer cancel()
-	names, err := p.claimNames(ctx, `UPDATE migrated_dbs SET state = 'dropping', owner = $3, kept_by = NULL
-		WHERE datname IN (SELECT datname FROM migrated_dbs WHERE template_db = $1 AND state = 'ready'
-			ORDER BY last_used LIMIT $2 FOR UPDATE SKIP LOCKED)
-		RETURNING datname`, g.datname, n, p.owner)
-	if err != nil {
-		if ctx.Err() == nil {
-			p.log.Warn("trim ready clones", zap.String("template", g.template), zap.Error(err))
+	var names []string
+	for _, pick := range []struct {
+		kept bool
+		n    int
+	}{{false, min(n, free)}, {true, n - min(n, free)}} {
+		if pick.n == 0 {
+			continue
 		}
-		return
+		got, err := p.claimNames(ctx, `UPDATE migrated_dbs SET state = 'dropping', owner = $3, kept_by = NULL
+			WHERE datname IN (SELECT datname FROM migrated_dbs WHERE template_db = $1 AND state = 'ready'
+				AND (kept_by IS NOT DISTINCT FROM $3) = $4
+				ORDER BY last_used LIMIT $2 FOR UPDATE SKIP LOCKED)
+			RETURNING datname`, g.datname, pick.n, p.owner, pick.kept)
+		if err != nil {
+			if ctx.Err() == nil {
+				p.log.Warn("trim ready clones", zap.String("template", g.template), zap.Error(err))
+			}
+			break
+		}
+		names = append(names, got...)
 	}
 	p.dropAll(ctx, names)
 }

@@ -71,12 +71,15 @@ type generation struct {
 	template string // name of the template that built it
 	strategy string // CREATE DATABASE strategy for its clones ("" = server default)
 
-	waiters  atomic.Int32 // Acquires waiting for a clone
-	inflight atomic.Int32 // clones this process is creating
-	lastUsed atomic.Int64 // unix nanos of the last Acquire
-	flushed  atomic.Int64 // lastUsed as last written to the catalog
-	dead     atomic.Bool  // the template database vanished
-	trimming atomic.Bool  // a trim of excess ready clones is running
+	waiters atomic.Int32 // Acquires waiting for a clone
+	// dbWaiters are the db-mode ones among waiters: they cannot take the ready clones
+	// holding a backend this process kept for tx leases.
+	dbWaiters atomic.Int32
+	inflight  atomic.Int32 // clones this process is creating
+	lastUsed  atomic.Int64 // unix nanos of the last Acquire
+	flushed   atomic.Int64 // lastUsed as last written to the catalog
+	dead      atomic.Bool  // the template database vanished
+	trimming  atomic.Bool  // a trim of excess ready clones is running
 
 	mu      sync.Mutex
 	notify  chan struct{} // closed when a clone becomes ready

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -37,7 +38,7 @@ func TestAdminConsole(t *testing.T) {
 		{"show templates;", []string{"name", "hash"}, [][]string{{"app", "abc123"}, {"other", "def456"}}, ""},
 		{"SHOW POOLS", nil, nil, "XX000"},
 		{"SHOW STATS", []string{"sessions_total", "sessions_active", "leases_total", "leases_active",
-			"bytes_in", "bytes_out", "cancels", "errors", "panics"}, nil, ""},
+			"bytes_in", "bytes_out", "cancels", "errors", "panics", "goroutines"}, nil, ""},
 		{"SHOW HELP", []string{"command", "description"}, adminCommands, ""},
 		{"SHOW NONSENSE", nil, nil, "42704"},
 		{"DROP DATABASE app", nil, nil, "42601"},
@@ -62,6 +63,11 @@ func TestAdminConsole(t *testing.T) {
 		}
 		if tc.sql == "SHOW STATS" && (len(rows) != 1 || rows[0][1] != "1") {
 			t.Errorf("SHOW STATS: %v, want one row with one active session", rows)
+		}
+		if tc.sql == "SHOW STATS" && len(rows) == 1 && len(rows[0]) == len(tc.cols) {
+			if n, err := strconv.Atoi(rows[0][len(tc.cols)-1]); err != nil || n < 2 {
+				t.Errorf("SHOW STATS goroutines %q, want the process's count", rows[0][len(tc.cols)-1])
+			}
 		}
 	}
 	if strings.Join(asked, ",") != "TEMPLATES,POOLS" {

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
+	"github.com/pgtestproxy/pgtestproxy/proxy/internal/txmode"
 )
 
 // Defaults for the zero values of Config.
@@ -19,6 +20,8 @@ const (
 	DefaultStartupTimeout = 10 * time.Second
 	DefaultShutdownGrace  = 10 * time.Second
 	DefaultLinger         = 2 * time.Second
+	// DefaultLeaseStepTimeout is Config.LeaseStepTimeout's default.
+	DefaultLeaseStepTimeout = txmode.DefaultStepTimeout
 )
 
 // Config configures a Server. The zero value of every field but Provider is usable.
@@ -58,6 +61,11 @@ type Config struct {
 	// connection, so a client pool that reconnects keeps its database. Zero means
 	// DefaultLinger; negative means release at once.
 	Linger time.Duration
+	// LeaseStepTimeout bounds each of the proxy's own steps when a tx-mode lease starts,
+	// passes to its next connection or ends (connecting its backend, beginning or
+	// resetting its transaction): a step that does not finish in time retires the clone
+	// and refuses the client with SQLSTATE 08006. Zero means DefaultLeaseStepTimeout.
+	LeaseStepTimeout time.Duration
 	// Version is reported by SHOW VERSION. Empty means "devel".
 	Version string
 	// Logger receives what the server does. Nil means zap.NewNop().
@@ -114,6 +122,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxSessions == 0 {
 		c.MaxSessions = DefaultMaxSessions
+	}
+	if c.LeaseStepTimeout <= 0 {
+		c.LeaseStepTimeout = DefaultLeaseStepTimeout
 	}
 	if c.StartupTimeout <= 0 {
 		c.StartupTimeout = DefaultStartupTimeout

@@ -111,7 +111,7 @@ func TestPanicEndsOnlyItsSession(t *testing.T) {
 			var panics string
 			if err := connect(t, proxyURL(s, adminDatabase, simple)).QueryRow(ctx, "SHOW STATS").Scan(
 				new(string), new(string), new(string), new(string), new(string), new(string), new(string), new(string),
-				&panics); err != nil || panics != "1" {
+				&panics, new(string)); err != nil || panics != "1" {
 				t.Errorf("SHOW STATS panics column = %q (%v), want 1", panics, err)
 			}
 		})

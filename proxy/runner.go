@@ -28,7 +28,17 @@ func serveLeased[L heldLease](s *Server, r *router[L], cc *clientConn, conn net.
 		s.refuse(cc, conn, out, wire.ErrShuttingDown)
 		return
 	}
-	ref, err := r.acquire(s.baseCtx, p.request())
+	ctx, gone := s.baseCtx, func() bool { return false }
+	if p.request().Session == "" { // a shared lease's acquire serves other connections too
+		ctx, gone = watchGone(s.baseCtx, cc.raw.Conn)
+	}
+	ref, err := r.acquire(ctx, p.request())
+	if gone() {
+		if err == nil {
+			ref.release(true)
+		}
+		return // the client left while it waited: nobody to serve or tell
+	}
 	if err != nil {
 		s.refuse(cc, conn, out, reportable(err))
 		return
@@ -92,7 +102,11 @@ type txRunner struct {
 }
 
 func newTxRunner(s *Server) *txRunner {
-	wrap := func(l Lease, shared bool) *txmode.Lease { return txmode.NewLease(l, shared, s.guard) }
+	wrap := func(l Lease, shared bool) *txmode.Lease {
+		tl := txmode.NewLease(l, shared, s.guard)
+		tl.StepTimeout = s.cfg.LeaseStepTimeout
+		return tl
+	}
 	return &txRunner{s: s, router: newRouter(s.cfg.Provider, wrap, s.cfg.Linger, s.log, &s.stats)}
 }
 

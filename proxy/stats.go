@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"runtime"
 	"strconv"
 
 	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
@@ -17,6 +18,7 @@ type Stats struct {
 	Cancels        int64 // cancel requests forwarded to the upstream
 	Errors         int64 // errors sent to clients by the proxy itself
 	Panics         int64 // panics recovered (a bug): each ended one session, or one shared tx lease
+	Goroutines     int64 // goroutines in the process now (runtime.NumGoroutine): a leak shows here
 }
 
 // counters is the live form of Stats.
@@ -33,15 +35,16 @@ func snapshot(c *counters) Stats {
 		Cancels:        c.Cancels.Load(),
 		Errors:         c.Errors.Load(),
 		Panics:         c.Panics.Load(),
+		Goroutines:     int64(runtime.NumGoroutine()),
 	}
 }
 
 // table returns the stats as SHOW STATS shows them: one row, one column per counter.
 func (s Stats) table() (columns []string, rows [][]string) {
 	columns = []string{"sessions_total", "sessions_active", "leases_total", "leases_active",
-		"bytes_in", "bytes_out", "cancels", "errors", "panics"}
+		"bytes_in", "bytes_out", "cancels", "errors", "panics", "goroutines"}
 	vals := []int64{s.SessionsTotal, s.SessionsActive, s.LeasesTotal, s.LeasesActive,
-		s.BytesIn, s.BytesOut, s.Cancels, s.Errors, s.Panics}
+		s.BytesIn, s.BytesOut, s.Cancels, s.Errors, s.Panics, s.Goroutines}
 	row := make([]string, len(vals))
 	for i, v := range vals {
 		row[i] = strconv.FormatInt(v, 10)

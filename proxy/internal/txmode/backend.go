@@ -127,7 +127,14 @@ func openTxBackend(ctx context.Context, lease Clone, runtime map[string]string) 
 // run sends the queries as simple-protocol Query messages in one write and reads their
 // replies, passing data rows (as text) to row. It returns the last ReadyForQuery's
 // status and the first error the server reported.
-func (b *Backend) run(ctx context.Context, queries []string, row func(q int, vals []string)) (byte, error) {
+func (b *Backend) run(ctx context.Context, queries []string, row func(q int, vals []string)) (status byte, err error) {
+	defer func() {
+		if err != nil && ctx.Err() != nil && b.cancel != nil { // the step ran out of time: stop what the server still runs
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), wire.CancelTimeout)
+			_ = b.cancel.Send(cctx)
+			cancel()
+		}
+	}()
 	if dl, ok := ctx.Deadline(); ok {
 		_ = b.conn.SetDeadline(dl)
 		defer func() { _ = b.conn.SetDeadline(time.Time{}) }()
@@ -142,7 +149,6 @@ func (b *Backend) run(ctx context.Context, queries []string, row func(q int, val
 		return 0, err
 	}
 	var first error
-	var status byte
 	for done := 0; done < len(queries); {
 		typ, n, err := b.rd.header()
 		if err != nil {

@@ -13,6 +13,10 @@
 //
 //	BEGIN (the proxy's) > SAVEPOINT pgtestproxy > the client's own savepoints
 //
+// Each step the proxy runs for itself at the lease's start, between its connections
+// and at its end (connect, begin, reset) runs within Lease.StepTimeout: past it the
+// statement is cancelled, the clone is retired and the client is refused with 08006.
+//
 // Units. The client's requests are grouped in units: the messages up to a Sync, a
 // Query, or a FunctionCall, each answered with ReadyForQuery. Outside a client block
 // a unit is the client's implicit transaction. Before a unit runs SQL, the proxy

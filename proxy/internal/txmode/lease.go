@@ -3,9 +3,11 @@ package txmode
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgerrcode"
 	"go.uber.org/zap"
@@ -34,6 +36,11 @@ type Lease struct {
 	guard  *wire.Guard
 	log    *zap.Logger
 	shared bool // connections with a session key share it: their names are kept apart
+	// StepTimeout bounds each of the proxy's own steps at the lease's start and
+	// between its connections (connecting the backend, beginning the transaction,
+	// resetting it for the next connection) and its reset at the end. A step that
+	// does not finish in time retires the clone. NewLease sets DefaultStepTimeout.
+	StepTimeout time.Duration
 
 	mu     sync.Mutex
 	left   *sync.Cond // a session detached
@@ -47,7 +54,8 @@ type Lease struct {
 // NewLease makes a tx-mode lease of the provider's lease l; shared says connections
 // with a session key share it. guard contains the panics of its goroutines.
 func NewLease(l Clone, shared bool, guard *wire.Guard) *Lease {
-	tl := &Lease{clone: l, guard: guard, log: guard.Log.With(zap.String("clone", l.Database())), shared: shared}
+	tl := &Lease{clone: l, guard: guard, log: guard.Log.With(zap.String("clone", l.Database())), shared: shared,
+		StepTimeout: DefaultStepTimeout}
 	tl.keeper, _ = l.(Keeper)
 	tl.left = sync.NewCond(&tl.mu)
 	return tl
@@ -96,8 +104,10 @@ func (l *Lease) Attach(ctx context.Context, client net.Conn, st Startup) (*Sessi
 }
 
 // prepare readies the backend for the first session attached: it opens it, or resets
-// it for a new connection. l.mu is held.
+// it for a new connection, within the lease's StepTimeout. l.mu is held.
 func (l *Lease) prepare(ctx context.Context, st Startup) error {
+	ctx, cancel := context.WithTimeout(ctx, l.StepTimeout)
+	defer cancel()
 	var err error
 	be := l.be
 	if be == nil {
@@ -105,6 +115,7 @@ func (l *Lease) prepare(ctx context.Context, st Startup) error {
 	} else {
 		err = be.resetSession(ctx, st)
 	}
+	err = l.stepFailed(ctx, "start the tx lease", err)
 	var refusal *clientRefusal
 	switch {
 	case errors.As(err, &refusal):
@@ -180,7 +191,10 @@ func (l *Lease) Release(ctx context.Context, clean bool) {
 	clean = clean && broken == nil
 	if be != nil {
 		if clean {
-			if err := be.finish(ctx); err != nil {
+			fctx, cancel := context.WithTimeout(ctx, l.StepTimeout)
+			err := l.stepFailed(fctx, "reset the tx lease at its end", be.finish(fctx))
+			cancel()
+			if err != nil {
 				l.log.Warn("tx lease end failed", zap.Error(err))
 				clean = false
 			}
@@ -207,3 +221,20 @@ func (l *Lease) Lost() bool {
 
 // Database is the name of the leased clone.
 func (l *Lease) Database() string { return l.clone.Database() }
+
+// DefaultStepTimeout is a Lease's StepTimeout unless its maker sets another.
+const DefaultStepTimeout = 30 * time.Second
+
+// stepFailed turns the error of one of the lease's own steps whose deadline (ctx's)
+// passed into a clear error for the client. Other errors pass as they are.
+func (l *Lease) stepFailed(ctx context.Context, step string, err error) error {
+	if err == nil || !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return err
+	}
+	l.log.Warn("tx lease step timed out", zap.String("step", step),
+		zap.Duration("timeout", l.StepTimeout), zap.Error(err))
+	// The cause goes as text: its timeout is the backend's, not the client's socket's.
+	return &pgerr.Error{Code: pgerrcode.ConnectionFailure, Detail: err.Error(),
+		Message: fmt.Sprintf("pgtestproxy could not %s on clone %s within %s", step, l.Database(), l.StepTimeout),
+		Hint:    "The clone is retired; reconnect to get a fresh one. A lock held on the clone can cause this."}
+}

@@ -56,7 +56,7 @@ type Session struct {
 
 func newTxSession(l *Lease, c *txConn, client net.Conn, names *txNames) *Session {
 	return &Session{lease: l, c: c, client: client, names: names,
-		crd: newWireReader(client), cwr: bufio.NewWriterSize(client, txBufSize)}
+		crd: &wireReader{r: bufio.NewReaderSize(client, txClientBufSize)}, cwr: bufio.NewWriterSize(client, txClientBufSize)}
 }
 
 // run runs the session until the client leaves or something breaks, and reports
