@@ -45,8 +45,9 @@ type counts struct {
 // refill starts the clone creations each current template needs: PoolSize ready
 // (counting tx-mode leases, which come back, and clones being made by anyone), plus one
 // per waiting Acquire; and, for db mode, PoolSize plus one per db-mode waiter among the
-// ready clones without a backend kept for tx mode. It trims ready clones beyond that (left by a burst, or by tx-mode
-// leases coming back), least recently used first.
+// ready clones without a backend kept for tx mode. It trims, least recently used first,
+// the ready clones beyond PoolSize of each kind (with a kept backend, and without one
+// plus the waiters), left by a burst or by tx-mode leases coming back.
 func (p *Pool) refill(ctx context.Context) {
 	gens := p.active()
 	if len(gens) == 0 {
@@ -94,10 +95,12 @@ func (p *Pool) refill(ctx context.Context) {
 			continue
 		}
 		c := byName[g.datname]
-		want := p.cfg.PoolSize + int(g.waiters.Load())
-		// Trimming keeps the ready clones db mode can take at what it needs.
-		free := max(0, c.ready-c.readyKept-p.cfg.PoolSize-int(g.dbWaiters.Load()))
-		if excess := c.ready - want; excess > 0 && g.inflight.Load() == 0 && g.trimming.CompareAndSwap(false, true) {
+		// Trimming keeps PoolSize clones with a backend kept for tx mode (the next tx
+		// leases' stock) and PoolSize plus the waiters without one (db mode's, and new
+		// tx leases'): neither kind is trimmed to make room for the other.
+		free := max(0, c.ready-c.readyKept-p.cfg.PoolSize-int(g.waiters.Load()))
+		excess := free + max(0, c.readyKept-p.cfg.PoolSize)
+		if excess > 0 && g.inflight.Load() == 0 && g.trimming.CompareAndSwap(false, true) {
 			if !p.goBackground(func() { p.trim(g, excess, free) }) {
 				g.trimming.Store(false)
 			}
