@@ -30,7 +30,7 @@ func (c *txClient) parse(body []byte) error {
 	c.noteDeallocate(sql)
 	st := sqllex.Classify(sql)
 	t := newTxStmt(&st)
-	if t.control() || t.noTx() || t.copy || t.ddl {
+	if t.control() || t.noTx() || t.copy || t.ddl || t.ch != nil {
 		c.stmts[name] = t
 	} else {
 		delete(c.stmts, name)
@@ -162,7 +162,7 @@ func (c *txClient) execute(body []byte) error {
 		body = append(append([]byte(c.use('P', portal)), 0), body[len(portal)+1:len(portal)+5]...)
 	}
 	if !tracked || !t.control() || c.skipMode {
-		return c.sendRaw(pending{msg: 'E', hint: t.noTx()}, 'E', body, false)
+		return c.sendRaw(pending{msg: 'E', hint: t.noTx(), ch: t.ch}, 'E', body, false)
 	}
 	plan, err := c.rewrite(t, false)
 	if err != nil {
