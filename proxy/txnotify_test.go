@@ -56,7 +56,14 @@ func TestTxNotifyBetweenConnections(t *testing.T) {
 	mustExec(t, notifier, "SELECT pg_catalog.pg_sleep(0)") // the block goes on; nothing is delivered yet
 	mustExec(t, notifier, "NOTIFY events, 'a'")
 	mustExec(t, notifier, `NOTIFY "Other", 'b'`)
+	mustExec(t, notifier, "SAVEPOINT s1")
+	mustExec(t, notifier, "NOTIFY events, 'after s1'")
+	mustExec(t, notifier, "SAVEPOINT s2")
+	mustExec(t, notifier, "NOTIFY events, 'after s2'")
+	mustExec(t, notifier, "ROLLBACK TO SAVEPOINT s1") // undoes both
+	mustExec(t, notifier, "SAVEPOINT s3")
 	mustExec(t, notifier, "NOTIFY events")
+	mustExec(t, notifier, "RELEASE s3") // kept
 	mustExec(t, notifier, "COMMIT")
 	mustExec(t, notifier, "NOTIFY events, 'extended'", pgx.QueryExecModeDescribeExec)
 	mustExec(t, notifier, "NOTIFY events, 'a'") // a new transaction: delivered again

@@ -170,7 +170,7 @@ func (c *txClient) execute(body []byte) error {
 	}
 	switch {
 	case plan == nil:
-		return c.sendRaw(pending{msg: 'E'}, 'E', body, false)
+		return c.sendRaw(pending{msg: 'E', ch: t.ch}, 'E', body, false)
 	case len(plan) == 1 && plan[0].sql == standIn(t):
 		// The client's portal holds the very statement: run it, so the server treats
 		// the client's portal as a plain server would.

@@ -15,19 +15,22 @@ import (
 // the LISTENs and UNLISTENs change the channel sets the proxy keeps per session, and
 // each notification, once per channel and payload as PostgreSQL folds them, goes to
 // every session of the backend that listens on its channel, with the backend's PID.
-// A rollback (ROLLBACK, a failed COMMIT, a failed autocommit unit) drops them.
+// A rollback (ROLLBACK, a failed COMMIT, a failed autocommit unit) drops them; so
+// does ROLLBACK TO one of the client's savepoints for those noted since it was set,
+// for which the client's SAVEPOINT, RELEASE and ROLLBACK TO are noted too.
 
-// chanOp is a client's LISTEN, UNLISTEN or NOTIFY.
+// chanOp is a client's LISTEN, UNLISTEN or NOTIFY, or one of its SAVEPOINT, RELEASE
+// and ROLLBACK TO, which mark where a rollback to a savepoint cuts the notes.
 type chanOp struct {
-	kind    sqllex.Kind // Listen, Unlisten or Notify
-	channel string      // "" for UNLISTEN *
+	kind    sqllex.Kind // Listen, Unlisten, Notify, Savepoint, Release or RollbackTo
+	channel string      // the channel ("" for UNLISTEN *), or the savepoint
 	payload string
 }
 
 // newChanOp returns the chanOp st is, or nil when it is none.
 func newChanOp(st *sqllex.Statement) *chanOp {
 	switch st.Kind {
-	case sqllex.Listen, sqllex.Unlisten, sqllex.Notify:
+	case sqllex.Listen, sqllex.Unlisten, sqllex.Notify, sqllex.Savepoint, sqllex.Release, sqllex.RollbackTo:
 		return &chanOp{kind: st.Kind, channel: st.Name.Name, payload: st.Literal}
 	}
 	return nil
@@ -49,9 +52,37 @@ type notification struct {
 // noteLocked notes op, completed for s (nil: a session gone, whose LISTEN no longer
 // matters).
 func (c *txConn) noteLocked(s *Session, op *chanOp) {
-	if op != nil && (s != nil || op.kind == sqllex.Notify) {
+	switch {
+	case op == nil || s == nil && op.kind == sqllex.Listen || s == nil && op.kind == sqllex.Unlisten:
+	case op.kind == sqllex.RollbackTo:
+		// The savepoint stays set; what came after it is undone, nested savepoints too.
+		if i := c.savepointLocked(op.channel); i >= 0 {
+			c.notes = c.notes[:i+1]
+		}
+	case op.kind == sqllex.Release:
+		// What came after it merges into the enclosing level; nested savepoints end too.
+		if i := c.savepointLocked(op.channel); i >= 0 {
+			kept := c.notes[:i]
+			for _, n := range c.notes[i+1:] {
+				if n.op.kind != sqllex.Savepoint {
+					kept = append(kept, n)
+				}
+			}
+			c.notes = kept
+		}
+	default:
 		c.notes = append(c.notes, chanNote{s: s, op: op})
 	}
+}
+
+// savepointLocked returns the index of the note of the newest savepoint name, or -1.
+func (c *txConn) savepointLocked(name string) int {
+	for i := len(c.notes) - 1; i >= 0; i-- {
+		if op := c.notes[i].op; op.kind == sqllex.Savepoint && op.channel == name {
+			return i
+		}
+	}
+	return -1
 }
 
 // applyLocked applies e to the server's state. A release of the proxy's savepoint
