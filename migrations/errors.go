@@ -145,7 +145,7 @@ func replay(ctx context.Context, cfg *pgx.ConnConfig, e *Error) int {
 // transaction block, which would make a replay inside one misleading.
 func controlsTransaction(stmt string) bool {
 	switch sqllex.Classify(stmt).Kind {
-	case sqllex.Other, sqllex.Empty:
+	case sqllex.Other, sqllex.Empty, sqllex.Listen, sqllex.Unlisten, sqllex.Notify:
 		return false
 	}
 	return true

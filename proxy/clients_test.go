@@ -146,7 +146,8 @@ func pgxBinary(t *testing.T, ctx context.Context, c *pgx.Conn) {
 }
 
 // LISTEN/NOTIFY works between connections that share a database through a session key.
-// db mode only: in tx mode notifications are never delivered (README, FAQ).
+// db mode only: in tx mode pg_notify() is not delivered (README, FAQ; the NOTIFY
+// statement is, TestTxNotifyBetweenConnections).
 func TestListenNotify(t *testing.T) {
 	t.Parallel()
 	p := newTestProvider(t)

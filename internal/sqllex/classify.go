@@ -8,7 +8,7 @@ package sqllex
 //
 // Only the first words are read for most statements: one that does not start with
 // BEGIN, START, COMMIT, END, ROLLBACK, ABORT, SAVEPOINT, RELEASE, PREPARE, SET,
-// CREATE, DROP, ALTER, VACUUM, CLUSTER, REINDEX or DISCARD is Other after one token,
+// CREATE, DROP, ALTER, VACUUM, CLUSTER, REINDEX, DISCARD, LISTEN, UNLISTEN or NOTIFY is Other after one token,
 // without allocating.
 func Classify(sql string) Statement {
 	st := Statement{Text: sql, End: len(sql)}
@@ -75,6 +75,12 @@ func Classify(sql string) Statement {
 			noTx = p.create()
 		case eqFold(w, "vacuum"):
 			noTx = "VACUUM"
+		case eqFold(w, "listen"):
+			p.advance()
+			p.channel(&st, Listen, "LISTEN")
+		case eqFold(w, "notify"):
+			p.advance()
+			p.notify(&st)
 		}
 	case 7:
 		switch {
@@ -99,9 +105,20 @@ func Classify(sql string) Statement {
 			}
 		}
 	case 8:
-		if eqFold(w, "rollback") {
+		switch {
+		case eqFold(w, "rollback"):
 			p.advance()
 			p.rollback(&st, true)
+		case eqFold(w, "unlisten"):
+			p.advance()
+			if p.isOp("*") {
+				p.advance()
+				if p.atEnd() {
+					st.Kind, st.Tag = Unlisten, "UNLISTEN"
+				}
+				break
+			}
+			p.channel(&st, Unlisten, "UNLISTEN")
 		}
 	case 9:
 		if eqFold(w, "savepoint") {
@@ -293,6 +310,31 @@ func (p *parser) prepared(st *Statement, kind Kind, tag string) {
 		if kind != PrepareTransaction {
 			st.NoTxCommand = tag
 		}
+	}
+}
+
+// channel parses the channel name of LISTEN or UNLISTEN and the end of the statement.
+func (p *parser) channel(st *Statement, kind Kind, tag string) {
+	if id, ok := p.colID(); ok && p.atEnd() {
+		st.Kind, st.Tag, st.Name = kind, tag, id
+	}
+}
+
+// notify parses the rest of NOTIFY channel [, 'payload'].
+func (p *parser) notify(st *Statement) {
+	id, ok := p.colID()
+	if !ok {
+		return
+	}
+	payload := ""
+	if p.isSelf(',') {
+		p.advance()
+		if payload, ok = p.sconst(); !ok {
+			return
+		}
+	}
+	if p.atEnd() {
+		st.Kind, st.Tag, st.Name, st.Literal = Notify, "NOTIFY", id, payload
 	}
 }
 

@@ -49,6 +49,16 @@ func setTx(m TxModes, session bool) Statement {
 }
 func noTx(cmd string) Statement { return Statement{Kind: NoTxBlock, NoTxCommand: cmd} }
 
+func channel(kind Kind, raw, name string) Statement {
+	tag := map[Kind]string{Listen: "LISTEN", Unlisten: "UNLISTEN", Notify: "NOTIFY"}[kind]
+	return Statement{Kind: kind, Tag: tag, Name: Ident{Raw: raw, Name: name}}
+}
+func notify(raw, name, payload string) Statement {
+	st := channel(Notify, raw, name)
+	st.Literal = payload
+	return st
+}
+
 var (
 	other = Statement{Kind: Other}
 	empty = Statement{Kind: Empty}
@@ -65,6 +75,29 @@ var classifyCases = []classifyCase{
 	{" ; ;-- c", empty, srvAuto},
 	{"/* unterminated", other, srvSyntax},
 	{"/* a /* b */", other, srvSyntax}, // the outer comment is still open
+
+	// LISTEN, UNLISTEN, NOTIFY.
+	{"LISTEN events", channel(Listen, "events", "events"), srvAuto},
+	{"listen Events;", channel(Listen, "Events", "events"), srvAuto},
+	{`LISTEN "Mixed Case"`, channel(Listen, `"Mixed Case"`, "Mixed Case"), srvAuto},
+	{"UNLISTEN events", channel(Unlisten, "events", "events"), srvAuto},
+	{"unlisten *", Statement{Kind: Unlisten, Tag: "UNLISTEN"}, srvAuto},
+	{"UNLISTEN * ;", Statement{Kind: Unlisten, Tag: "UNLISTEN"}, srvAuto},
+	{"NOTIFY events", notify("events", "events", ""), srvAuto},
+	{"NOTIFY events, 'hello'", notify("events", "events", "hello"), srvAuto},
+	{"notify /* c */ Ev , 'it''s' ;", notify("Ev", "ev", "it's"), srvAuto},
+	{`NOTIFY "a b", E'x\ny'`, notify(`"a b"`, "a b", "x\ny"), srvAuto},
+	{"NOTIFY ch, $$d$$", notify("ch", "ch", "d"), srvAuto},
+	{"NOTIFY ch, ''", notify("ch", "ch", ""), srvAuto},
+	{"LISTEN", other, srvSyntax},
+	{"LISTEN a b", other, srvSyntax},
+	{"LISTEN select", other, srvSyntax},
+	{"UNLISTEN * x", other, srvSyntax},
+	{"NOTIFY", other, srvSyntax},
+	{"NOTIFY ch,", other, srvSyntax},
+	{"NOTIFY ch, 1", other, srvSyntax},
+	{"NOTIFY ch 'p'", other, srvSyntax},
+	{"NOTIFY ch, 'p'; SELECT 1", other, srvSkip}, // two statements: Split's job
 
 	// BEGIN and START TRANSACTION.
 	{"BEGIN", begin(TxModes{}), srvAuto},

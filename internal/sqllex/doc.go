@@ -1,7 +1,8 @@
 // Package sqllex splits the SQL that clients send into statements and recognises the
 // ones tx mode must handle itself: transaction control (BEGIN, COMMIT, ROLLBACK,
-// savepoints, two-phase commit, SET TRANSACTION) and statements PostgreSQL refuses
-// inside a transaction block (CREATE DATABASE, VACUUM, CREATE INDEX CONCURRENTLY, …).
+// savepoints, two-phase commit, SET TRANSACTION), statements PostgreSQL refuses
+// inside a transaction block (CREATE DATABASE, VACUUM, CREATE INDEX CONCURRENTLY, …),
+// and LISTEN, UNLISTEN and NOTIFY, whose channel and payload tx mode carries out.
 // The lexer follows PostgreSQL's own scanner (scan.l, with standard_conforming_strings
 // on): -- and nested /* */ comments, '…' with doubled quotes, E'…' with backslash
 // escapes, U&'…', "…" identifiers, $tag$…$tag$ quotes and string continuation across

@@ -13,6 +13,7 @@ func addSeeds(f *testing.F) {
 		"E'", "U&'", "U&\"", "$", "$$", "$a", "$a$", "$1$a$", "'a'\n", "'a'\n'", "'a' --\n'b",
 		"/*", "/*/", "*/", "--", "-", "e", "u&", "1e", "1.", ".", "\\", "\x00", "\xff", "BEGIN\xff",
 		"SAVEPOINT U&\"\\", "COMMIT PREPARED E'\\u", "COMMIT PREPARED E'\\U0010FFFF'",
+		"LISTEN", "UNLISTEN *", "UNLISTEN *;", "NOTIFY a,", "NOTIFY a, U&'\\0041' UESCAPE '!'", "NOTIFY \"\"",
 		"REINDEX (", "REINDEX (CONCURRENTLY", "CREATE SUBSCRIPTION s WITH (", "ALTER DATABASE d WITH TABLESPACE",
 	} {
 		f.Add(s)
@@ -39,7 +40,7 @@ func FuzzSplit(f *testing.F) {
 			if st.Kind != Other && st.Kind != Empty && Keyword(st.Text) == "" {
 				t.Fatalf("%q is %v without a keyword", st.Text, st.Kind)
 			}
-			if (st.Tag != "") != (st.Kind >= Begin && st.Kind <= SetTransaction) {
+			if (st.Tag != "") != (st.Kind >= Begin && st.Kind <= SetTransaction || st.Kind >= Listen) {
 				t.Fatalf("%q: kind %v with tag %q", st.Text, st.Kind, st.Tag)
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,8 +20,8 @@ func TestMain(m *testing.M) { os.Exit(testpg.Main(m)) }
 
 // reply is one message a server sent in answer to a simple Query.
 type reply struct {
-	typ  byte   // 'C' CommandComplete, 'I' EmptyQueryResponse, 'E' error, 'N' notice
-	tag  string // CommandComplete tag
+	typ  byte   // 'C' CommandComplete, 'I' EmptyQueryResponse, 'E' error, 'N' notice, 'A' notification
+	tag  string // CommandComplete tag, a notification's channel
 	code string // SQLSTATE of an error or notice
 	msg  string
 }
@@ -31,6 +32,8 @@ func (r reply) String() string {
 		return "C " + r.tag
 	case 'I':
 		return "I"
+	case 'A':
+		return fmt.Sprintf("A %s %q", r.tag, r.msg)
 	}
 	return fmt.Sprintf("%c %s %s", r.typ, r.code, r.msg)
 }
@@ -121,6 +124,8 @@ func (w *wire) rows(t *testing.T, sql string) ([]reply, [][]string, byte) {
 			out = append(out, reply{typ: 'E', code: m.Code, msg: m.Message})
 		case *pgproto3.NoticeResponse:
 			out = append(out, reply{typ: 'N', code: m.Code, msg: m.Message})
+		case *pgproto3.NotificationResponse:
+			out = append(out, reply{typ: 'A', tag: m.Channel, msg: m.Payload})
 		case *pgproto3.ReadyForQuery:
 			return out, rows, m.TxStatus
 		}
@@ -151,7 +156,7 @@ func (w *wire) show(t *testing.T, name string) string {
 func results(rs []reply) []reply {
 	var out []reply
 	for _, r := range rs {
-		if r.typ != 'N' {
+		if r.typ != 'N' && r.typ != 'A' {
 			out = append(out, r)
 		}
 	}
@@ -298,12 +303,52 @@ func checkServerKind(t *testing.T, w *wire, st Statement) {
 		}
 		completes(rs, status, 'T')
 		w.checkModes(t, st.Modes, st.Session)
+	case Listen, Unlisten, Notify:
+		checkChannel(t, w, st, quoted, completes)
 	case NoTxBlock:
 		w.mustQuery(t, "BEGIN")
 		rs, _ := w.query(t, sql)
 		refuses(rs, "25001", st.NoTxCommand+" cannot run inside a transaction block")
 	default:
 		t.Fatalf("no server check for %v", st.Kind)
+	}
+}
+
+// checkChannel runs LISTEN, UNLISTEN or NOTIFY in autocommit: the channel it listens
+// on, stops listening on or notifies must be Name, a notification's payload Literal.
+func checkChannel(t *testing.T, w *wire, st Statement, quoted string, completes func([]reply, byte, byte)) {
+	t.Helper()
+	defer w.mustQuery(t, "UNLISTEN *")
+	channels := func() []string {
+		_, rows, _ := w.rows(t, "SELECT pg_catalog.pg_listening_channels()")
+		var out []string
+		for _, r := range rows {
+			out = append(out, r[0])
+		}
+		return out
+	}
+	switch {
+	case st.Kind == Unlisten && st.Name.Name == "":
+		w.mustQuery(t, "LISTEN a; LISTEN b")
+	case st.Kind != Listen:
+		w.mustQuery(t, "LISTEN "+quoted)
+	}
+	rs, status := w.query(t, st.Text)
+	completes(rs, status, 'I')
+	switch st.Kind {
+	case Listen:
+		if got := channels(); !slices.Equal(got, []string{st.Name.Name}) {
+			t.Fatalf("%q: listening on %q, want %q", st.Text, got, st.Name.Name)
+		}
+	case Unlisten:
+		if got := channels(); len(got) != 0 {
+			t.Fatalf("%q: still listening on %q", st.Text, got)
+		}
+	case Notify:
+		want := reply{typ: 'A', tag: st.Name.Name, msg: st.Literal}
+		if !slices.Contains(rs, want) {
+			t.Fatalf("%q: the server answers %v, want %v", st.Text, rs, want)
+		}
 	}
 }
 

@@ -37,6 +37,12 @@ const (
 	// NoTxBlock is a statement PostgreSQL refuses to run inside a transaction block
 	// (Statement.NoTxCommand says which).
 	NoTxBlock
+	// Listen is LISTEN channel (Statement.Name).
+	Listen
+	// Unlisten is UNLISTEN channel (Statement.Name), or UNLISTEN * (Name empty).
+	Unlisten
+	// Notify is NOTIFY channel [, 'payload'] (Statement.Name, Statement.Literal).
+	Notify
 )
 
 var kindNames = [...]string{
@@ -53,6 +59,9 @@ var kindNames = [...]string{
 	RollbackPrepared:   "RollbackPrepared",
 	SetTransaction:     "SetTransaction",
 	NoTxBlock:          "NoTxBlock",
+	Listen:             "Listen",
+	Unlisten:           "Unlisten",
+	Notify:             "Notify",
 }
 
 func (k Kind) String() string {
@@ -89,7 +98,7 @@ type Statement struct {
 	// succeeds, for every kind from Begin to SetTransaction: "BEGIN", "START
 	// TRANSACTION", "COMMIT", "ROLLBACK" (also for ROLLBACK TO), "SAVEPOINT",
 	// "RELEASE", "PREPARE TRANSACTION", "COMMIT PREPARED", "ROLLBACK PREPARED",
-	// "SET". Empty for Other, Empty and NoTxBlock.
+	// "SET"; and "LISTEN", "UNLISTEN", "NOTIFY". Empty for Other, Empty and NoTxBlock.
 	Tag string
 	// NoTxCommand names the statement as PostgreSQL does in its error "%s cannot run
 	// inside a transaction block" (SQLSTATE 25001): "CREATE DATABASE", "VACUUM",
@@ -104,11 +113,12 @@ type Statement struct {
 	Session bool
 	// Chain is true for COMMIT/END/ROLLBACK/ABORT … AND CHAIN.
 	Chain bool
-	// Name is the savepoint of Savepoint, Release and RollbackTo.
+	// Name is the savepoint of Savepoint, Release and RollbackTo, the channel of
+	// Listen, Unlisten and Notify.
 	Name Ident
 	// Literal is the value of the string argument: the transaction identifier of
 	// PrepareTransaction, CommitPrepared and RollbackPrepared, the snapshot of SET
-	// TRANSACTION SNAPSHOT.
+	// TRANSACTION SNAPSHOT, the payload of Notify.
 	Literal string
 }
 

@@ -42,6 +42,7 @@ type txConn struct {
 	// (its messages may not be queued yet).
 	recovering bool
 	copyIn     bool       // the server is in COPY FROM STDIN
+	notes      []chanNote // LISTEN, UNLISTEN, NOTIFY of the unit or block running (notify.go)
 	failure    error      // the backend failed; every session ends
 	stopping   bool       // the lease stops the server pump
 	finished   bool       // nothing touches the backend any more

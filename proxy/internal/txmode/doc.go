@@ -134,6 +134,17 @@
 // connections that are open together share settings, temporary tables and advisory
 // locks, as they share the backend, and its process ID.
 //
+// LISTEN, UNLISTEN and NOTIFY statements (notify.go) run on the server as written, which
+// checks and answers them, but never delivers what its transaction, never committed,
+// queued: the proxy notes each one the server completes and carries it out when the
+// unit or block commits in the client's view. Each session's LISTEN channels are kept
+// by the proxy (sessions of a key share the backend), and a notification goes, once
+// per channel and payload in a transaction, to every session of the backend that
+// listens on its channel, with the backend's PID, between two of its messages: at
+// once to an idle one, after the current reply to a busy one, and to the notifying
+// session itself before the ReadyForQuery of the unit. A rollback drops them, and
+// ROLLBACK TO a savepoint of the client's those noted since it was set.
+//
 // Statements a plain server takes only in a transaction block (DECLARE without HOLD,
 // LOCK, SET LOCAL, SET CONSTRAINTS) get its error or warning outside one, raised from
 // a DO block (rewrite.go, outsideBlock). Cursors without HOLD that the client declared
@@ -154,7 +165,9 @@
 // locks) and ON COMMIT actions of temporary tables wait for the lease's end; a client
 // that sets idle_in_transaction_session_timeout itself (or RESET ALL with a server
 // default) turns the proxy's protection off; portals outlive the unit that made
-// them; now() is the lease's start time; NOTIFY is never delivered; a query string
+// them; now() is the lease's start time; pg_notify() and a NOTIFY run by a function,
+// trigger or rule are never delivered, nor are notifications from other connections
+// to the clone's database; pg_listening_channels() is empty; a query string
 // that goes on after a COMMIT inside it cannot be cancelled (its savepoint statement
 // could be hit); a CancelRequest that reaches the proxy before it has sent the client's
 // request to the backend (the request is still unread, or queued behind another

@@ -30,7 +30,7 @@ func (c *txClient) parse(body []byte) error {
 	c.noteDeallocate(sql)
 	st := sqllex.Classify(sql)
 	t := newTxStmt(&st)
-	if t.control() || t.noTx() || t.copy || t.ddl {
+	if t.control() || t.noTx() || t.copy || t.ddl || t.ch != nil {
 		c.stmts[name] = t
 	} else {
 		delete(c.stmts, name)
@@ -162,7 +162,7 @@ func (c *txClient) execute(body []byte) error {
 		body = append(append([]byte(c.use('P', portal)), 0), body[len(portal)+1:len(portal)+5]...)
 	}
 	if !tracked || !t.control() || c.skipMode {
-		return c.sendRaw(pending{msg: 'E', hint: t.noTx()}, 'E', body, false)
+		return c.sendRaw(pending{msg: 'E', hint: t.noTx(), ch: t.ch}, 'E', body, false)
 	}
 	plan, err := c.rewrite(t, false)
 	if err != nil {
@@ -170,7 +170,7 @@ func (c *txClient) execute(body []byte) error {
 	}
 	switch {
 	case plan == nil:
-		return c.sendRaw(pending{msg: 'E'}, 'E', body, false)
+		return c.sendRaw(pending{msg: 'E', ch: t.ch}, 'E', body, false)
 	case len(plan) == 1 && plan[0].sql == standIn(t):
 		// The client's portal holds the very statement: run it, so the server treats
 		// the client's portal as a plain server would.

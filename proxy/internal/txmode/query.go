@@ -80,6 +80,16 @@ func (qb *queryBuilder) keep(st *sqllex.Statement, real bool) {
 	}
 }
 
+// note marks the client statement just kept as a LISTEN, UNLISTEN or NOTIFY, whose
+// completion the server pump notes; the string then needs a plan even if it is sent
+// as written.
+func (qb *queryBuilder) note(ch *chanOp) {
+	if ch != nil {
+		qb.plan.stmts[len(qb.plan.stmts)-1].ch = ch
+		qb.changed = true
+	}
+}
+
 // replace adds the server statements that stand for a piece of the client's query.
 func (qb *queryBuilder) replace(st *sqllex.Statement, stmts []planStmt) {
 	qb.sep()

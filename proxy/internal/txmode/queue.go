@@ -19,6 +19,7 @@ type pending struct {
 	prefix   bool      // a savepoint statement of the proxy's that opens a unit
 	prep     *prepStmt // a Parse of the proxy's: ready once the server confirms it
 	prepGen  uint64    // the prepared statements' generation when it was sent
+	ch       *chanOp   // a client's LISTEN, UNLISTEN or NOTIFY, noted when it completes
 }
 
 // unitEnd reports whether the server answers the message with ReadyForQuery.
@@ -40,7 +41,7 @@ func (p *pending) current() planStmt {
 	if p.plan != nil {
 		return *p.plan.stmt()
 	}
-	return planStmt{role: p.role, tag: p.tag, ok: p.ok, fail: p.fail, raise: p.raise, check: p.check, probe: p.probe}
+	return planStmt{role: p.role, tag: p.tag, ok: p.ok, fail: p.fail, raise: p.raise, check: p.check, probe: p.probe, ch: p.ch}
 }
 
 // completes reports whether typ is the reply that completes message msg (errors aside).

@@ -77,11 +77,12 @@ const (
 type planStmt struct {
 	sql      string // empty for the client's statement, sent as written
 	role     role
-	tag      string // roleCarrier: the client statement's command tag
-	ok, fail effect // applied to the txState when the statement completes or fails
-	raise    bool   // a DO block raising a message the proxy emulates
-	check    bool   // sqlCheckDeferred: the proxy cuts its context from what it raises
-	probe    bool   // sqlHasDeferrable: its row says whether to check deferred constraints
+	tag      string  // roleCarrier: the client statement's command tag
+	ok, fail effect  // applied to the txState when the statement completes or fails
+	raise    bool    // a DO block raising a message the proxy emulates
+	check    bool    // sqlCheckDeferred: the proxy cuts its context from what it raises
+	probe    bool    // sqlHasDeferrable: its row says whether to check deferred constraints
+	ch       *chanOp // the client's LISTEN, UNLISTEN or NOTIFY, run as written (notify.go)
 }
 
 // checkPart is the check of deferred constraints at the end of the client's block or
@@ -105,6 +106,7 @@ type txStmt struct {
 	inBlock  blockOnly       // a statement a plain server runs only in a transaction block
 	cursor   string          // DECLARE without HOLD: the name of a cursor that ends with the transaction
 	noTxCmd  string          // sqllex's NoTxCommand
+	ch       *chanOp         // LISTEN, UNLISTEN or NOTIFY, which the proxy carries out (notify.go)
 }
 
 // blockOnly names a statement that a plain server refuses (or ignores, with a
@@ -211,6 +213,7 @@ func newTxStmt(st *sqllex.Statement) txStmt {
 		inBlock:  inBlock,
 		cursor:   cursor,
 		noTxCmd:  st.NoTxCommand,
+		ch:       newChanOp(st),
 		kind:     st.Kind,
 		tag:      st.Tag,
 		chain:    st.Chain,

@@ -112,6 +112,8 @@ func (c *txConn) onReply(typ byte, n int) error {
 	if err != nil {
 		return err
 	}
+	var out []notification
+	defer func() { deliver(out) }()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch typ {
@@ -125,13 +127,19 @@ func (c *txConn) onReply(typ byte, n int) error {
 	switch {
 	case p.msg == 'Q':
 		if typ == 'C' || typ == 'I' {
-			c.st.apply(cur.ok)
+			if typ == 'C' {
+				c.noteLocked(p.owner, cur.ch)
+			}
+			out = c.applyLocked(cur.ok)
 			if p.plan != nil {
 				p.plan.cur++
 			}
 		}
 	case completes(p.msg, typ):
-		c.st.apply(cur.ok)
+		if typ == 'C' {
+			c.noteLocked(p.owner, cur.ch)
+		}
+		out = c.applyLocked(cur.ok)
 		if typ == '1' && p.prep != nil {
 			p.prep.setReady(p.prepGen)
 		}
@@ -209,7 +217,7 @@ func (c *txConn) onError(n int) error {
 		return c.lost("a statement of the proxy failed", pgErr(&e))
 	}
 	c.retry = c.retry || p.recovery
-	c.st.apply(cur.fail)
+	out := c.applyLocked(cur.fail)
 	top := !c.st.block && c.st.sp == spNone
 	if p.hint && e.Code == pgerrcode.ActiveSQLTransaction && e.Hint == "" {
 		e.Hint = hintModeDB
@@ -228,6 +236,7 @@ func (c *txConn) onError(n int) error {
 		c.changed.Broadcast()
 	}
 	c.mu.Unlock()
+	deliver(out) // none: a failure never releases the savepoint
 	if top {
 		return c.lost("an error at the top level of the proxy's transaction", pgErr(&e))
 	}
@@ -269,7 +278,12 @@ func (c *txConn) onReady(n int) error {
 		return c.recovered(status)
 	}
 	if !c.st.block && status == 'E' {
+		c.notes = nil // the failed unit is rolled back
 		return c.recoverLocked()
+	}
+	var out []notification
+	if !c.st.block {
+		out = c.commitNotesLocked() // the autocommit unit commits
 	}
 	if !c.st.block && p.work && c.st.sp != spNone {
 		c.st.sp = spDirty
@@ -280,6 +294,7 @@ func (c *txConn) onReady(n int) error {
 	c.changed.Broadcast()
 	rfq := &pgproto3.ReadyForQuery{TxStatus: c.st.clientStatus(status)}
 	c.mu.Unlock()
+	deliver(out)
 	owner.toClient(rfq)
 	return nil
 }

@@ -52,6 +52,8 @@ type Session struct {
 	// departed: under c.mu, the client's stream ended while its pump waited for the
 	// server (watchDeparture).
 	departed bool
+	// channels: under c.mu, the channels the client listens on (notify.go).
+	channels map[string]struct{}
 }
 
 func newTxSession(l *Lease, c *txConn, client net.Conn, names *txNames) *Session {

@@ -55,7 +55,7 @@ func (c *txClient) planQuery(sql string) (*queryPlan, bool, error) {
 		// The common case: one statement, rewritten or as written.
 		t := newTxStmt(&pieces[0])
 		c.noteDDL(t)
-		if !t.control() && !c.checkAtEnd() && (!t.noTx() || insteadOfNoTx(t, sql) == nil) {
+		if t.ch == nil && !t.control() && !c.checkAtEnd() && (!t.noTx() || insteadOfNoTx(t, sql) == nil) {
 			_, err := c.rewrite(t, true)
 			return nil, t.noTx(), err
 		}
@@ -88,6 +88,7 @@ func (c *txClient) planQuery(sql string) (*queryPlan, bool, error) {
 		hint = hint || t.noTx() && plan == nil
 		if plan == nil {
 			qb.keep(p, true)
+			qb.note(t.ch)
 			continue
 		}
 		qb.replace(p, plan)
