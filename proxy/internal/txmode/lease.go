@@ -3,6 +3,7 @@ package txmode
 import (
 	"context"
 	"errors"
+	"github.com/jackc/pgx/v5/pgconn"
 	"maps"
 	"net"
 	"sync"
@@ -33,7 +34,8 @@ type Lease struct {
 	keeper Keeper // nil: the provider keeps no backend
 	guard  *wire.Guard
 	log    *zap.Logger
-	shared bool // connections with a session key share it: their names are kept apart
+	shared bool   // connections with a session key share it: their names are kept apart
+	user   string // the role the backend logs in as
 
 	mu     sync.Mutex
 	left   *sync.Cond // a session detached
@@ -47,7 +49,8 @@ type Lease struct {
 // NewLease makes a tx-mode lease of the provider's lease l; shared says connections
 // with a session key share it. guard contains the panics of its goroutines.
 func NewLease(l Clone, shared bool, guard *wire.Guard) *Lease {
-	tl := &Lease{clone: l, guard: guard, log: guard.Log.With(zap.String("clone", l.Database())), shared: shared}
+	tl := &Lease{clone: l, guard: guard, log: guard.Log.With(zap.String("clone", l.Database())), shared: shared,
+		user: l.ConnConfig().User}
 	tl.keeper, _ = l.(Keeper)
 	tl.left = sync.NewCond(&tl.mu)
 	return tl
@@ -135,6 +138,11 @@ func (l *Lease) open(ctx context.Context, runtime map[string]string) (*Backend, 
 		}
 	}
 	be, err := openTxBackend(ctx, l.clone, runtime)
+	var refused *pgconn.PgError
+	if errors.As(err, &refused) {
+		// The server refused the client's startup parameters: no backend, no harm.
+		return nil, &clientRefusal{err: err}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -204,6 +212,9 @@ func (l *Lease) Lost() bool {
 	defer l.mu.Unlock()
 	return l.broken != nil || (l.conn != nil && l.conn.doomed.Load())
 }
+
+// UpstreamUser is the role the lease's backend logs in as.
+func (l *Lease) UpstreamUser() string { return l.user }
 
 // Database is the name of the leased clone.
 func (l *Lease) Database() string { return l.clone.Database() }
