@@ -12,6 +12,9 @@ import (
 	"github.com/pgtestproxy/pgtestproxy/proxy/internal/txmode"
 )
 
+// maxUnknownRoles bounds the names roles remembers, which clients choose.
+const maxUnknownRoles = 1024
+
 // paramRole is the setting that makes the upstream session run as the client's role.
 const paramRole = "role"
 
@@ -60,6 +63,8 @@ func (r *roles) refused(err error, user string) bool {
 	if r.unknown == nil {
 		r.unknown = map[string]bool{}
 	}
-	r.unknown[user] = true
+	if len(r.unknown) < maxUnknownRoles { // beyond, a name pays its retry every time
+		r.unknown[user] = true
+	}
 	return true
 }

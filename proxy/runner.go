@@ -62,7 +62,7 @@ func (d *dbRunner) relay(cc *clientConn, conn net.Conn, l Lease, p *clientParams
 	upstreamUser := l.ConnConfig().User
 	up, err := wire.ConnectUpstream(s.baseCtx, l, s.roles.startupAs(p, upstreamUser).Runtime)
 	if err != nil && s.roles.refused(err, p.user) {
-		up, err = wire.ConnectUpstream(s.baseCtx, l, s.roles.startupAs(p, upstreamUser).Runtime)
+		up, err = wire.ConnectUpstream(s.baseCtx, l, p.startup.Runtime)
 	}
 	if err != nil {
 		s.refuse(cc, conn, out, reportable(err))
@@ -129,7 +129,7 @@ func (t *txRunner) serve(cc *clientConn, conn net.Conn, l *txmode.Lease, p *clie
 	s := t.s
 	sess, err := l.Attach(s.baseCtx, conn, s.roles.startupAs(p, l.UpstreamUser()))
 	if err != nil && s.roles.refused(err, p.user) {
-		sess, err = l.Attach(s.baseCtx, conn, s.roles.startupAs(p, l.UpstreamUser()))
+		sess, err = l.Attach(s.baseCtx, conn, p.startup)
 	}
 	if err != nil {
 		if retry && errors.Is(err, txmode.ErrLost) {
