@@ -52,7 +52,8 @@ type Config struct {
 	// 53300. Zero means DefaultMaxSessions; negative means no cap.
 	MaxSessions int
 	// StartupTimeout bounds how long a client may take to send its startup packet and
-	// authenticate. Zero means DefaultStartupTimeout.
+	// authenticate; a client that takes longer is disconnected without a word, as
+	// PostgreSQL does at authentication_timeout. Zero means DefaultStartupTimeout.
 	StartupTimeout time.Duration
 	// ShutdownGrace is how long Close waits for sessions to end before cutting them.
 	// Zero means DefaultShutdownGrace; negative means cut at once.

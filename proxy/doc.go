@@ -7,7 +7,8 @@
 // database (connections with the same template, mode and session key share one lease,
 // which lingers briefly after its last connection), connects to it with pgconn and the
 // client's other runtime parameters, and then relays bytes both ways without decoding
-// them. Its BackendKeyData carries the real backend's process ID with a secret of its
+// them. Before the startup packet it answers as PostgreSQL 15's ProcessStartupPacket
+// does (startup.go): a silent close where the server only logs, its FATAL otherwise. Its BackendKeyData carries the real backend's process ID with a secret of its
 // own (the cancel registry is keyed by both: connections sharing a tx-mode backend share
 // its PID), and it forwards cancel requests to the real backend. A shared lease that is
 // lost (its tx-mode backend ended) is forgotten by routing at once: the key's next
@@ -47,8 +48,10 @@
 //
 // Choices the README leaves open: a setting given both as a plain parameter and in
 // `options` takes the plain parameter's value (PostgreSQL applies startup parameters
-// after `options`); the client's user name is only used in messages, the upstream
-// always sees the proxy's own role; admin console sessions count towards MaxSessions;
+// after `options`); the upstream connection logs in as the proxy's own role and, when
+// the client names another role the upstream has, sets role to it in its startup
+// (role.go; a name the upstream does not know runs as the proxy's role, README
+// "Roles"); admin console sessions count towards MaxSessions;
 // SHOW HELP lists the console's commands as a result set and anything else is an
 // ERROR whose hint lists them; new clients during shutdown get 57P01, and sessions cut
 // at the end of the grace period get a FATAL 57P01 when the server's byte stream is

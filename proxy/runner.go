@@ -69,7 +69,11 @@ func (d *dbRunner) run(cc *clientConn, conn net.Conn, p *clientParams, out *wire
 // ends. It reports whether the upstream connection ended without a failure.
 func (d *dbRunner) relay(cc *clientConn, conn net.Conn, l Lease, p *clientParams, out *wire.MsgBuffer) (clean bool) {
 	s := d.s
-	up, err := wire.ConnectUpstream(s.baseCtx, l, p.startup.Runtime)
+	upstreamUser := l.ConnConfig().User
+	up, err := wire.ConnectUpstream(s.baseCtx, l, s.roles.startupAs(p, upstreamUser).Runtime)
+	if err != nil && s.roles.refused(err, p.user) {
+		up, err = wire.ConnectUpstream(s.baseCtx, l, p.startup.Runtime)
+	}
 	if err != nil {
 		s.refuse(cc, conn, out, reportable(err))
 		return false
@@ -137,7 +141,10 @@ func (t *txRunner) run(cc *clientConn, conn net.Conn, p *clientParams, out *wire
 func (t *txRunner) serve(cc *clientConn, conn net.Conn, l *txmode.Lease, p *clientParams, out *wire.MsgBuffer,
 	retry bool) (clean, lost bool) {
 	s := t.s
-	sess, err := l.Attach(s.baseCtx, conn, p.startup)
+	sess, err := l.Attach(s.baseCtx, conn, s.roles.startupAs(p, l.UpstreamUser()))
+	if err != nil && s.roles.refused(err, p.user) {
+		sess, err = l.Attach(s.baseCtx, conn, p.startup)
+	}
 	if err != nil {
 		if retry && errors.Is(err, txmode.ErrLost) {
 			return false, true

@@ -32,6 +32,7 @@ type Server struct {
 	cancels *cancelRegistry
 	stats   counters
 	guard   *wire.Guard // contains the panics of every session goroutine
+	roles   roles
 
 	// baseCtx bounds the work done for sessions (lease acquisition, upstream
 	// connects); it is cancelled when shutdown cuts the sessions.

@@ -130,8 +130,17 @@ func (s *Server) refuse(cc *clientConn, conn net.Conn, out *wire.MsgBuffer, err 
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
 		return
 	case wire.IsInterrupted(err):
-		err = pgerr.New(pgerrcode.ProtocolViolation,
-			fmt.Sprintf("client did not complete start-up within %s", s.cfg.StartupTimeout))
+		// PostgreSQL ends a start-up that outlasts authentication_timeout without a word.
+		err = &quietError{fmt.Errorf("client did not complete start-up within %s", s.cfg.StartupTimeout)}
+	}
+	var old *oldProtocolError
+	if errors.As(err, &old) {
+		s.log.Info("connection refused", zap.String("message", old.msg), zap.Stringer("client", cc.raw.RemoteAddr()))
+		_ = conn.SetWriteDeadline(time.Now().Add(wire.GoodbyeWriteTimeout))
+		if _, err := conn.Write(old.message()); err == nil {
+			wire.LingeringClose(conn)
+		}
+		return
 	}
 	var quiet *quietError
 	if errors.As(err, &quiet) || (pgerr.SQLState(err) == "" && isNetError(err)) {

@@ -33,9 +33,10 @@ func startupSeeds(f *testing.F) {
 func FuzzReadStartupPacket(f *testing.F) {
 	startupSeeds(f)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_, err := readStartupPacket(bytes.NewReader(b))
+		_, err := readStartupPacket(bytes.NewReader(b), false, false)
 		var pe *pgerr.Error
-		if err != nil && !errors.Is(err, io.EOF) && !errors.As(err, &pe) {
+		var old *oldProtocolError
+		if err != nil && !errors.Is(err, io.EOF) && !errors.As(err, &pe) && !errors.As(err, &old) {
 			t.Fatalf("unexpected error kind %T: %v", err, err)
 		}
 	})

@@ -207,10 +207,38 @@ func (c *txClient) sync(n int) error {
 			}
 		}
 	}
+	if !c.skipMode && !c.st.block {
+		// The unit's implicit transaction ends its portals.
+		if err := c.closePortals(true); err != nil {
+			return err
+		}
+	}
 	if err := c.send(pending{msg: 'S', work: c.unitSQL}, syncMsg); err != nil {
 		return err
 	}
 	c.endUnit()
+	return nil
+}
+
+// closePortals drops the client's unnamed portal (all its portals when all), as a
+// plain server does at a simple Query (the unnamed one) and at the end of an implicit
+// transaction. On a shared backend the client's portals are named ones of the
+// server's, which only the proxy's Close ends: left open, they would keep the other
+// sessions from dropping or altering what they read.
+func (c *txClient) closePortals(all bool) error {
+	if c.s.names == nil {
+		return nil // the server drops the unnamed portal at a Query itself
+	}
+	for name := range c.portals {
+		if all || name == "" {
+			delete(c.portals, name)
+		}
+	}
+	for _, server := range c.s.names.dropPortals(all) {
+		if err := c.send(pending{msg: 'C', role: rolePart}, &pgproto3.Close{ObjectType: 'P', Name: server}); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

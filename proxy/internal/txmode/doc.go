@@ -164,10 +164,12 @@
 // statements show in pg_prepared_statements; locks (row, table, advisory transaction
 // locks) and ON COMMIT actions of temporary tables wait for the lease's end; a client
 // that sets idle_in_transaction_session_timeout itself (or RESET ALL with a server
-// default) turns the proxy's protection off; portals outlive the unit that made
-// them; now() is the lease's start time; pg_notify() and a NOTIFY run by a function,
-// trigger or rule are never delivered, nor are notifications from other connections
-// to the clone's database; pg_listening_channels() is empty; a query string
+// default) turns the proxy's protection off; on a connection without a session key,
+// named portals outlive the unit that made them (a shared session's portals are
+// closed at the end of its autocommit unit, its unnamed one at a simple Query); now()
+// is the lease's start time; pg_notify() and a NOTIFY run by a function, trigger or
+// rule are never delivered, nor are notifications from other connections to the
+// clone's database; pg_listening_channels() is empty; a query string
 // that goes on after a COMMIT inside it cannot be cancelled (its savepoint statement
 // could be hit); a CancelRequest that reaches the proxy before it has sent the client's
 // request to the backend (the request is still unread, or queued behind another

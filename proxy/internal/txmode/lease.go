@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/jackc/pgx/v5/pgconn"
 	"maps"
 	"net"
 	"sync"
@@ -35,7 +36,8 @@ type Lease struct {
 	keeper Keeper // nil: the provider keeps no backend
 	guard  *wire.Guard
 	log    *zap.Logger
-	shared bool // connections with a session key share it: their names are kept apart
+	shared bool   // connections with a session key share it: their names are kept apart
+	user   string // the role the backend logs in as
 	// StepTimeout bounds each of the proxy's own steps at the lease's start and
 	// between its connections (connecting the backend, beginning the transaction,
 	// resetting it for the next connection) and its reset at the end. A step that
@@ -55,7 +57,7 @@ type Lease struct {
 // with a session key share it. guard contains the panics of its goroutines.
 func NewLease(l Clone, shared bool, guard *wire.Guard) *Lease {
 	tl := &Lease{clone: l, guard: guard, log: guard.Log.With(zap.String("clone", l.Database())), shared: shared,
-		StepTimeout: DefaultStepTimeout}
+		user: l.ConnConfig().User, StepTimeout: DefaultStepTimeout}
 	tl.keeper, _ = l.(Keeper)
 	tl.left = sync.NewCond(&tl.mu)
 	return tl
@@ -146,6 +148,11 @@ func (l *Lease) open(ctx context.Context, runtime map[string]string) (*Backend, 
 		}
 	}
 	be, err := openTxBackend(ctx, l.clone, runtime)
+	var refused *pgconn.PgError
+	if errors.As(err, &refused) {
+		// The server refused the client's startup parameters: no backend, no harm.
+		return nil, &clientRefusal{err: err}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -218,6 +225,9 @@ func (l *Lease) Lost() bool {
 	defer l.mu.Unlock()
 	return l.broken != nil || (l.conn != nil && l.conn.doomed.Load())
 }
+
+// UpstreamUser is the role the lease's backend logs in as.
+func (l *Lease) UpstreamUser() string { return l.user }
 
 // Database is the name of the leased clone.
 func (l *Lease) Database() string { return l.clone.Database() }

@@ -22,9 +22,14 @@ func (b *Backend) timeoutsOff() string {
 func (b *Backend) start(ctx context.Context) error {
 	queries := []string{b.timeoutsOff() + ";BEGIN;" + sqlSavepoint}
 	if !b.snapped {
+		// The proxy's own role reads every sequence, whatever the client's role may.
+		queries[0] += b.asProxy()
 		queries = append(queries, `SELECT pg_catalog.format('%I.%I', schemaname, sequencename),
 			coalesce(last_value, start_value), last_value IS NOT NULL FROM pg_catalog.pg_sequences`,
 			sqlHasDeferrable)
+		if b.runtime["role"] != "" {
+			queries = append(queries, "RESET ROLE")
+		}
 	}
 	var seqs [][]string
 	tplDeferrable := false
@@ -48,6 +53,15 @@ func (b *Backend) start(ctx context.Context) error {
 	b.relearn = false
 	b.st, b.sessions = txState{sp: spClean, status: 'T'}, 0
 	return nil
+}
+
+// asProxy is what switches the backend from the client's role (a startup role
+// parameter, see the proxy's roles) to the one it logged in as, until RESET ROLE.
+func (b *Backend) asProxy() string {
+	if b.runtime["role"] == "" {
+		return ""
+	}
+	return ";SET ROLE NONE;"
 }
 
 // restoreSequences builds the statement that sets every sequence back to its value
@@ -74,7 +88,7 @@ func restoreSequences(rows [][]string) string {
 func (b *Backend) finish(ctx context.Context) error {
 	queries := []string{"ROLLBACK"}
 	if b.restore != "" {
-		queries = append(queries, b.restore)
+		queries = append(queries, b.asProxy()+b.restore) // DISCARD ALL then resets the role
 	}
 	queries = append(queries, "DISCARD ALL")
 	status, err := b.run(ctx, queries, nil)
@@ -102,7 +116,10 @@ func (b *Backend) resetSession(ctx context.Context, st Startup) error {
 	case b.st.sp == spNone:
 		q.WriteString(sqlSavepoint + ";")
 	}
-	q.WriteString("CLOSE ALL;DEALLOCATE ALL;DISCARD TEMP;SELECT pg_catalog.pg_advisory_unlock_all();RESET ALL;")
+	// SET SESSION AUTHORIZATION DEFAULT and RESET ROLE, which RESET ALL leaves alone,
+	// give the role the backend logged in with (its startup role parameter, if any).
+	q.WriteString("CLOSE ALL;DEALLOCATE ALL;DISCARD TEMP;SELECT pg_catalog.pg_advisory_unlock_all();" +
+		"SET SESSION AUTHORIZATION DEFAULT;RESET ROLE;RESET ALL;")
 	q.WriteString(b.timeoutsOff() + ";" + sqlRelease + ";" + sqlSavepoint)
 	if err := b.runT(ctx, q.String()); err != nil {
 		return fmt.Errorf("reset the tx session for a new connection: %w", err)
@@ -113,7 +130,11 @@ func (b *Backend) resetSession(ctx context.Context, st Startup) error {
 		return nil
 	}
 	q.Reset()
-	for i, kv := range st.Settings {
+	settings := st.Settings
+	if _, ok := st.Runtime["role"]; !ok && b.runtime["role"] != "" {
+		settings = append(settings[:len(settings):len(settings)], [2]string{"role", "none"})
+	}
+	for i, kv := range settings {
 		if i > 0 {
 			q.WriteByte(';')
 		}

@@ -52,6 +52,19 @@ func (n *txNames) use(kind byte, name string) string {
 // forget drops a name the client closed, or the unnamed ones a simple Query drops.
 func (n *txNames) forget(kind byte, name string) { delete(n.table(kind), name) }
 
+// dropPortals forgets the session's portals (only the unnamed one unless all) and
+// returns their server names, for the caller to close.
+func (n *txNames) dropPortals(all bool) []string {
+	var out []string
+	for client, server := range n.portals {
+		if all || client == "" {
+			out = append(out, server)
+			delete(n.portals, client)
+		}
+	}
+	return out
+}
+
 func (n *txNames) table(kind byte) map[string]string {
 	if kind == 'S' {
 		return n.stmts

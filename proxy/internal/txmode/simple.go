@@ -23,7 +23,9 @@ func (c *txClient) query(body []byte) error {
 	delete(c.portals, "")
 	if c.s.names != nil {
 		c.s.names.forget('S', "")
-		c.s.names.forget('P', "")
+	}
+	if err := c.closePortals(false); err != nil {
+		return err
 	}
 	c.noteDeallocate(sql)
 	p := pending{msg: 'Q', work: true}
