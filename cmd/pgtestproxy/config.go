@@ -185,6 +185,11 @@ func (c *config) validate() error {
 // --migrations or --migrate-cmd defines (or the default one when neither is given).
 func (c *config) validateTemplates() error {
 	dirs, cmds := map[string]bool{}, map[string]bool{}
+	for _, it := range slices.Concat(c.migrations.items, c.migrateCmds.items) {
+		if strings.Contains(it.name, "+") {
+			return fmt.Errorf("template name %q: may not contain '+' (it separates the mode and the session key in a database name)", it.name)
+		}
+	}
 	for _, it := range c.migrations.items {
 		dirs[it.name] = true
 	}
