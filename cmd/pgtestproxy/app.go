@@ -179,7 +179,33 @@ func (a *app) start(ctx context.Context, listen string) (*stack, error) {
 		return nil, err
 	}
 	st.proxy = srv
+	st.pool.Warm(func(template string, took time.Duration, err error) {
+		if err == nil {
+			a.log.Info("template ready", zap.String("template", template), zap.Duration("took", took))
+		}
+		if a.hooks.warmed != nil {
+			a.hooks.warmed(template, err)
+		}
+	})
 	return st, nil
+}
+
+// waitDefault waits, unless --no-wait, until the template a `run` command's database
+// selects is built, and says how long that took. A failed build is logged and the
+// command runs anyway: its first connection gets the migration's error.
+func (a *app) waitDefault(ctx context.Context, st *stack) {
+	if a.cfg.noWait {
+		return
+	}
+	began := time.Now()
+	if err := st.pool.Prepare(ctx, st.defaultDB); err != nil {
+		if ctx.Err() == nil {
+			a.log.Error("default template not built; starting the command anyway", zap.Error(err))
+		}
+		return
+	}
+	a.log.Info("default template ready; starting the command", zap.String("database", st.defaultDB),
+		zap.Duration("waited", time.Since(began)))
 }
 
 // serve runs the proxy until ctx ends.
@@ -225,6 +251,7 @@ func (a *app) runCommand(ctx context.Context, argv []string) int {
 	if a.hooks.ready != nil {
 		a.hooks.ready(addr)
 	}
+	a.waitDefault(ctx, st)
 	code := runChild(ctx, argv, clientEnv(addr, st.defaultDB), a.stdout, a.stderr)
 	stopServe()
 	<-served

@@ -19,6 +19,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(childCatalogEnv) != "" {
+		os.Exit(childTemplateReady())
+	}
 	if os.Getenv("PGTESTPROXY_CHILD") != "" {
 		os.Exit(childMain())
 	}

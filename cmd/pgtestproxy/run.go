@@ -35,6 +35,9 @@ Run "pgtestproxy serve -h" for the flags.
 // hooks lets tests observe a running proxy without sleeping or reading logs.
 type hooks struct {
 	ready func(addr string) // called once the proxy accepts clients
+	// warmed is called once per template when its start-up build has finished (err
+	// nil) or failed.
+	warmed func(template string, err error)
 }
 
 // run is main without the process: it parses args, runs the subcommand until ctx ends
