@@ -46,7 +46,7 @@ func childTemplateReady() int {
 func readyTemplates(ctx context.Context, c *pgx.Conn, template string) (int, error) {
 	var n int
 	query := fmt.Sprintf("SELECT count(*) FROM catalog_v%d.template_dbs WHERE", pool.CatalogVersion)
-	err := c.QueryRow(ctx, query+ " template = $1 AND state = 'ready'", template).Scan(&n)
+	err := c.QueryRow(ctx, query+" template = $1 AND state = 'ready'", template).Scan(&n)
 	return n, err
 }
 
