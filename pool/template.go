@@ -276,7 +276,9 @@ func (p *Pool) buildLocked(ctx context.Context, conn *pgx.Conn, tpl *template, h
 		}
 	}
 	if err == nil {
-		err = tpl.mig.Migrate(ctx, p.connString(datname), hash)
+		mctx, tracker := p.trackBuild(ctx, log, tpl)
+		err = tpl.mig.Migrate(mctx, p.connString(datname), hash)
+		tracker.end()
 		if err != nil {
 			err = fmt.Errorf("build template %q (%s): %w", tpl.name, datname, err)
 		}

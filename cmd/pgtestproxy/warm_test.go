@@ -108,19 +108,11 @@ func TestServeBuildsTemplatesAtStartup(t *testing.T) {
 }
 
 // run waits for the default template before it starts the command, unless --no-wait:
-// then the command starts while the build is still blocked (on a lock the test holds).
+// then the command starts while the build is still blocked (on a gate the test holds shut).
 func TestRunWaitsForDefaultTemplate(t *testing.T) {
-	lock := testpg.UniqueName(t, "")
-	holder, err := pgx.Connect(t.Context(), testpg.AdminURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Close(context.Background())
-	if _, err := holder.Exec(t.Context(), "SELECT pg_advisory_lock(hashtext($1))", lock); err != nil {
-		t.Fatal(err)
-	}
-	blocked := migrationsDir(t, fmt.Sprintf("SELECT pg_advisory_lock(hashtext('%s'));\nCREATE TABLE users (id int);\n", lock))
-	open := migrationsDir(t, fmt.Sprintf("-- %s\nCREATE TABLE users (id int);\n", lock))
+	gate, _ := testpg.Gate(t) // opened when the test ends, after the no-wait command has run
+	blocked := migrationsDir(t, gate+"\nCREATE TABLE users (id int);\n")
+	open := migrationsDir(t, "CREATE TABLE users (id int);\n")
 	for _, tc := range []struct {
 		name, dir string
 		flags     []string
