@@ -22,6 +22,7 @@ type app struct {
 	log            *zap.Logger
 	stdout, stderr io.Writer
 	hooks          hooks
+	status         *statusLine // run's progress indicator; nil when not on a terminal
 }
 
 // stack is what a running proxy is made of, closed in reverse order.
@@ -59,8 +60,10 @@ func (a *app) startPool(ctx context.Context, st *stack, gcAtStart bool) error {
 	if upstream == "" {
 		// The stack stops the server itself, after the pool: its life must not end
 		// with ctx, which ends first on SIGTERM.
+		a.status.begin("starting the embedded PostgreSQL server (the first start runs initdb)")
 		srv, err := pgserver.Start(context.WithoutCancel(ctx), pgserver.Config{BinDir: a.cfg.pgBinDir, DataDir: a.cfg.dataDir,
 			Logger: a.log.Named("postgres")})
+		a.status.end()
 		if err != nil {
 			return fmt.Errorf("embedded postgres: %w", err)
 		}
@@ -80,6 +83,7 @@ func (a *app) startPool(ctx context.Context, st *stack, gcAtStart bool) error {
 		TTL:            a.cfg.ttl,
 		BuildTimeout:   max(10*time.Minute, a.cfg.migrateTimeout+time.Minute), // the command's own bound comes first
 		NoStartupGC:    !gcAtStart,
+		Progress:       a.status.build,
 		Logger:         a.log.Named("pool"),
 	})
 	if err != nil {
@@ -198,7 +202,10 @@ func (a *app) waitDefault(ctx context.Context, st *stack) {
 		return
 	}
 	began := time.Now()
-	if err := st.pool.Prepare(ctx, st.defaultDB); err != nil {
+	a.status.begin(fmt.Sprintf("waiting for the template of database %q", st.defaultDB))
+	err := st.pool.Prepare(ctx, st.defaultDB)
+	a.status.end()
+	if err != nil {
 		if ctx.Err() == nil {
 			a.log.Error("default template not built; starting the command anyway", zap.Error(err))
 		}

@@ -79,13 +79,21 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		fmt.Fprintf(stderr, "pgtestproxy %s: unexpected arguments %q\n", cmd, rest)
 		return 2
 	}
-	log, err := newLogger(c.logFormat, c.logLevel, stderr)
+	var status *statusLine // run's progress indicator, when stderr is a terminal
+	logTo := stderr
+	if cmd == "run" {
+		if status = newStatusLine(stderr); status != nil {
+			defer status.close()
+			logTo = status
+		}
+	}
+	log, err := newLogger(c.logFormat, c.logLevel, logTo)
 	if err != nil {
 		fmt.Fprintf(stderr, "pgtestproxy: %v\n", err)
 		return 2
 	}
 	defer log.Sync() //nolint:errcheck // stderr sync errors are not actionable
-	a := &app{cfg: c, log: log, stdout: stdout, stderr: stderr, hooks: h}
+	a := &app{cfg: c, log: log, stdout: stdout, stderr: stderr, hooks: h, status: status}
 	switch cmd {
 	case "gc":
 		return a.gc(ctx)

@@ -36,3 +36,27 @@ func Gate(t testing.TB) (wait string, open func()) {
 	})
 	return wait, open
 }
+
+// WaitRunning waits until a backend of the shared server is running a query that
+// contains sql (a Gate's statement, say).
+func WaitRunning(t testing.TB, sql string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := pgx.Connect(ctx, AdminURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	for {
+		var n int
+		err := c.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE strpos(query, $1) > 0 AND pid <> pg_backend_pid()", sql).Scan(&n)
+		if err != nil {
+			t.Fatalf("wait for a backend running %q: %v", sql, err)
+		}
+		if n > 0 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond) // polling the server's view; no event to wait on
+	}
+}
