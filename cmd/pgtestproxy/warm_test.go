@@ -60,6 +60,14 @@ func migrationsDir(t *testing.T, body string) string {
 	return dir
 }
 
+// usersOf is a users table with one row, in a migration of its own: the comment makes
+// its hash, and so its template, unique to the test (the catalog records a template
+// under the name of the first test that built it).
+func usersOf(unique string) string {
+	return "-- " + unique + "\nCREATE TABLE users (id serial PRIMARY KEY, name text NOT NULL);\n" +
+		"INSERT INTO users (name) VALUES ('alice');\n"
+}
+
 // serve builds every template at start-up: the template is built before the first
 // client connects, and that client's lease is served from it.
 func TestServeBuildsTemplatesAtStartup(t *testing.T) {
@@ -68,7 +76,7 @@ func TestServeBuildsTemplatesAtStartup(t *testing.T) {
 	ready, warmed, done := make(chan string, 1), make(chan error, 1), make(chan int, 1)
 	go func() {
 		done <- runWith(ctx, []string{"serve", "--listen", "127.0.0.1:0", "--upstream", testpg.AdminURL(t),
-			"--migrations", name + "=" + writeMigrations(t), "--pool-size", "1"}, env(nil), io.Discard, io.Discard,
+			"--migrations", name + "=" + migrationsDir(t, usersOf(name)), "--pool-size", "1"}, env(nil), io.Discard, io.Discard,
 			hooks{ready: func(addr string) { ready <- addr }, warmed: func(_ string, err error) { warmed <- err }})
 	}()
 	t.Cleanup(func() {
@@ -112,7 +120,7 @@ func TestServeBuildsTemplatesAtStartup(t *testing.T) {
 func TestRunWaitsForDefaultTemplate(t *testing.T) {
 	gate, _ := testpg.Gate(t) // opened when the test ends, after the no-wait command has run
 	blocked := migrationsDir(t, gate+"\nCREATE TABLE users (id int);\n")
-	open := migrationsDir(t, "CREATE TABLE users (id int);\n")
+	open := migrationsDir(t, usersOf(testpg.UniqueName(t, "")))
 	for _, tc := range []struct {
 		name, dir string
 		flags     []string
