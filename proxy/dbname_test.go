@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
+	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
 	"github.com/pgtestproxy/pgtestproxy/internal/testpg"
 )
 
@@ -85,4 +86,24 @@ func TestDatabaseNameRefused(t *testing.T) {
 	if n := p.acquired(); n != 0 {
 		t.Errorf("refused names reached the provider %d times", n)
 	}
+}
+
+// FuzzDatabaseName: any name parses or is refused with 22023; what parses selects a
+// template without '+', and a name with '+' always sets a valid mode.
+func FuzzDatabaseName(f *testing.F) {
+	for _, s := range []string{"app", "app+tx", "app+db+k", "app+", "+tx", "a+TX+b+c", "++", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := parseDatabaseName(s)
+		if err != nil {
+			if code := pgerr.SQLState(err); code != "22023" {
+				t.Fatalf("%q refused with %s: %v", s, code, err)
+			}
+			return
+		}
+		if strings.Contains(n.template, nameSep) || (strings.Contains(s, nameSep) && !n.mode.Valid()) {
+			t.Fatalf("%q parsed as %+v", s, n)
+		}
+	})
 }
