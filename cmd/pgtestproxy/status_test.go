@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -148,4 +149,26 @@ func TestRunQuietWhenNotTerminal(t *testing.T) {
 	if s := got.String(); strings.Contains(s, "\r") || strings.Contains(s, "\x1b[") || strings.Contains(s, "waiting for the template") {
 		t.Fatalf("indicator written to a non-terminal: %q", s)
 	}
+}
+
+// On a terminal, run also shows the indicator while the embedded server starts (its
+// first start, in a fresh data directory, runs initdb).
+func TestRunProgressWhileEmbeddedServerStarts(t *testing.T) {
+	base := os.TempDir()
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		base = "/dev/shm"
+	}
+	scratch, err := os.MkdirTemp(base, "pgtestproxy-cmd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(scratch) })
+	tty, out := openPty(t)
+	t.Setenv("PGTESTPROXY_CHILD", "0")
+	code := run(t.Context(), []string{"run", "--data-dir", filepath.Join(scratch, "pg"), "--migrations",
+		migrationsDir(t, usersOf(scratch)), "--pool-size", "1", "--", os.Args[0]}, env(nil), io.Discard, tty)
+	if code != 0 {
+		t.Fatalf("run exited %d; terminal: %q", code, out.String())
+	}
+	out.waitFor(t, "starting the embedded PostgreSQL server")
 }
