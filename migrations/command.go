@@ -25,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
+	"github.com/pgtestproxy/pgtestproxy/internal/progress"
 )
 
 // outputLines is how many of a failing command's last output lines its error carries.
@@ -200,6 +201,7 @@ func (c *Command) Migrate(ctx context.Context, connString, _ string) error {
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
+	progress.Report(ctx, progress.Step{N: 1, Total: 1, Name: c.cmd})
 	cmd := exec.CommandContext(ctx, "sh", "-c", c.cmd)
 	cmd.Dir = c.workDir
 	cmd.Env = env

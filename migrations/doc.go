@@ -42,4 +42,7 @@
 // violation, …) the file's statements are replayed one at a time inside a transaction
 // that is rolled back, to find the one that fails. A failing command's error carries
 // its last output lines and the SQLSTATE that output reports (else XX000).
+//
+// Progress: as each file (or the command) begins, Migrate reports it, with its place
+// among the directory's files, to the internal/progress hook in its context, if any.
 package migrations

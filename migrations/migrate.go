@@ -19,6 +19,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/pgtestproxy/pgtestproxy/internal/progress"
 )
 
 // cancelGrace bounds the cancel request sent to the server when ctx ends mid-migration.
@@ -58,7 +60,7 @@ func (d *Dir) migrateSnapshot(ctx context.Context, connString string, snap *snap
 	}))
 	defer db.Close()
 
-	rec := &recorder{}
+	rec := &recorder{report: func(s progress.Step) { progress.Report(ctx, s) }}
 	done := make(chan error, 1)
 	go func() { done <- d.up(db, snap, rec) }()
 	select {
@@ -138,7 +140,8 @@ func fileName(snap *snapshot, version uint) string {
 // and to turn a failing one into an *Error.
 type recorder struct {
 	database.Driver
-	snap *snapshot
+	snap   *snapshot
+	report progress.Func // told of each migration as its Run begins
 
 	mu      sync.Mutex
 	version int  // the migration being applied, -1 for none
@@ -160,6 +163,11 @@ func (r *recorder) Run(body io.Reader) error {
 	r.inRun = true
 	v := r.version
 	r.mu.Unlock()
+	for i, f := range r.snap.files {
+		if f.version == uint(v) {
+			r.report(progress.Step{N: i + 1, Total: len(r.snap.files), Name: f.name})
+		}
+	}
 	err := r.Driver.Run(body)
 	if err == nil {
 		return nil

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgtestproxy/pgtestproxy/internal/progress"
 	"github.com/pgtestproxy/pgtestproxy/internal/sqllex"
 )
 
@@ -32,7 +33,8 @@ func (d *Dir) apply(ctx context.Context, connString string, snap *snapshot) erro
 		defer cancel()
 		conn.Close(cctx)
 	}()
-	for _, f := range snap.files {
+	for i, f := range snap.files {
+		progress.Report(ctx, progress.Step{N: i + 1, Total: len(snap.files), Name: f.name})
 		if err := d.applyFile(ctx, conn, f); err != nil {
 			return err
 		}

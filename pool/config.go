@@ -113,6 +113,15 @@ type Config struct {
 	// three HeartbeatIntervals.
 	ReclaimGrace time.Duration
 
+	// ProgressInterval is how often a template build still running logs where it is
+	// (which migration, how long it has taken). Default 5s.
+	ProgressInterval time.Duration
+
+	// Progress, when set, is told where each template build is: when it starts, as
+	// each migration begins, and when it ends. It is called from the building
+	// goroutine and must not block.
+	Progress func(BuildProgress)
+
 	// NoStartupGC skips the GC run New starts in the background, for a caller that
 	// runs GC itself and wants its report (the `gc` command). Default false.
 	NoStartupGC bool
@@ -158,6 +167,7 @@ func (c Config) withDefaults() Config {
 	set(&c.BuildTimeout, 10*time.Minute)
 	set(&c.HeartbeatInterval, 2*time.Second)
 	set(&c.ReclaimGrace, 30*time.Second)
+	set(&c.ProgressInterval, 5*time.Second)
 	if c.catalogVersion == 0 {
 		c.catalogVersion = CatalogVersion
 	}

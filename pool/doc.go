@@ -35,6 +35,14 @@
 // TemplateStats. A base that vanished before it could be cloned means a build from an
 // empty database.
 //
+// Builds ahead and their progress. A template is built when an Acquire first needs it,
+// or ahead of that by Warm (every template, in the background, errors logged and not
+// kept) or Prepare (one template, waiting for it); a build also starts its warm pool's
+// refill. While the migrations are applied, package migrations reports each file as it
+// begins through the build's context (internal/progress); the pool logs it at debug
+// (n, total, file, elapsed), logs where the build is every ProgressInterval (5s) at
+// info, and tells Config.Progress.
+//
 // Catalog versions. Each catalog schema version keeps its tables in a schema of its own
 // in the catalog database (catalog_v2 for CatalogVersion 2) and puts its number in the
 // name of every database it creates (<prefix>v2_…); it reads, claims and drops only

@@ -299,7 +299,9 @@ func (p *Pool) buildLocked(ctx context.Context, conn *pgx.Conn, tpl *template, s
 	}
 	spec, err := p.createTemplateDB(ctx, conn, spec)
 	if err == nil {
-		err = spec.migrate(ctx, p.connString(datname), spec.from)
+		mctx, tracker := p.trackBuild(ctx, log, tpl)
+		err = spec.migrate(mctx, p.connString(datname), spec.from)
+		tracker.end()
 		if err != nil {
 			err = fmt.Errorf("build template %q (%s): %w", tpl.name, datname, err)
 		}

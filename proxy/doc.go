@@ -3,7 +3,8 @@
 // (SSLRequest and GSSENCRequest, protocol version negotiation down to 3.0,
 // CancelRequest, SCRAM-SHA-256 when a password is set), takes the proxy's own settings
 // out of the startup packet (`-c pgtestproxy.mode=…`/`-c pgtestproxy.session=…` in
-// `options`, or the plain parameters `mode` and `session`), asks a LeaseProvider for a
+// `options`, the plain parameters `mode` and `session`, or the database name's
+// NAME+MODE[+KEY] form; params.go parses all three, once), asks a LeaseProvider for a
 // database (connections with the same template, mode and session key share one lease,
 // which lingers briefly after its last connection), connects to it with pgconn and the
 // client's other runtime parameters, and then relays bytes both ways without decoding
@@ -37,7 +38,7 @@
 //
 // Log fields have one meaning each, here and in cmd/pgtestproxy:
 //
-//	database     the database name in the client's startup packet (it selects the template)
+//	database     the template part of the client's database name (it selects the template)
 //	template     a template's name, as given to --migrations (pool)
 //	template_db  a template's database on the upstream (pool)
 //	clone        a clone's database name on the upstream
@@ -48,10 +49,12 @@
 //
 // Choices the README leaves open: a setting given both as a plain parameter and in
 // `options` takes the plain parameter's value (PostgreSQL applies startup parameters
-// after `options`); the upstream connection logs in as the proxy's own role and, when
-// the client names another role the upstream has, sets role to it in its startup
-// (role.go; a name the upstream does not know runs as the proxy's role, README
-// "Roles"); admin console sessions count towards MaxSessions;
+// after `options`); settings in the database name must agree with those given either
+// other way (22023 otherwise), and NAME+db is accepted beside the NAME+tx form; the
+// upstream connection logs in as the proxy's own role and, when the client names
+// another role the upstream has, sets role to it in its startup (role.go; a name the
+// upstream does not know runs as the proxy's role, README "Roles"); admin console
+// sessions count towards MaxSessions;
 // SHOW HELP lists the console's commands as a result set and anything else is an
 // ERROR whose hint lists them; new clients during shutdown get 57P01, and sessions cut
 // at the end of the grace period get a FATAL 57P01 when the server's byte stream is

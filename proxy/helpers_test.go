@@ -407,8 +407,13 @@ func (p *testProvider) liveNames() []string {
 	return slices.Sorted(maps.Keys(p.live))
 }
 
-// startRawMode completes a trust start-up on c by hand, asking for a lease mode (""
-// for the default), and returns the frontend.
+// startRaw completes a trust start-up on c by hand and returns the frontend.
+func startRaw(t testing.TB, c net.Conn, db string) *pgproto3.Frontend {
+	t.Helper()
+	return startRawMode(t, c, db, "")
+}
+
+// startRawMode is startRaw asking for a lease mode ("" for the default).
 func startRawMode(t testing.TB, c net.Conn, db string, mode leasemode.Mode) *pgproto3.Frontend {
 	t.Helper()
 	params := map[string]string{"user": "raw", "database": db}

@@ -71,11 +71,82 @@ func parseParams(params map[string]string, defaultMode leasemode.Mode) (*clientP
 	if p.database == "" {
 		p.database = p.user // as PostgreSQL does
 	}
+	name, err := parseDatabaseName(p.database)
+	if err != nil {
+		return nil, err
+	}
+	p.database = name.template
 	if err := p.apply(settings, params); err != nil {
+		return nil, err
+	}
+	if err := p.applyName(name, settings, params); err != nil {
 		return nil, err
 	}
 	p.startup = txmode.Startup{Runtime: runtime, Settings: runtimeSettings(runtime)}
 	return p, nil
+}
+
+// nameSep separates the template, the mode and the session key in a database name
+// (README, "Choosing the mode"): app, app+tx, app+db+KEY, app+tx+KEY.
+const nameSep = "+"
+
+// databaseName is a database name taken apart: the template it selects and the
+// settings it carries (empty when it carries none).
+type databaseName struct {
+	raw      string // the name as the client sent it
+	template string
+	mode     leasemode.Mode
+	session  string
+}
+
+// parseDatabaseName takes a database name apart. A name without nameSep selects a
+// template and sets nothing; with it, the name must be one of the allowed forms.
+func parseDatabaseName(database string) (databaseName, error) {
+	parts := strings.Split(database, nameSep)
+	if len(parts) == 1 {
+		return databaseName{template: database}, nil
+	}
+	n := databaseName{raw: database, template: parts[0], mode: leasemode.Mode(strings.ToLower(parts[1]))}
+	if len(parts) == 3 {
+		n.session = parts[2]
+	}
+	if n.template == "" || !n.mode.Valid() || len(parts) > 3 || (len(parts) == 3 && n.session == "") {
+		return databaseName{}, &pgerr.Error{Code: pgerrcode.InvalidParameterValue,
+			Message: fmt.Sprintf("invalid database name %q: allowed forms are NAME, NAME+tx, NAME+db, NAME+tx+KEY and NAME+db+KEY", database),
+			Hint:    "The part after the first + is the mode (db or tx), the part after the second the session key; neither may be empty."}
+	}
+	return n, nil
+}
+
+// applyName takes the settings a database name carries. A setting given in options
+// or as a plain parameter as well must agree with the name's.
+func (p *clientParams) applyName(n databaseName, settings, params map[string]string) error {
+	if n.mode != "" {
+		p.mode = n.mode
+	}
+	if n.session != "" {
+		p.session = n.session
+	}
+	mode := func(v string) string { return strings.ToLower(strings.TrimSpace(v)) }
+	key := func(v string) string { return v }
+	for _, c := range []struct {
+		name, want string
+		norm       func(string) string
+	}{
+		{paramMode, string(n.mode), mode},
+		{paramSession, n.session, key},
+	} {
+		for _, src := range [...]struct {
+			name  string
+			given map[string]string
+		}{{proxyOptionPrefix + c.name, settings}, {c.name, params}} {
+			if v, ok := src.given[src.name]; ok && c.want != "" && c.norm(v) != c.want {
+				return pgerr.New(pgerrcode.InvalidParameterValue, fmt.Sprintf(
+					"%s %q disagrees with %q in the database name %q", src.name, v, c.want, n.raw))
+			}
+		}
+	}
+	return nil
 }
 
 // request is the lease the client asks for.

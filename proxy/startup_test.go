@@ -23,6 +23,8 @@ func startupSeeds(f *testing.F) {
 		Parameters: map[string]string{"user": "u", "_pq_.x": "y", "mode": "bad"}}))
 	f.Add(append(enc(&pgproto3.SSLRequest{}), enc(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion30,
 		Parameters: map[string]string{"user": "u", "database": adminDatabase}})...))
+	f.Add(enc(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion30,
+		Parameters: map[string]string{"user": "u", "database": "app+tx+k", "mode": "db"}}))
 	f.Add(enc(&pgproto3.CancelRequest{ProcessID: 1, SecretKey: []byte{1, 2, 3, 4}}))
 	f.Add(enc(&pgproto3.GSSEncRequest{}))
 	f.Add([]byte("GET / HTTP/1.1\r\n\r\n"))

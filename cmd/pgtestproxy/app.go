@@ -23,6 +23,7 @@ type app struct {
 	log            *zap.Logger
 	stdout, stderr io.Writer
 	hooks          hooks
+	status         *statusLine // run's progress indicator; nil when not on a terminal
 }
 
 // stack is what a running proxy is made of, closed in reverse order.
@@ -60,8 +61,10 @@ func (a *app) startPool(ctx context.Context, st *stack, gcAtStart bool) error {
 	if upstream == "" {
 		// The stack stops the server itself, after the pool: its life must not end
 		// with ctx, which ends first on SIGTERM.
+		a.status.begin("starting the embedded PostgreSQL server (the first start runs initdb)")
 		srv, err := pgserver.Start(context.WithoutCancel(ctx), pgserver.Config{BinDir: a.cfg.pgBinDir, DataDir: a.cfg.dataDir,
 			Logger: a.log.Named("postgres")})
+		a.status.end()
 		if err != nil {
 			return fmt.Errorf("embedded postgres: %w", err)
 		}
@@ -81,6 +84,7 @@ func (a *app) startPool(ctx context.Context, st *stack, gcAtStart bool) error {
 		TTL:            a.cfg.ttl,
 		BuildTimeout:   max(10*time.Minute, a.cfg.migrateTimeout+time.Minute), // the command's own bound comes first
 		NoStartupGC:    !gcAtStart,
+		Progress:       a.status.build,
 		Logger:         a.log.Named("pool"),
 	})
 	if err != nil {
@@ -180,7 +184,36 @@ func (a *app) start(ctx context.Context, listen string) (*stack, error) {
 		return nil, err
 	}
 	st.proxy = srv
+	st.pool.Warm(func(template string, took time.Duration, err error) {
+		if err == nil {
+			a.log.Info("template ready", zap.String("template", template), zap.Duration("took", took))
+		}
+		if a.hooks.warmed != nil {
+			a.hooks.warmed(template, err)
+		}
+	})
 	return st, nil
+}
+
+// waitDefault waits, unless --no-wait, until the template a `run` command's database
+// selects is built, and says how long that took. A failed build is logged and the
+// command runs anyway: its first connection gets the migration's error.
+func (a *app) waitDefault(ctx context.Context, st *stack) {
+	if a.cfg.noWait {
+		return
+	}
+	began := time.Now()
+	a.status.begin(fmt.Sprintf("waiting for the template of database %q", st.defaultDB))
+	err := st.pool.Prepare(ctx, st.defaultDB)
+	a.status.end()
+	if err != nil {
+		if ctx.Err() == nil {
+			a.log.Error("default template not built; starting the command anyway", zap.Error(err))
+		}
+		return
+	}
+	a.log.Info("default template ready; starting the command", zap.String("database", st.defaultDB),
+		zap.Duration("waited", time.Since(began)))
 }
 
 // serve runs the proxy until ctx ends.
@@ -226,6 +259,7 @@ func (a *app) runCommand(ctx context.Context, argv []string) int {
 	if a.hooks.ready != nil {
 		a.hooks.ready(addr)
 	}
+	a.waitDefault(ctx, st)
 	code := runChild(ctx, argv, clientEnv(addr, st.defaultDB), a.stdout, a.stderr)
 	stopServe()
 	<-served

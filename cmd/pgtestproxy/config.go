@@ -37,6 +37,7 @@ type config struct {
 	password         string
 	allowNonLoopback bool
 	maxSessions      int
+	noWait           bool // run: start the command without waiting for the default template
 	logFormat        string
 	logLevel         string
 	listenGiven      bool // --listen or PGTESTPROXY_LISTEN was set
@@ -140,6 +141,7 @@ func parseFlags(name string, args []string, getenv func(string) string, stderr i
 	fs.StringVar(&c.password, "password", "", "client password; turns on SCRAM-SHA-256 for clients (default: trust)")
 	fs.BoolVar(&c.allowNonLoopback, "allow-non-loopback", false, "allow listening on a non-loopback address without --password")
 	fs.IntVar(&c.maxSessions, "max-sessions", 1000, "client sessions at once; more are refused with SQLSTATE 53300")
+	fs.BoolVar(&c.noWait, "no-wait", false, "run: start the command at once instead of waiting for the default template to be built")
 	fs.StringVar(&c.logFormat, "log-format", "console", "console or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -185,6 +187,11 @@ func (c *config) validate() error {
 // --migrations or --migrate-cmd defines (or the default one when neither is given).
 func (c *config) validateTemplates() error {
 	dirs, cmds := map[string]bool{}, map[string]bool{}
+	for _, it := range slices.Concat(c.migrations.items, c.migrateCmds.items) {
+		if strings.Contains(it.name, "+") {
+			return fmt.Errorf("template name %q: may not contain '+' (it separates the mode and the session key in a database name)", it.name)
+		}
+	}
 	for _, it := range c.migrations.items {
 		dirs[it.name] = true
 	}

@@ -19,6 +19,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(childCatalogEnv) != "" {
+		os.Exit(childTemplateReady())
+	}
 	if os.Getenv("PGTESTPROXY_CHILD") != "" {
 		os.Exit(childMain())
 	}
@@ -84,6 +87,8 @@ func TestBadCommandLines(t *testing.T) {
 		{"duplicate template", []string{"--migrations", "a=/x", "--migrations", "a=/y"}, nil, `template "a" given twice`},
 		{"run without command", []string{"run"}, nil, "no command given"},
 		{"bad listen", []string{"--listen", "nowhere"}, nil, `--listen "nowhere"`},
+		{"plus in template name", []string{"--migrations", "a+b=/x"}, nil, `template name "a+b": may not contain '+'`},
+		{"plus in command template name", []string{"--migrate-cmd", "a+tx=true"}, nil, `template name "a+tx"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -35,6 +35,9 @@ Run "pgtestproxy serve -h" for the flags.
 // hooks lets tests observe a running proxy without sleeping or reading logs.
 type hooks struct {
 	ready func(addr string) // called once the proxy accepts clients
+	// warmed is called once per template when its start-up build has finished (err
+	// nil) or failed.
+	warmed func(template string, err error)
 }
 
 // run is main without the process: it parses args, runs the subcommand until ctx ends
@@ -76,13 +79,21 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		fmt.Fprintf(stderr, "pgtestproxy %s: unexpected arguments %q\n", cmd, rest)
 		return 2
 	}
-	log, err := newLogger(c.logFormat, c.logLevel, stderr)
+	var status *statusLine // run's progress indicator, when stderr is a terminal
+	logTo := stderr
+	if cmd == "run" {
+		if status = newStatusLine(stderr); status != nil {
+			defer status.close()
+			logTo = status
+		}
+	}
+	log, err := newLogger(c.logFormat, c.logLevel, logTo)
 	if err != nil {
 		fmt.Fprintf(stderr, "pgtestproxy: %v\n", err)
 		return 2
 	}
 	defer log.Sync() //nolint:errcheck // stderr sync errors are not actionable
-	a := &app{cfg: c, log: log, stdout: stdout, stderr: stderr, hooks: h}
+	a := &app{cfg: c, log: log, stdout: stdout, stderr: stderr, hooks: h, status: status}
 	switch cmd {
 	case "gc":
 		return a.gc(ctx)
