@@ -295,6 +295,8 @@ func (p *Pool) buildLocked(ctx context.Context, conn *pgx.Conn, tpl *template, h
 		return nil, err
 	}
 	buildTime := time.Since(began)
+	p.counters.builds.Add(1)
+	p.counters.buildTime.Observe(buildTime)
 	gen := newGeneration(hash, datname, tpl.name, "")
 	walLog, fileCopy := p.measure(ctx, gen)
 	gen.strategy = faster(walLog, fileCopy)

@@ -46,7 +46,7 @@ type dbRunner struct {
 
 func newDBRunner(s *Server) *dbRunner {
 	same := func(l Lease, _ bool) Lease { return l }
-	return &dbRunner{s: s, router: newRouter(s.cfg.Provider, same, s.cfg.Linger, s.log, &s.stats)}
+	return &dbRunner{s: s, router: newRouter(s.cfg.Provider, same, s.cfg.Linger, s.log, &s.stats, &s.stats.DB)}
 }
 
 func (d *dbRunner) close() { d.router.close() }
@@ -93,7 +93,7 @@ type txRunner struct {
 
 func newTxRunner(s *Server) *txRunner {
 	wrap := func(l Lease, shared bool) *txmode.Lease { return txmode.NewLease(l, shared, s.guard) }
-	return &txRunner{s: s, router: newRouter(s.cfg.Provider, wrap, s.cfg.Linger, s.log, &s.stats)}
+	return &txRunner{s: s, router: newRouter(s.cfg.Provider, wrap, s.cfg.Linger, s.log, &s.stats, &s.stats.Tx)}
 }
 
 func (t *txRunner) close() { t.router.close() }
