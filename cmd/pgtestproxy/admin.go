@@ -87,7 +87,7 @@ func showTemplates(ctx context.Context, p *pool.Pool) ([]string, [][]string, err
 // it says none: a --migrate-cmd, a single file).
 func migrationCount(source string) string {
 	for part := range strings.SplitSeq(source, ",") {
-		f := strings.Fields(strings.Trim(part, " ()"))
+		f := strings.Fields(strings.NewReplacer("(", " ", ")", " ").Replace(part))
 		if len(f) >= 2 && (strings.HasPrefix(f[len(f)-1], "migration") || strings.HasPrefix(f[len(f)-1], "file")) {
 			return f[len(f)-2]
 		}
