@@ -184,8 +184,14 @@ func (a *adminSession) answer(stmt string, describe bool) (*adminResult, error) 
 	switch what {
 	case "GC", "RELOAD":
 		return a.provider(what, what, describe, nil)
-	case "SHOW TEMPLATES", "SHOW POOLS", "SHOW LEASES":
+	case "SHOW TEMPLATES", "SHOW POOLS":
 		return a.provider(words[1], "SHOW", describe, nil)
+	case "SHOW LEASES":
+		res, err := a.provider(words[1], "SHOW", describe, nil)
+		if err == nil {
+			res.columns, res.rows = a.s.leases.join(res.columns, res.rows)
+		}
+		return res, err
 	case "SHOW STATS":
 		stats := a.s.Stats()
 		if a.s.cfg.Admin == nil {

@@ -43,6 +43,7 @@ type router[L heldLease] struct {
 	log      *zap.Logger
 	stats    *wire.Counters
 	mode     *wire.ModeCounters // the runner's lease mode's share of stats
+	book     *leaseBook
 
 	mu      sync.Mutex
 	shared  map[LeaseRequest]*sharedLease[L]
@@ -51,8 +52,8 @@ type router[L heldLease] struct {
 }
 
 func newRouter[L heldLease](p LeaseProvider, wrap func(Lease, bool) L, linger time.Duration, log *zap.Logger,
-	stats *wire.Counters, mode *wire.ModeCounters) *router[L] {
-	return &router[L]{provider: p, wrap: wrap, linger: linger, log: log, stats: stats, mode: mode,
+	stats *wire.Counters, mode *wire.ModeCounters, book *leaseBook) *router[L] {
+	return &router[L]{provider: p, wrap: wrap, linger: linger, log: log, stats: stats, mode: mode, book: book,
 		shared: map[LeaseRequest]*sharedLease[L]{}}
 }
 
@@ -169,6 +170,7 @@ func (r *router[L]) fromProvider(ctx context.Context, req LeaseRequest, shared b
 	r.stats.LeasesActive.Add(1)
 	mc.LeasesTotal.Add(1)
 	mc.LeasesActive.Add(1)
+	r.book.add(l.Database(), req)
 	r.log.Debug("lease acquired", zap.String("database", req.Database), zap.String("mode", string(req.Mode)),
 		zap.String("session_key", req.Session), zap.String("clone", l.Database()))
 	return l, nil
@@ -241,6 +243,7 @@ func (r *router[L]) expire(key LeaseRequest, e *sharedLease[L], gen int) {
 func (r *router[L]) releaseNow(l L, clean bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
 	defer cancel()
+	r.book.remove(l.Database())
 	l.Release(ctx, clean)
 	r.stats.LeasesActive.Add(-1)
 	r.mode.LeasesActive.Add(-1)

@@ -30,7 +30,7 @@ type stack struct {
 	pool      *pool.Pool
 	proxy     *proxy.Server
 	metrics   *metricsServer // nil without --metrics-listen
-	defaultDB string // the database name a `run` command is given
+	defaultDB string         // the database name a `run` command is given
 }
 
 func (s *stack) close(log *zap.Logger) {
@@ -288,4 +288,3 @@ func (l lease) Kept() *proxy.KeptBackend {
 	b, _ := l.Lease.Kept().(*proxy.KeptBackend)
 	return b
 }
-

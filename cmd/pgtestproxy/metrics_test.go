@@ -235,8 +235,9 @@ END $$;
 		err error
 	}
 	connected := make(chan conn, 1)
+	keyed := "postgres://someone@" + addr + "/app?sslmode=disable&options=-cpgtestproxy.session%3Dk1"
 	go func() {
-		c, err := pgx.Connect(ctx, "postgres://someone@"+addr+"/app?sslmode=disable")
+		c, err := pgx.Connect(ctx, keyed)
 		connected <- conn{c, err}
 	}()
 	pollUntil(t, "the slow migration runs", func() bool {
@@ -331,9 +332,20 @@ END $$;
 	}
 	lease := one(t, consolePgx(t, ctx, addr, "SHOW LEASES"), "SHOW LEASES")
 	if lease["database"] != clone || lease["mode"] != "db" || lease["template"] != "(default)" || lease["age_s"] == "" ||
-		lease["mine"] != "true" {
-		t.Errorf("SHOW LEASES: %v, want %s in db mode", lease, clone)
+		lease["mine"] != "true" || lease["session_key"] != "k1" || lease["connections"] != "1" ||
+		lease["clients"] != client.PgConn().Conn().LocalAddr().String() {
+		t.Errorf("SHOW LEASES: %v, want %s in db mode, key k1, one connection from %s", lease, clone,
+			client.PgConn().Conn().LocalAddr())
 	}
+	second, err := pgx.Connect(ctx, keyed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lease := one(t, consolePsql(t, addr, "SHOW LEASES"), "SHOW LEASES"); lease["connections"] != "2" ||
+		!strings.Contains(lease["clients"], second.PgConn().Conn().LocalAddr().String()) {
+		t.Errorf("SHOW LEASES with a second connection on the key: %v", lease)
+	}
+	second.Close(ctx)
 
 	// RELOAD sees a new migration; the next lease uses a new template; GC drops the old.
 	write("003_more.up.sql", "CREATE TABLE more (id int);\n")

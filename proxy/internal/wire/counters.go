@@ -27,7 +27,7 @@ type Counters struct {
 type ModeCounters struct {
 	SessionsTotal, SessionsActive atomic.Int64
 	LeasesTotal, LeasesActive     atomic.Int64
-	AcquireErrors                 atomic.Int64   // acquisitions the provider refused
+	AcquireErrors                 atomic.Int64    // acquisitions the provider refused
 	Acquire                       histo.Histogram // how long acquisitions took (failed ones included)
 }
 
