@@ -293,6 +293,23 @@ END $$;
 		t.Errorf("relayed_bytes_total{out} = %v, want > 0", v)
 	}
 
+	// A tx-mode lease counts under mode="tx".
+	txc, err := pgx.Connect(ctx, "postgres://someone@"+addr+"/app?sslmode=disable&options=-cpgtestproxy.mode%3Dtx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := txc.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	withTx := scrape(t, maddr)
+	for _, name := range []string{"pgtestproxy_leases_total", "pgtestproxy_sessions_active", "pgtestproxy_acquire_duration_seconds"} {
+		if v := metricValue(t, withTx, name, "mode", "tx"); v != 1 {
+			t.Errorf(`%s{mode="tx"} = %v with one tx-mode client, want 1`, name, v)
+		}
+	}
+	txc.Close(ctx)
+	pollUntil(t, "the tx-mode lease ends", func() bool { return len(consolePgx(t, ctx, addr, "SHOW LEASES")) == 1 })
+
 	// A refused client is counted under its SQLSTATE, in both views.
 	if _, err := pgx.Connect(ctx, "postgres://someone@"+addr+"/app?sslmode=disable&options=-cpgtestproxy.mode%3Dbogus"); err == nil {
 		t.Fatal("a bogus mode was accepted")
@@ -313,7 +330,7 @@ END $$;
 			t.Errorf("SHOW STATS %s: %q before, %q after, want a time", col, statsBefore[col], stats[col])
 		}
 	}
-	if stats["goroutines"] == "" || stats["acquires_tx"] != "0" || stats["clones_made"] == "0" || stats["panics"] != "0" {
+	if stats["goroutines"] == "" || stats["acquires_tx"] != "1" || stats["clones_made"] == "0" || stats["panics"] != "0" {
 		t.Errorf("SHOW STATS: %v", stats)
 	}
 
