@@ -120,6 +120,8 @@ func (p *Pool) createClone(ctx context.Context, gen *generation, strategy string
 		}
 		return 0, p.upstreamErr(fmt.Sprintf("clone %s from %s", name, gen.datname), err)
 	}
+	p.counters.clonesMade.Add(1)
+	p.counters.cloneTime.Observe(took)
 	gen.signal()
 	return took, nil
 }
@@ -159,6 +161,7 @@ func (p *Pool) dropClone(ctx context.Context, name string) error {
 	if err := p.dropDatabase(ctx, name); err != nil {
 		return err
 	}
+	p.counters.clonesDropped.Add(1)
 	_, err := p.cat.Exec(ctx, `DELETE FROM migrated_dbs WHERE datname = $1`, name)
 	return p.upstreamErr("forget clone "+name, err)
 }

@@ -85,4 +85,11 @@
 // a lease's ConnConfig makes) has TCP keepalives on both ends and, on PostgreSQL 14+,
 // client_connection_check_interval 2s, so the backends of a killed proxy stop within
 // seconds rather than running their query to its end.
+//
+// Observability. Stats and Leases read the catalog (every pool sharing it); Counters
+// are this pool's own: clones made, dropped and reclaimed, templates built, and
+// clone and build durations in internal/histo histograms, which the admin console and
+// the Prometheus collector in cmd/pgtestproxy both read. Reload hashes every
+// template's migrations again and reports which changed; the next Acquire of a changed
+// template builds it, as it would have noticed by itself.
 package pool

@@ -42,6 +42,7 @@ func (p *Pool) GC(ctx context.Context) (GCReport, error) {
 	// Report what was really dropped; a failed drop is retried in the background.
 	dropped := p.dropAll(ctx, append(append([]string(nil), r.Reclaimed...), r.Clones...))
 	r.Reclaimed = keep(r.Reclaimed, dropped)
+	p.counters.reclaimed.Add(int64(len(r.Reclaimed)))
 	r.Clones = keep(r.Clones, dropped)
 	if r.Templates, err = p.gcTemplates(ctx); err != nil {
 		errs = append(errs, err)

@@ -48,6 +48,7 @@ type Pool struct {
 
 	refillFailing bool // the last refill scan failed; owned by the refill loop
 	budget        budget
+	counters      counters
 
 	ctx     context.Context // background work; cancelled by Close
 	cancel  context.CancelFunc

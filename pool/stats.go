@@ -20,6 +20,7 @@ type TemplateStats struct {
 	Creating  int           // clones being made
 	BuildTime time.Duration // create + migrate + seal
 	BuiltAt   time.Time
+	LastUsed  time.Time     // last lease of it, across every pool (as last written to the catalog)
 	Strategy  string        // CREATE DATABASE strategy used for clones ("" = server default)
 	WALLog    time.Duration // measured clone time with WAL_LOG (0 = not measured)
 	FileCopy  time.Duration // measured clone time with FILE_COPY (0 = not measured)
@@ -42,7 +43,7 @@ func (p *Pool) Stats(ctx context.Context) ([]TemplateStats, error) {
 	if len(dbs) == 0 {
 		return out, nil
 	}
-	rows, err := p.cat.Query(ctx, `SELECT t.datname, coalesce(t.build_ms, 0), coalesce(t.built_at, t.created_at),
+	rows, err := p.cat.Query(ctx, `SELECT t.datname, coalesce(t.build_ms, 0), coalesce(t.built_at, t.created_at), coalesce(t.last_used, t.created_at),
 			coalesce(t.wal_log_ms, 0), coalesce(t.file_copy_ms, 0), t.base, t.base_steps,
 			count(m.datname) FILTER (WHERE m.state = 'ready'),
 			count(m.datname) FILTER (WHERE m.state = 'leased'),
@@ -57,17 +58,26 @@ func (p *Pool) Stats(ctx context.Context) ([]TemplateStats, error) {
 		var db, base string
 		var baseSteps int
 		var build, wal, file float64
-		var built time.Time
+		var built, used time.Time
 		var ready, leased, creating int
-		if err := rows.Scan(&db, &build, &built, &wal, &file, &base, &baseSteps, &ready, &leased, &creating); err != nil {
+		if err := rows.Scan(&db, &build, &built, &used, &wal, &file, &base, &baseSteps, &ready, &leased, &creating); err != nil {
 			return nil, p.upstreamErr("read stats", err)
 		}
 		for i := range out {
 			if out[i].Database == db {
 				s := &out[i]
+				s.LastUsed = used
 				s.BuildTime, s.BuiltAt, s.WALLog, s.FileCopy = fromMS(build), built, fromMS(wal), fromMS(file)
 				s.Ready, s.Leased, s.Creating = ready, leased, creating
 				s.Base, s.BaseSteps = base, baseSteps
+			}
+		}
+	}
+	for i := range out {
+		// The catalog learns of leases in batches; this process knows its own at once.
+		if g := p.templates[out[i].Name].cur.Load(); g != nil {
+			if t := time.Unix(0, g.lastUsed.Load()); t.After(out[i].LastUsed) {
+				out[i].LastUsed = t
 			}
 		}
 	}

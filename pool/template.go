@@ -318,6 +318,8 @@ func (p *Pool) buildLocked(ctx context.Context, conn *pgx.Conn, tpl *template, s
 		return nil, err
 	}
 	buildTime := time.Since(began)
+	p.counters.builds.Add(1)
+	p.counters.buildTime.Observe(buildTime)
 	gen := newGeneration(spec.hash, datname, tpl.name, "")
 	var walLog, fileCopy time.Duration
 	switch {

@@ -23,22 +23,42 @@ const textOID = 25
 
 // adminCommands are the statements the console understands, for SHOW HELP and errors.
 var adminCommands = [][]string{
-	{"SHOW TEMPLATES", "templates and their migrations"},
+	{"SHOW TEMPLATES", "templates: hash, migrations, build and clone timings, last use"},
 	{"SHOW POOLS", "warm clones per template"},
 	{"SHOW LEASES", "databases leased now"},
-	{"SHOW STATS", "the proxy's counters"},
+	{"SHOW STATS", "the proxy's and the pool's counters"},
 	{"SHOW VERSION", "the proxy's version"},
 	{"SHOW HELP", "this list"},
+	{"GC", "run a gc pass now and list what it dropped"},
+	{"RELOAD", "hash the migrations again; a changed template is rebuilt for the next lease"},
 }
 
-// adminSession is a client of the admin console. It speaks the simple query protocol
-// only, like pgbouncer's console.
+// adminSession is a client of the admin console. It answers the simple query
+// protocol, like pgbouncer's console, and the extended protocol's
+// Parse/Bind/Describe/Execute/Sync (statements without parameters), as drivers such as
+// pgx send by default.
 type adminSession struct {
-	s    *Server
-	cc   *clientConn
-	conn net.Conn
-	out  *wire.MsgBuffer
-	skip bool // an extended-protocol message failed: ignore until Sync
+	s       *Server
+	cc      *clientConn
+	conn    net.Conn
+	out     *wire.MsgBuffer
+	skip    bool                    // an extended-protocol message failed: ignore until Sync
+	stmts   map[string]string       // prepared statements: name → text
+	portals map[string]*adminPortal // bound portals
+}
+
+// adminPortal is a bound statement; a Describe runs it, so the Execute that follows
+// sends what that run found.
+type adminPortal struct {
+	stmt string
+	res  *adminResult
+}
+
+// adminResult is one statement's answer.
+type adminResult struct {
+	columns []string
+	rows    [][]string
+	tag     string
 }
 
 // cut ends the console session from outside.
@@ -49,7 +69,7 @@ func (a *adminSession) Cut() {
 
 // runAdmin greets an admin console client and answers its statements until it leaves.
 func (s *Server) runAdmin(cc *clientConn, conn net.Conn, out *wire.MsgBuffer) {
-	a := &adminSession{s: s, cc: cc, conn: conn, out: out}
+	a := &adminSession{s: s, cc: cc, conn: conn, out: out, stmts: map[string]string{}, portals: map[string]*adminPortal{}}
 	cc.setRunner(a, nil)
 	for _, p := range [][2]string{{"server_version", s.cfg.Version}, {"server_encoding", "UTF8"},
 		{"client_encoding", "UTF8"}, {"DateStyle", "ISO, MDY"}, {"integer_datetimes", "on"},
@@ -92,10 +112,19 @@ func (a *adminSession) handle(typ byte, body []byte) (done bool, err error) {
 		a.skip = false
 		a.out.Add(&pgproto3.ReadyForQuery{TxStatus: 'I'})
 	case 'H':
-	case 'P', 'B', 'D', 'E', 'C', 'F':
+	case 'P', 'B', 'D', 'E', 'C':
 		if !a.skip {
-			a.fail(pgerr.New(pgerrcode.FeatureNotSupported,
-				"the pgtestproxy admin console supports only the simple query protocol"))
+			if err := a.extended(typ, body); err != nil {
+				if pgerr.SQLState(err) == pgerrcode.ProtocolViolation {
+					return false, err
+				}
+				a.fail(err)
+				a.skip = true
+			}
+		}
+	case 'F':
+		if !a.skip {
+			a.fail(pgerr.New(pgerrcode.FeatureNotSupported, "the pgtestproxy admin console has no functions to call"))
 			a.skip = true
 		}
 	case 'd', 'c', 'f':
@@ -108,55 +137,104 @@ func (a *adminSession) handle(typ byte, body []byte) (done bool, err error) {
 
 // query answers one simple Query.
 func (a *adminSession) query(sql string) {
-	stmt := strings.TrimSpace(strings.TrimRight(strings.TrimSpace(sql), ";"))
+	stmt := trimStatement(sql)
 	if stmt == "" {
 		a.out.Add(&pgproto3.EmptyQueryResponse{})
 		return
 	}
-	columns, rows, err := a.answer(stmt)
+	res, err := a.answer(stmt, false)
 	if err != nil {
 		a.fail(err)
 		return
 	}
+	a.out.Add(rowDescription(res.columns))
+	a.sendRows(res)
+}
+
+func trimStatement(sql string) string {
+	return strings.TrimSpace(strings.TrimRight(strings.TrimSpace(sql), ";"))
+}
+
+func rowDescription(columns []string) *pgproto3.RowDescription {
 	fields := make([]pgproto3.FieldDescription, len(columns))
 	for i, c := range columns {
 		fields[i] = pgproto3.FieldDescription{Name: []byte(c), DataTypeOID: textOID, DataTypeSize: -1, TypeModifier: -1}
 	}
-	a.out.Add(&pgproto3.RowDescription{Fields: fields})
-	for _, row := range rows {
+	return &pgproto3.RowDescription{Fields: fields}
+}
+
+// sendRows sends a result's rows and its CommandComplete.
+func (a *adminSession) sendRows(res *adminResult) {
+	for _, row := range res.rows {
 		values := make([][]byte, len(row))
 		for i, v := range row {
 			values[i] = []byte(v)
 		}
 		a.out.Add(&pgproto3.DataRow{Values: values})
 	}
-	a.out.Add(&pgproto3.CommandComplete{CommandTag: []byte("SHOW")})
+	a.out.Add(&pgproto3.CommandComplete{CommandTag: []byte(res.tag)})
 }
 
-// answer runs one statement of the console.
-func (a *adminSession) answer(stmt string) (columns []string, rows [][]string, err error) {
+// answer runs one statement of the console; describe asks only for its columns,
+// without doing what the statement does (an extended-protocol Describe of a
+// statement).
+func (a *adminSession) answer(stmt string, describe bool) (*adminResult, error) {
 	words := strings.Fields(strings.ToUpper(stmt))
-	if len(words) != 2 || words[0] != "SHOW" {
-		return nil, nil, unknownAdminCommand(pgerrcode.SyntaxError, stmt)
-	}
-	switch words[1] {
-	case "TEMPLATES", "POOLS", "LEASES":
-		if a.s.cfg.Admin == nil {
-			return nil, nil, pgerr.New(pgerrcode.FeatureNotSupported,
-				fmt.Sprintf("SHOW %s is not available: this proxy has no lease provider console", words[1]))
+	what := strings.Join(words, " ")
+	switch what {
+	case "GC", "RELOAD":
+		return a.provider(what, what, describe, nil)
+	case "SHOW TEMPLATES", "SHOW POOLS":
+		return a.provider(words[1], "SHOW", describe, nil)
+	case "SHOW LEASES":
+		res, err := a.provider(words[1], "SHOW", describe, nil)
+		if err == nil {
+			res.columns, res.rows = a.s.leases.join(res.columns, res.rows)
 		}
-		ctx, cancel := context.WithTimeout(a.s.baseCtx, adminTimeout)
-		defer cancel()
-		return a.s.cfg.Admin(ctx, words[1])
-	case "STATS":
-		columns, rows = a.s.Stats().table()
-		return columns, rows, nil
-	case "VERSION":
-		return []string{"version"}, [][]string{{"pgtestproxy " + a.s.cfg.Version}}, nil
-	case "HELP":
-		return []string{"command", "description"}, adminCommands, nil
+		return res, err
+	case "SHOW STATS":
+		stats := a.s.Stats()
+		if a.s.cfg.Admin == nil {
+			columns, rows := stats.table(nil, nil)
+			return &adminResult{columns, rows, "SHOW"}, nil
+		}
+		return a.provider("STATS", "SHOW", describe, &stats)
+	case "SHOW VERSION":
+		return &adminResult{[]string{"version"}, [][]string{{"pgtestproxy " + a.s.cfg.Version}}, "SHOW"}, nil
+	case "SHOW HELP":
+		return &adminResult{[]string{"command", "description"}, adminCommands, "SHOW"}, nil
 	}
-	return nil, nil, unknownAdminCommand(pgerrcode.UndefinedObject, stmt)
+	if len(words) == 2 && words[0] == "SHOW" {
+		return nil, unknownAdminCommand(pgerrcode.UndefinedObject, stmt)
+	}
+	return nil, unknownAdminCommand(pgerrcode.SyntaxError, stmt)
+}
+
+// provider answers a statement the lease provider owns (Config.Admin); stats, for
+// SHOW STATS, go before the provider's own columns.
+func (a *adminSession) provider(what, tag string, describe bool, stats *Stats) (*adminResult, error) {
+	if a.s.cfg.Admin == nil {
+		name := what
+		if tag == "SHOW" {
+			name = "SHOW " + what
+		}
+		return nil, pgerr.New(pgerrcode.FeatureNotSupported,
+			fmt.Sprintf("%s is not available: this proxy has no lease provider console", name))
+	}
+	ctx, cancel := context.WithTimeout(a.s.baseCtx, adminTimeout)
+	defer cancel()
+	columns, rows, err := a.s.cfg.Admin(ctx, what, describe)
+	if err != nil {
+		return nil, err
+	}
+	if stats != nil {
+		var row []string
+		if len(rows) > 0 {
+			row = rows[0]
+		}
+		columns, rows = stats.table(columns, row)
+	}
+	return &adminResult{columns, rows, tag}, nil
 }
 
 func unknownAdminCommand(code, stmt string) error {
@@ -172,7 +250,7 @@ func unknownAdminCommand(code, stmt string) error {
 // fail sends an ERROR; the session goes on.
 func (a *adminSession) fail(err error) {
 	resp := wire.ErrorResponse("ERROR", err)
-	a.s.stats.Errors.Add(1)
+	a.s.stats.Error(resp.Code)
 	a.s.log.Debug("admin console error", zap.String("code", resp.Code), zap.String("message", resp.Message))
 	a.out.Add(resp)
 }

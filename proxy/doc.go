@@ -15,7 +15,11 @@
 // lost (its tx-mode backend ended) is forgotten by routing at once: the key's next
 // connection gets a fresh lease, and the lost one is released unclean when its last
 // connection is gone. The database name "pgtestproxy" is an admin console answering SHOW
-// statements. The proxy never imports the pool: what it needs is the LeaseProvider
+// statements, GC and RELOAD over the simple and the extended protocol (admin*.go); what
+// the pool knows it asks of Config.Admin, what only the proxy knows (session keys,
+// connections and client addresses of its leases: leasebook.go) it adds itself.
+// Counters (Stats) are atomics the sessions add to, read by SHOW STATS and by the
+// Prometheus collector in cmd/pgtestproxy: one source. The proxy never imports the pool: what it needs is the LeaseProvider
 // interface declared here.
 //
 // Lease modes: the mode is decided once, when the startup packet is parsed, and the

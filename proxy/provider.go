@@ -63,6 +63,9 @@ type LeaseProvider interface {
 	Acquire(ctx context.Context, req LeaseRequest) (Lease, error)
 }
 
-// AdminFunc answers the admin console's SHOW TEMPLATES, SHOW POOLS and SHOW LEASES
-// (what is "TEMPLATES", "POOLS" or "LEASES") with a table of text values.
-type AdminFunc func(ctx context.Context, what string) (columns []string, rows [][]string, err error)
+// AdminFunc answers the admin console's statements that belong to the lease provider
+// with a table of text values: SHOW TEMPLATES, SHOW POOLS, SHOW LEASES (what is
+// "TEMPLATES", "POOLS" or "LEASES"), the provider's own columns of SHOW STATS (what is
+// "STATS": one row, appended to the proxy's), GC and RELOAD. describe asks for the
+// columns only, without doing anything (an extended-protocol Describe of a statement).
+type AdminFunc func(ctx context.Context, what string, describe bool) (columns []string, rows [][]string, err error)

@@ -3,6 +3,7 @@ package proxy
 import (
 	"encoding/binary"
 	"errors"
+	"github.com/jackc/pgerrcode"
 	"io"
 	"net"
 	"sync"
@@ -46,7 +47,7 @@ func (r *relay) run() (clean bool) {
 	r.contain("relay upstream to client", func() { clean = r.upstreamToClient() })
 	<-done
 	if r.panicked.Load() && r.frames.atBoundary() && wire.SayInternalError(r.client) {
-		r.stats.Errors.Add(1)
+		r.stats.Error(pgerrcode.InternalError)
 	}
 	_ = r.client.Close()
 	_ = r.upstream.Close()
@@ -136,7 +137,7 @@ func (r *relay) sayShutdown() {
 	out.Add(wire.ShutdownResponse())
 	_ = r.client.SetWriteDeadline(time.Now().Add(wire.GoodbyeWriteTimeout))
 	if out.Flush(r.client) == nil {
-		r.stats.Errors.Add(1)
+		r.stats.Error(pgerrcode.AdminShutdown)
 	}
 }
 

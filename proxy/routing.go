@@ -42,6 +42,8 @@ type router[L heldLease] struct {
 	linger   time.Duration
 	log      *zap.Logger
 	stats    *wire.Counters
+	mode     *wire.ModeCounters // the runner's lease mode's share of stats
+	book     *leaseBook
 
 	mu      sync.Mutex
 	shared  map[LeaseRequest]*sharedLease[L]
@@ -50,8 +52,8 @@ type router[L heldLease] struct {
 }
 
 func newRouter[L heldLease](p LeaseProvider, wrap func(Lease, bool) L, linger time.Duration, log *zap.Logger,
-	stats *wire.Counters) *router[L] {
-	return &router[L]{provider: p, wrap: wrap, linger: linger, log: log, stats: stats,
+	stats *wire.Counters, mode *wire.ModeCounters, book *leaseBook) *router[L] {
+	return &router[L]{provider: p, wrap: wrap, linger: linger, log: log, stats: stats, mode: mode, book: book,
 		shared: map[LeaseRequest]*sharedLease[L]{}}
 }
 
@@ -154,14 +156,21 @@ func (r *router[L]) forgetLocked(key LeaseRequest, e *sharedLease[L]) {
 // fromProvider acquires a lease and wraps it; shared says connections with a
 // session key share it.
 func (r *router[L]) fromProvider(ctx context.Context, req LeaseRequest, shared bool) (L, error) {
+	mc := r.mode
+	start := time.Now()
 	pl, err := r.provider.Acquire(ctx, req)
+	mc.Acquire.Observe(time.Since(start))
 	if err != nil {
+		mc.AcquireErrors.Add(1)
 		var none L
 		return none, err
 	}
 	l := r.wrap(pl, shared)
 	r.stats.LeasesTotal.Add(1)
 	r.stats.LeasesActive.Add(1)
+	mc.LeasesTotal.Add(1)
+	mc.LeasesActive.Add(1)
+	r.book.add(l.Database(), req)
 	r.log.Debug("lease acquired", zap.String("database", req.Database), zap.String("mode", string(req.Mode)),
 		zap.String("session_key", req.Session), zap.String("clone", l.Database()))
 	return l, nil
@@ -234,8 +243,10 @@ func (r *router[L]) expire(key LeaseRequest, e *sharedLease[L], gen int) {
 func (r *router[L]) releaseNow(l L, clean bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
 	defer cancel()
+	r.book.remove(l.Database())
 	l.Release(ctx, clean)
 	r.stats.LeasesActive.Add(-1)
+	r.mode.LeasesActive.Add(-1)
 	r.log.Debug("lease released", zap.String("clone", l.Database()), zap.Bool("clean", clean))
 }
 

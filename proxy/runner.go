@@ -45,6 +45,9 @@ func serveLeased[L heldLease](s *Server, r *router[L], cc *clientConn, conn net.
 	}
 	clean := false
 	defer func() { ref.release(clean) }()
+	clone := ref.lease.Database()
+	s.leases.attach(clone, cc)
+	defer s.leases.detach(clone, cc)
 	clean = serve(ref.lease)
 }
 
@@ -56,7 +59,7 @@ type dbRunner struct {
 
 func newDBRunner(s *Server) *dbRunner {
 	same := func(l Lease, _ bool) Lease { return l }
-	return &dbRunner{s: s, router: newRouter(s.cfg.Provider, same, s.cfg.Linger, s.log, &s.stats)}
+	return &dbRunner{s: s, router: newRouter(s.cfg.Provider, same, s.cfg.Linger, s.log, &s.stats, &s.stats.DB, s.leases)}
 }
 
 func (d *dbRunner) close() { d.router.close() }
@@ -111,7 +114,7 @@ func newTxRunner(s *Server) *txRunner {
 		tl.StepTimeout = s.cfg.LeaseStepTimeout
 		return tl
 	}
-	return &txRunner{s: s, router: newRouter(s.cfg.Provider, wrap, s.cfg.Linger, s.log, &s.stats)}
+	return &txRunner{s: s, router: newRouter(s.cfg.Provider, wrap, s.cfg.Linger, s.log, &s.stats, &s.stats.Tx, s.leases)}
 }
 
 func (t *txRunner) close() { t.router.close() }

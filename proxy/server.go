@@ -31,6 +31,7 @@ type Server struct {
 	runners map[leasemode.Mode]runner
 	cancels *cancelRegistry
 	stats   counters
+	leases  *leaseBook
 	guard   *wire.Guard // contains the panics of every session goroutine
 	roles   roles
 
@@ -62,7 +63,7 @@ func New(cfg Config) (*Server, error) {
 	cfg = cfg.withDefaults()
 	s := &Server{cfg: cfg, log: cfg.Logger, cancels: newCancelRegistry(),
 		conns: map[*clientConn]struct{}{}, connsChanged: make(chan struct{}),
-		closeCh: make(chan struct{}), doneCh: make(chan struct{})}
+		closeCh: make(chan struct{}), doneCh: make(chan struct{}), leases: newLeaseBook()}
 	s.guard = &wire.Guard{Log: s.log, Stats: &s.stats, Hook: cfg.panicHook}
 	s.runners = map[leasemode.Mode]runner{leasemode.DB: newDBRunner(s), leasemode.Tx: newTxRunner(s)}
 	if cfg.Password != "" {

@@ -32,7 +32,7 @@ func (s *Server) serveConn(cc *clientConn) {
 		if r := recover(); r != nil {
 			s.guard.Recovered("session", r)
 			if conn != nil && wire.SayInternalError(conn) {
-				s.stats.Errors.Add(1)
+				s.stats.Error(pgerrcode.InternalError)
 			}
 		}
 	}()
@@ -78,6 +78,10 @@ func (s *Server) startSession(cc *clientConn, conn net.Conn, m *pgproto3.Startup
 		s.runAdmin(cc, conn, &out)
 		return
 	}
+	mc := modeCounters(&s.stats, p.mode)
+	mc.SessionsTotal.Add(1)
+	mc.SessionsActive.Add(1)
+	defer mc.SessionsActive.Add(-1)
 	s.runners[p.mode].run(cc, conn, p, &out)
 }
 
@@ -148,7 +152,7 @@ func (s *Server) refuse(cc *clientConn, conn net.Conn, out *wire.MsgBuffer, err 
 		return // the channel to the client is what broke: nobody to tell
 	}
 	resp := wire.ErrorResponse("FATAL", err)
-	s.stats.Errors.Add(1)
+	s.stats.Error(resp.Code)
 	s.log.Info("connection refused", zap.String("code", resp.Code), zap.String("message", resp.Message),
 		zap.Stringer("client", cc.raw.RemoteAddr()))
 	_ = conn.SetWriteDeadline(time.Now().Add(wire.GoodbyeWriteTimeout))

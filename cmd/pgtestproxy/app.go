@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
 	"time"
 
 	"go.uber.org/zap"
@@ -31,10 +30,14 @@ type stack struct {
 	server    *pgserver.Server // nil with --upstream
 	pool      *pool.Pool
 	proxy     *proxy.Server
-	defaultDB string // the database name a `run` command is given
+	metrics   *metricsServer // nil without --metrics-listen
+	defaultDB string         // the database name a `run` command is given
 }
 
 func (s *stack) close(log *zap.Logger) {
+	if s.metrics != nil {
+		s.metrics.close()
+	}
 	if s.proxy != nil {
 		_ = s.proxy.Close()
 	}
@@ -192,6 +195,15 @@ func (a *app) start(ctx context.Context, listen string) (*stack, error) {
 			a.hooks.warmed(template, err)
 		}
 	})
+	if a.cfg.metricsListen != "" {
+		if st.metrics, err = startMetrics(a.cfg.metricsListen, st, a.log.Named("metrics")); err != nil {
+			st.close(a.log)
+			return nil, err
+		}
+		if a.hooks.metrics != nil {
+			a.hooks.metrics(st.metrics.ln.Addr().String())
+		}
+	}
 	return st, nil
 }
 
@@ -309,67 +321,4 @@ func (l lease) Keep(b *proxy.KeptBackend) { l.Lease.Keep(b) }
 func (l lease) Kept() *proxy.KeptBackend {
 	b, _ := l.Lease.Kept().(*proxy.KeptBackend)
 	return b
-}
-
-// adminTables answers the console's SHOW TEMPLATES, POOLS and LEASES from the pool.
-func adminTables(p *pool.Pool) proxy.AdminFunc {
-	return func(ctx context.Context, what string) ([]string, [][]string, error) {
-		switch what {
-		case "TEMPLATES":
-			stats, err := p.Stats(ctx)
-			if err != nil {
-				return nil, nil, err
-			}
-			rows := make([][]string, len(stats))
-			for i, s := range stats {
-				rows[i] = []string{templateName(s.Name), s.Database, s.Hash, ms(s.BuildTime),
-					stamp(s.BuiltAt), s.Strategy, ms(s.WALLog), ms(s.FileCopy), s.Source, s.Base, strconv.Itoa(s.BaseSteps)}
-			}
-			return []string{"name", "database", "hash", "build_ms", "built_at", "strategy", "wal_log_ms", "file_copy_ms", "source",
-				"base", "base_steps"}, rows, nil
-		case "POOLS":
-			stats, err := p.Stats(ctx)
-			if err != nil {
-				return nil, nil, err
-			}
-			rows := make([][]string, len(stats))
-			for i, s := range stats {
-				rows[i] = []string{templateName(s.Name), fmt.Sprint(s.Ready), fmt.Sprint(s.Leased), fmt.Sprint(s.Creating)}
-			}
-			return []string{"template", "ready", "leased", "creating"}, rows, nil
-		case "LEASES":
-			leases, err := p.Leases(ctx)
-			if err != nil {
-				return nil, nil, err
-			}
-			rows := make([][]string, len(leases))
-			for i, l := range leases {
-				rows[i] = []string{l.Database, templateName(l.Template), string(l.Mode), stamp(l.Since),
-					fmt.Sprint(l.OwnerPID), l.OwnerHost, fmt.Sprint(l.Mine)}
-			}
-			return []string{"database", "template", "mode", "since", "owner_pid", "owner_host", "mine"}, rows, nil
-		}
-		return nil, nil, fmt.Errorf("unknown admin table %q", what)
-	}
-}
-
-func templateName(n string) string {
-	if n == "" {
-		return "(default)"
-	}
-	return n
-}
-
-func ms(d time.Duration) string {
-	if d == 0 {
-		return ""
-	}
-	return fmt.Sprintf("%.1f", float64(d)/float64(time.Millisecond))
-}
-
-func stamp(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return t.UTC().Format(time.RFC3339)
 }

@@ -40,6 +40,7 @@ type config struct {
 	noWait           bool // run: start the command without waiting for the default template
 	logFormat        string
 	logLevel         string
+	metricsListen    string
 	listenGiven      bool // --listen or PGTESTPROXY_LISTEN was set
 }
 
@@ -142,6 +143,7 @@ func parseFlags(name string, args []string, getenv func(string) string, stderr i
 	fs.BoolVar(&c.allowNonLoopback, "allow-non-loopback", false, "allow listening on a non-loopback address without --password")
 	fs.IntVar(&c.maxSessions, "max-sessions", 1000, "client sessions at once; more are refused with SQLSTATE 53300")
 	fs.BoolVar(&c.noWait, "no-wait", false, "run: start the command at once instead of waiting for the default template to be built")
+	fs.StringVar(&c.metricsListen, "metrics-listen", "", "address serving Prometheus /metrics, /healthz and /readyz (default: off)")
 	fs.StringVar(&c.logFormat, "log-format", "console", "console or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {

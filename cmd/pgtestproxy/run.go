@@ -34,7 +34,8 @@ Run "pgtestproxy serve -h" for the flags.
 
 // hooks lets tests observe a running proxy without sleeping or reading logs.
 type hooks struct {
-	ready func(addr string) // called once the proxy accepts clients
+	ready   func(addr string) // called once the proxy accepts clients
+	metrics func(addr string) // called once --metrics-listen serves
 	// warmed is called once per template when its start-up build has finished (err
 	// nil) or failed.
 	warmed func(template string, err error)

@@ -169,7 +169,7 @@ func (s *Session) toClientFatal(e *pgproto3.ErrorResponse) {
 	_ = s.client.SetWriteDeadline(time.Now().Add(wire.GoodbyeWriteTimeout))
 	var b []byte
 	if err := writeMsg(s.cwr, &b, e); err == nil && s.cwr.Flush() == nil {
-		s.c.stats.Errors.Add(1)
+		s.c.stats.Error(e.Code)
 	}
 	s.gone = true
 }
