@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"github.com/pgtestproxy/pgtestproxy/internal/progress"
 )
 
 // PrefixHashes returns, for the migrations that produced hash, the hash of each of
@@ -47,10 +48,10 @@ func (d *Dir) MigrateSteps(ctx context.Context, connString, hash string, from, t
 		// golang-migrate reads the version a clone is at from its schema_migrations and
 		// applies the rest of the source, so the source ends at to.
 		part.files = snap.files[:to]
-		return d.migrateSnapshot(ctx, connString, &part)
+		return d.migrateSnapshot(progress.Shift(ctx, 0, len(snap.files)), connString, &part)
 	}
 	part.files = snap.files[from:to]
-	return d.apply(ctx, connString, &part)
+	return d.apply(progress.Shift(ctx, from, len(snap.files)), connString, &part)
 }
 
 // finishHash turns a directory digest into the hash Hash returns.

@@ -14,9 +14,9 @@ import (
 	"github.com/pgtestproxy/pgtestproxy/internal/testpg"
 )
 
-// A build logs each migration as it begins (n/total, file, elapsed) and, while it
-// runs, a line every ProgressInterval saying where it is; Config.Progress follows it to
-// the end. The second migration waits on a gate the test opens once the periodic
+// A build logs each migration as it begins (n/total of the whole set, file, elapsed)
+// and, while it runs, a line every ProgressInterval saying where it is;
+// Config.Progress follows it to the end. The second migration waits on a gate the test opens once the periodic
 // line has named it; the third sleeps.
 func TestBuildProgress(t *testing.T) {
 	t.Parallel()
@@ -70,7 +70,9 @@ func TestBuildProgress(t *testing.T) {
 	for _, b := range seen {
 		steps = append(steps, b.Step)
 	}
-	if last := seen[len(seen)-1]; !slices.Equal(steps, []int{0, 1, 2, 3, 3}) || !last.Done || last.Template != "app" ||
+	// The build is incremental: the prefix template 1..2 is built (and sealed) first, then
+	// cloned and given 3; each build reports from step 0 to its end, numbered in the whole set.
+	if last := seen[len(seen)-1]; !slices.Equal(steps, []int{0, 1, 2, 2, 0, 3, 3}) || !last.Done || last.Template != "app" ||
 		last.Elapsed < 200*time.Millisecond {
 		t.Fatalf("Progress saw steps %v, last %+v", steps, last)
 	}

@@ -33,3 +33,17 @@ func Report(ctx context.Context, s Step) {
 		f(s)
 	}
 }
+
+// Shift returns ctx whose Func, if any, sees steps numbered from+1… of total: a build
+// that applies only the last migrations of a set (on a clone of a template holding the
+// first from) reports where it is in the whole set.
+func Shift(ctx context.Context, from, total int) context.Context {
+	f, ok := ctx.Value(key{}).(Func)
+	if !ok {
+		return ctx
+	}
+	return context.WithValue(ctx, key{}, Func(func(s Step) {
+		s.N, s.Total = s.N+from, total
+		f(s)
+	}))
+}
