@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -41,7 +42,7 @@ func TestAdminConsole(t *testing.T) {
 		{"show templates;", []string{"name", "hash"}, [][]string{{"app", "abc123"}, {"other", "def456"}}, ""},
 		{"SHOW POOLS", nil, nil, "XX000"},
 		{"SHOW STATS", []string{"sessions_total", "sessions_active", "leases_total", "leases_active",
-			"bytes_in", "bytes_out", "cancels", "errors", "panics", "goroutines"}, nil, ""},
+			"bytes_in", "bytes_out", "cancels", "errors", "panics"}, nil, ""},
 		{"SHOW HELP", []string{"command", "description"}, adminCommands, ""},
 		{"SHOW NONSENSE", nil, nil, "42704"},
 		{"DROP DATABASE app", nil, nil, "42601"},
@@ -63,7 +64,11 @@ func TestAdminConsole(t *testing.T) {
 			if len(cols) < len(tc.cols) || cols[len(cols)-1] != "clones_made" || rows[0][len(cols)-1] != "7" {
 				t.Errorf("SHOW STATS: columns %v, rows %v: want the proxy's then clones_made=7", cols, rows)
 			}
-			cols = cols[:len(tc.cols)]
+			i := slices.Index(cols, "goroutines")
+			if n, err := strconv.Atoi(rows[0][max(i, 0)]); i < 0 || err != nil || n < 2 {
+				t.Errorf("SHOW STATS: columns %v, rows %v: want goroutines, the process's count", cols, rows)
+			}
+			cols = cols[:min(len(cols), len(tc.cols))]
 		}
 		if strings.Join(cols, ",") != strings.Join(tc.cols, ",") {
 			t.Errorf("%s: columns %v, want %v", tc.sql, cols, tc.cols)
@@ -73,11 +78,6 @@ func TestAdminConsole(t *testing.T) {
 		}
 		if tc.sql == "SHOW STATS" && (len(rows) != 1 || rows[0][1] != "1") {
 			t.Errorf("SHOW STATS: %v, want one row with one active session", rows)
-		}
-		if tc.sql == "SHOW STATS" && len(rows) == 1 && len(rows[0]) == len(tc.cols) {
-			if n, err := strconv.Atoi(rows[0][len(tc.cols)-1]); err != nil || n < 2 {
-				t.Errorf("SHOW STATS goroutines %q, want the process's count", rows[0][len(tc.cols)-1])
-			}
 		}
 	}
 	if strings.Join(asked, ",") != "TEMPLATES,POOLS,STATS" {

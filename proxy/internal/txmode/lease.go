@@ -238,7 +238,10 @@ const DefaultStepTimeout = 30 * time.Second
 // stepFailed turns the error of one of the lease's own steps whose deadline (ctx's)
 // passed into a clear error for the client. Other errors pass as they are.
 func (l *Lease) stepFailed(ctx context.Context, step string, err error) error {
-	if err == nil || !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+	// The backend's socket deadline is ctx's, and it can fire an instant before ctx's
+	// own timer does: a passed deadline is what counts.
+	dl, ok := ctx.Deadline()
+	if err == nil || !ok || time.Now().Before(dl) {
 		return err
 	}
 	l.log.Warn("tx lease step timed out", zap.String("step", step),
