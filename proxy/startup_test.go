@@ -78,6 +78,12 @@ func checkFraming(t *testing.T, resp []byte) {
 	for len(resp) > 0 && (resp[0] == 'N' || resp[0] == 'S') && (len(resp) < 5 || binary.BigEndian.Uint32(resp[1:]) > 1<<20) {
 		resp = resp[1:]
 	}
+	// A client asking for protocol 2 gets the error in protocol 2's form, as from
+	// PostgreSQL: 'E', the text, a NUL, and nothing after it.
+	if len(resp) > 1 && resp[0] == 'E' && bytes.IndexByte(resp, 0) == len(resp)-1 &&
+		bytes.HasPrefix(resp[1:], []byte("FATAL")) {
+		return
+	}
 	for len(resp) > 0 {
 		if len(resp) < 5 {
 			t.Fatalf("truncated message header %q", resp)
