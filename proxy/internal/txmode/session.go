@@ -118,7 +118,7 @@ func (s *Session) leave(err error, cl *txClient) bool {
 		_ = c.lost("finish what a session left", err)
 		return false
 	}
-	if !s.drain() {
+	if !s.drain(true) {
 		return false
 	}
 	if s.names != nil { // other connections of the session key go on
@@ -126,7 +126,7 @@ func (s *Session) leave(err error, cl *txClient) bool {
 			_ = c.lost("clean up after a session", err)
 			return false
 		}
-		if !s.drain() {
+		if !s.drain(false) {
 			return false
 		}
 	}
@@ -134,19 +134,23 @@ func (s *Session) leave(err error, cl *txClient) bool {
 }
 
 // drain waits until the server answered everything the session sent, cancelling a
-// statement still running when the client went away.
-func (s *Session) drain() bool {
+// statement still running when the client went away; again says to cancel it again
+// while it runs (what the client left, not the proxy's own clean-up).
+func (s *Session) drain(again bool) bool {
 	c := s.c
-	timer := time.AfterFunc(txDrainTimeout, func() { c.fail(errors.New("server did not answer in time after the client left")) })
-	defer timer.Stop()
-	done := make(chan struct{})
-	defer close(done)
 	c.mu.Lock()
 	busy := c.owns(s) && c.failure == nil
 	c.mu.Unlock()
 	if busy {
+		s.cancelOnce()
+	}
+	timer := time.AfterFunc(txDrainTimeout, func() { c.fail(errors.New("server did not answer in time after the client left")) })
+	defer timer.Stop()
+	if busy && again {
+		done := make(chan struct{})
+		defer close(done)
 		c.cancels.Add(1)
-		go s.cancelUntil(done)
+		go s.cancelAgain(done)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -162,18 +166,21 @@ func (s *Session) drain() bool {
 // the lease's other connections waiting until the drain gives up on the backend.
 const drainCancelEvery = 500 * time.Millisecond
 
-// cancelUntil cancels s's statement, and again every drainCancelEvery while s still
-// owns a reply, until done is closed. It is one of c.cancels, which stop waits for.
-func (s *Session) cancelUntil(done <-chan struct{}) {
+func (s *Session) cancelOnce() {
+	ctx, cancel := context.WithTimeout(context.Background(), wire.CancelTimeout)
+	_ = s.Send(ctx)
+	cancel()
+}
+
+// cancelAgain cancels s's statement every drainCancelEvery while s still owns a
+// reply, until done is closed. It is one of c.cancels, which stop waits for.
+func (s *Session) cancelAgain(done <-chan struct{}) {
 	c := s.c
 	defer c.cancels.Done()
 	defer c.contain("tx drain canceller")
 	t := time.NewTicker(drainCancelEvery)
 	defer t.Stop()
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), wire.CancelTimeout)
-		_ = s.Send(ctx)
-		cancel()
 		select {
 		case <-done:
 			return
@@ -185,6 +192,7 @@ func (s *Session) cancelUntil(done <-chan struct{}) {
 		if !busy {
 			return
 		}
+		s.cancelOnce()
 	}
 }
 
