@@ -131,7 +131,7 @@ func (s *Server) refuse(cc *clientConn, conn net.Conn, out *wire.MsgBuffer, err 
 	switch {
 	case cc.isCutting() || (s.shutting.Load() && errors.Is(err, context.Canceled)):
 		err = wire.ErrShuttingDown
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+	case clientGone(err):
 		return
 	case wire.IsInterrupted(err):
 		// PostgreSQL ends a start-up that outlasts authentication_timeout without a word.
@@ -169,6 +169,16 @@ func reportable(err error) error {
 		return err
 	}
 	return pgerr.New(pgerrcode.InternalError, err.Error())
+}
+
+// clientGone reports whether err is the client's stream ending (the client went away):
+// an error that carries a SQLSTATE is the provider's or the upstream's, even when its
+// cause is an upstream socket's EOF, and is the client's to hear.
+func clientGone(err error) bool {
+	if pgerr.SQLState(err) != "" {
+		return false
+	}
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed)
 }
 
 // isNetError reports whether err is a failure of the client's socket itself.

@@ -3,6 +3,8 @@ package txmode
 import (
 	"encoding/binary"
 	"io"
+
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // The server pump writes to the client of the session a reply is for. The methods
@@ -34,6 +36,14 @@ func (s *Session) toClient(msg interface{ Encode([]byte) ([]byte, error) }) {
 		return
 	}
 	_, _ = clientSink{s}.Write(b)
+}
+
+// toClientFinal passes the server's FATAL error on: the session's last word.
+func (s *Session) toClientFinal(e *pgproto3.ErrorResponse) {
+	s.toClient(e)
+	s.cmu.Lock()
+	s.told = true
+	s.cmu.Unlock()
 }
 
 func (s *Session) toClientRaw(typ byte, body []byte) {

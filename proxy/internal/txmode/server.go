@@ -199,7 +199,7 @@ func (c *txConn) onError(n int) error {
 	if e.Severity == "FATAL" || e.Severity == "PANIC" {
 		c.doomed.Store(true)
 		for _, s := range c.attached() {
-			s.toClient(&e)
+			s.toClientFinal(&e)
 		}
 		c.flushClients()
 		return errBackendGone

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
 
@@ -43,6 +44,9 @@ type Session struct {
 	// cmid: a message to the client is half written (shutdown must not add a FATAL).
 	cmid bool
 	gone bool // writing to the client failed: the client is gone, replies are dropped
+	// told: the client was given its session's final error (the server's FATAL or the
+	// proxy's); under cmu.
+	told bool
 
 	cutting atomic.Bool
 	// Under c.mu: the client left; the session opened a unit and sent nothing of it
@@ -74,6 +78,10 @@ func (s *Session) run() (clean bool) {
 	clean = s.leave(err, cl)
 	if s.cutting.Load() {
 		s.sayShutdown()
+	} else if failure := s.c.failed(); failure != nil {
+		// The lease's backend failed under the session: its client hears why, as
+		// PostgreSQL's would (never a socket closed without a word).
+		s.toClientFatal(lostResponse(failure))
 	}
 	s.cmu.Lock()
 	if !s.gone {
@@ -110,7 +118,7 @@ func (s *Session) leave(err error, cl *txClient) bool {
 		_ = c.lost("finish what a session left", err)
 		return false
 	}
-	if !s.drain() {
+	if !s.drain(true) {
 		return false
 	}
 	if s.names != nil { // other connections of the session key go on
@@ -118,7 +126,7 @@ func (s *Session) leave(err error, cl *txClient) bool {
 			_ = c.lost("clean up after a session", err)
 			return false
 		}
-		if !s.drain() {
+		if !s.drain(false) {
 			return false
 		}
 	}
@@ -126,25 +134,75 @@ func (s *Session) leave(err error, cl *txClient) bool {
 }
 
 // drain waits until the server answered everything the session sent, cancelling a
-// statement still running when the client went away.
-func (s *Session) drain() bool {
+// statement still running when the client went away; again says to cancel it again
+// while it runs (what the client left, not the proxy's own clean-up).
+func (s *Session) drain(again bool) bool {
 	c := s.c
 	c.mu.Lock()
 	busy := c.owns(s) && c.failure == nil
 	c.mu.Unlock()
 	if busy {
-		ctx, cancel := context.WithTimeout(context.Background(), wire.CancelTimeout)
-		_ = s.Send(ctx)
-		cancel()
+		s.cancelOnce()
 	}
 	timer := time.AfterFunc(txDrainTimeout, func() { c.fail(errors.New("server did not answer in time after the client left")) })
 	defer timer.Stop()
+	if busy && again {
+		done := make(chan struct{})
+		defer close(done)
+		c.cancels.Add(1)
+		go s.cancelAgain(done)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for (c.owns(s) || c.inflight > 0 || c.recovering) && c.failure == nil {
 		c.changed.Wait()
 	}
 	return c.failure == nil
+}
+
+// drainCancelEvery is how often drain cancels again the statement of a client that
+// left: a CancelRequest the server takes before the statement starts (while it reads
+// the pipeline the statement is in) cancels nothing, and the statement would then keep
+// the lease's other connections waiting until the drain gives up on the backend.
+const drainCancelEvery = 500 * time.Millisecond
+
+func (s *Session) cancelOnce() {
+	ctx, cancel := context.WithTimeout(context.Background(), wire.CancelTimeout)
+	_ = s.Send(ctx)
+	cancel()
+}
+
+// cancelAgain cancels s's statement every drainCancelEvery while s still owns a
+// reply, until done is closed. It is one of c.cancels, which stop waits for.
+func (s *Session) cancelAgain(done <-chan struct{}) {
+	c := s.c
+	defer c.cancels.Done()
+	defer c.contain("tx drain canceller")
+	t := time.NewTicker(drainCancelEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		c.mu.Lock()
+		busy := c.owns(s) && c.failure == nil
+		c.mu.Unlock()
+		if !busy {
+			return
+		}
+		s.cancelOnce()
+	}
+}
+
+// lostResponse is the proxy's FATAL error to a client whose session ended because the
+// lease's backend failed (cause) without a FATAL error of the server's or the proxy's
+// own having told it.
+func lostResponse(cause error) *pgproto3.ErrorResponse {
+	return &pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: pgerrcode.ConnectionFailure,
+		Message: "the tx-mode session's transaction was lost: " + cause.Error(),
+		Hint:    "The lease ends when its connections close; the next lease gets a fresh clone."}
 }
 
 // cut ends the session from outside (shutdown); the lease's other sessions are cut too.
@@ -163,9 +221,10 @@ func (s *Session) sayShutdown() {
 func (s *Session) toClientFatal(e *pgproto3.ErrorResponse) {
 	s.cmu.Lock()
 	defer s.cmu.Unlock()
-	if s.cmid || s.gone {
+	if s.cmid || s.gone || s.told {
 		return
 	}
+	s.told = true
 	_ = s.client.SetWriteDeadline(time.Now().Add(wire.GoodbyeWriteTimeout))
 	var b []byte
 	if err := writeMsg(s.cwr, &b, e); err == nil && s.cwr.Flush() == nil {
