@@ -164,6 +164,10 @@ func TestTxSessionKeySequential(t *testing.T) {
 		}
 	}
 	_ = c.Close(ctx)
+	// "After the connection left" is when the proxy has seen it leave: a connection that
+	// arrives while the proxy still reads the previous one's Terminate joins it, as
+	// connections open together do (a known race of reconnect-at-once, see the README).
+	waitFor(t, "the first connection's session to end", func() bool { return s.Stats().SessionsActive == 0 })
 	c = connect(t, url)
 	st := readLeaseState(t, ctx, c)
 	if st.rows != 4 || st.tempTable || st.app == "leaky" {
