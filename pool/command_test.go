@@ -1,15 +1,12 @@
 package pool
 
 import (
-	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
-	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"github.com/pgtestproxy/pgtestproxy/migrations"
 )
 
@@ -39,19 +36,7 @@ func TestCommandBuildsOnceAcrossPools(t *testing.T) {
 		}
 		ps = append(ps, f.pool(f.config(map[string]Migrator{"": m})))
 	}
-	var wg sync.WaitGroup
-	leases := make([]*Lease, pools*2)
-	errs := make([]error, pools*2)
-	for i := range leases {
-		wg.Go(func() { leases[i], errs[i] = ps[i%pools].Acquire(t.Context(), "", leasemode.DB) })
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer leases[i].Release(context.Background(), true)
-	}
+	leases := acquireRacing(t, ps, 2*pools, true)
 	b, err := os.ReadFile(runs)
 	if err != nil {
 		t.Fatal(err)

@@ -284,3 +284,24 @@ var simpleSchema = map[string]string{
 	"001_users.up.sql": "CREATE TABLE users (id serial PRIMARY KEY, name text NOT NULL);\n",
 	"002_posts.up.sql": "CREATE TABLE posts (id serial PRIMARY KEY, user_id int REFERENCES users);\nINSERT INTO users (name) VALUES ('seed');\n",
 }
+
+// acquireRacing acquires n db-mode leases of the default template at once, taking
+// turns over the pools ps; each is released (clean as given) when the test ends.
+func acquireRacing(t testing.TB, ps []*Pool, n int, clean bool) []*Lease {
+	t.Helper()
+	var wg sync.WaitGroup
+	leases := make([]*Lease, n)
+	errs := make([]error, n)
+	for i := range leases {
+		wg.Go(func() { leases[i], errs[i] = ps[i%len(ps)].Acquire(t.Context(), "", leasemode.DB) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := leases[i]
+		t.Cleanup(func() { l.Release(context.Background(), clean) })
+	}
+	return leases
+}

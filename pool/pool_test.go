@@ -265,19 +265,7 @@ func TestBuildOnceAcrossPools(t *testing.T) {
 	for range pools {
 		ps = append(ps, f.pool(f.config(map[string]Migrator{"": m})))
 	}
-	var wg sync.WaitGroup
-	leases := make([]*Lease, pools*2)
-	errs := make([]error, pools*2)
-	for i := range leases {
-		wg.Go(func() { leases[i], errs[i] = ps[i%pools].Acquire(t.Context(), "", leasemode.DB) })
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer leases[i].Release(context.Background(), true)
-	}
+	acquireRacing(t, ps, 2*pools, true)
 	if n := m.builds.Load(); n != 1 {
 		t.Fatalf("%d builds, want 1", n)
 	}

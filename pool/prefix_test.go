@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
@@ -284,18 +283,8 @@ func TestIncrementalBuildsOnceAcrossPools(t *testing.T) {
 		}
 		ps = append(ps, f.pool(f.config(map[string]Migrator{"": d})))
 	}
-	var wg sync.WaitGroup
-	leases := make([]*Lease, pools*2)
-	errs := make([]error, pools*2)
+	leases := acquireRacing(t, ps, 2*pools, false)
 	for i := range leases {
-		wg.Go(func() { leases[i], errs[i] = ps[i%pools].Acquire(t.Context(), "", leasemode.DB) })
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer leases[i].Release(context.Background(), false)
 		if leases[i].gen.datname != leases[0].gen.datname {
 			t.Fatalf("leases of %s and %s", leases[i].gen.datname, leases[0].gen.datname)
 		}

@@ -23,7 +23,7 @@ const txBufSize = 32 << 10
 
 // txClientBufSize is the buffer of each direction of a tx-mode client connection
 // (PostgreSQL's own send buffer is as large). Idle sessions are mostly these buffers:
-// at 32 KiB, 500 sessions held 32 MiB of them (issue 11 item 8).
+// at 32 KiB, 500 sessions held 32 MiB of them.
 const txClientBufSize = 8 << 10
 
 // wireReader reads typed messages (a type byte, a 4-byte length, a body) from a
