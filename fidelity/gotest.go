@@ -114,8 +114,10 @@ func goTest(ctx context.Context, opt options, name, dsn string, pkgs []string, s
 		args = append(args, "-skip", skip)
 	}
 	args = append(args, pkgs...)
-	// go test's own -timeout ends a hung package; this bound ends a hung go command.
-	ctx, cancel := context.WithTimeout(ctx, opt.timeout+5*time.Minute)
+	// go test's own -timeout ends a hung package; this bound ends a hung go command. The
+	// packages run -p at a time, each up to -timeout, so the command may take that many
+	// rounds of -timeout.
+	ctx, cancel := context.WithTimeout(ctx, commandBound(opt.timeout, len(pkgs), opt.procs))
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Env = suiteEnv(dsn)
@@ -147,6 +149,15 @@ func goTest(ctx context.Context, opt options, name, dsn string, pkgs []string, s
 	fmt.Fprintf(log, "fidelity: %s: %d tests in %s (exit %d)\n", name, len(res.Tests),
 		res.Duration.Round(time.Second), res.ExitCode)
 	return res, nil
+}
+
+// commandBound is how long one go test command over n packages run procs at a time
+// may take when every package runs up to timeout: the rounds of timeout, plus five
+// minutes for building.
+func commandBound(timeout time.Duration, n, procs int) time.Duration {
+	procs = max(procs, 1)
+	rounds := max((n+procs-1)/procs, 1)
+	return time.Duration(rounds)*timeout + 5*time.Minute
 }
 
 // suiteEnv is this process's environment without the variables that would make runs

@@ -95,3 +95,17 @@ func TestReadKeepsTimeoutPanic(t *testing.T) {
 		t.Errorf("cause = %q", c)
 	}
 }
+
+// TestCommandBound: five packages two at a time take up to three rounds of -timeout, so
+// the bound on the go command covers them (it was one round, which killed a run whose
+// packages were all still within their own -timeout).
+func TestCommandBound(t *testing.T) {
+	for _, c := range []struct {
+		n, procs int
+		want     time.Duration
+	}{{5, 2, 20 * time.Minute}, {1, 2, 10 * time.Minute}, {4, 2, 15 * time.Minute}, {3, 0, 20 * time.Minute}} {
+		if got := commandBound(5*time.Minute, c.n, c.procs); got != c.want {
+			t.Errorf("commandBound(5m, %d, %d) = %v, want %v", c.n, c.procs, got, c.want)
+		}
+	}
+}
