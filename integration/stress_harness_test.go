@@ -26,7 +26,9 @@ import (
 //
 //	PGTESTPROXY_STRESS_SESSIONS  concurrent client sessions of the load (default 16)
 //	PGTESTPROXY_STRESS_SECONDS   how long the load runs (default 3)
+//	PGTESTPROXY_STRESS_LOGDIR    a directory to keep each proxy process's log in
 const (
+	envStressLogDir   = "PGTESTPROXY_STRESS_LOGDIR"
 	envStressSessions = "PGTESTPROXY_STRESS_SESSIONS"
 	envStressSeconds  = "PGTESTPROXY_STRESS_SECONDS"
 )
@@ -134,6 +136,11 @@ func startProxyProc(t *testing.T, upstream, migrations string, extra ...string) 
 		}
 		if t.Failed() {
 			t.Logf("proxy %s log (tail):\n%s", p.addr, tail(p.logs, 40))
+		}
+		if dir := os.Getenv(envStressLogDir); dir != "" { // keep the whole log
+			if b, err := os.ReadFile(p.logs); err == nil {
+				_ = os.WriteFile(filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_")+"-"+p.addr+".log"), b, 0o644)
+			}
 		}
 	})
 	waitAccepting(t, p.addr, p.exited)
