@@ -31,7 +31,7 @@ func TestStressKill9(t *testing.T) {
 	waitLeases(t, l, 2*sessions)
 	pid := longQuery(t, a.url("db", ""))
 	waitFor(t, "the long query to run", time.Minute, func() bool {
-		return countRows(t, u, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND state = 'active' AND query LIKE 'SELECT pg_sleep%'", pid) == 1
+		return countRows(t, u, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND state = 'active' AND query LIKE 'SELECT pg_sleep%'", pid) == 1
 	})
 
 	a.kill()
@@ -39,7 +39,7 @@ func TestStressKill9(t *testing.T) {
 	l.halt() // its clients see the socket close: whatever they got is not the proxy's answer
 	held := heldClones(t, u)
 	waitFor(t, "the killed proxy's backend to end", time.Minute, func() bool {
-		return countRows(t, u, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid) == 0
+		return countRows(t, u, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid) == 0
 	})
 	backendGone := time.Since(killed)
 
@@ -49,7 +49,7 @@ func TestStressKill9(t *testing.T) {
 	waitFor(t, "gc to reclaim the killed proxy's clones", reclaimBound, func() bool {
 		gcRun(t, u.url("postgres"), mig)
 		gcs++
-		return countRows(t, u, "SELECT count(*) FROM pg_database WHERE datname = ANY($1)", held) == 0
+		return countRows(t, u, "postgres", "SELECT count(*) FROM pg_database WHERE datname = ANY($1)", held) == 0
 	})
 	reclaimed := time.Since(killed)
 	waitLeases(t, l2, 2*sessions) // the second proxy served meanwhile
@@ -109,12 +109,12 @@ func heldClones(t *testing.T, u *stressUpstream) []string {
 	return names
 }
 
-// countRows runs a count query on the upstream's maintenance database.
-func countRows(t *testing.T, u *stressUpstream, sql string, args ...any) int {
+// countRows runs a count query on the upstream's database db.
+func countRows(t *testing.T, u *stressUpstream, db, sql string, args ...any) int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	c, err := pgx.Connect(ctx, u.url("postgres"))
+	c, err := pgx.Connect(ctx, u.url(db))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,6 +33,18 @@ type load struct {
 	errs    map[string]int             // "mode SQLSTATE" (or "mode none: …" for an error without one)
 	bad     []string                   // clones that were not a clean, fully built copy of the template
 	end     time.Time
+
+	// edited, when set, is when the migrations gained users.note: a lease asked for
+	// after it must have the column; moved counts the leases asked for before it that
+	// got it (their wait followed the new template).
+	edited atomic.Pointer[time.Time]
+	moved  int
+}
+
+// edit records that the migrations changed now.
+func (l *load) edit() {
+	now := time.Now()
+	l.edited.Store(&now)
 }
 
 // startLoad starts sessions clients against the proxy, half in each mode.
@@ -84,8 +97,9 @@ func (l *load) lease(ctx context.Context, url, mode, name string) error {
 	}
 	defer c.Close(context.Background())
 	took := time.Since(t0)
-	var n int
-	if err := c.QueryRow(ctx, "SELECT count(*) FROM users").Scan(&n); err != nil {
+	var n, note int
+	if err := c.QueryRow(ctx, `SELECT count(*), (SELECT count(*) FROM information_schema.columns
+		WHERE table_name = 'users' AND column_name = 'note') FROM users`).Scan(&n, &note); err != nil {
 		if sqlState(err) == "42P01" {
 			l.record(func() { l.bad = append(l.bad, mode+" lease without the users table: "+err.Error()) })
 		}
@@ -93,6 +107,14 @@ func (l *load) lease(ctx context.Context, url, mode, name string) error {
 	}
 	if n != 1 {
 		l.record(func() { l.bad = append(l.bad, fmt.Sprintf("%s lease found %d users, want the template's 1", mode, n)) })
+	}
+	if edited := l.edited.Load(); edited != nil {
+		switch {
+		case t0.After(*edited) && note == 0:
+			l.record(func() { l.bad = append(l.bad, mode+" lease asked for after the migrations changed got the old template") })
+		case !t0.After(*edited) && note == 1:
+			l.record(func() { l.moved++ })
+		}
 	}
 	if _, err := c.Exec(ctx, "INSERT INTO users (name) VALUES ($1)", name); err != nil {
 		return err
