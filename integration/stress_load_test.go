@@ -111,7 +111,9 @@ func (l *load) lease(ctx context.Context, url, mode, name string) error {
 	if edited := l.edited.Load(); edited != nil {
 		switch {
 		case t0.After(*edited) && note == 0:
-			l.record(func() { l.bad = append(l.bad, mode+" lease asked for after the migrations changed got the old template") })
+			l.record(func() {
+				l.bad = append(l.bad, mode+" lease asked for after the migrations changed got the old template")
+			})
 		case !t0.After(*edited) && note == 1:
 			l.record(func() { l.moved++ })
 		}
