@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -36,11 +37,11 @@ func TestStressUpstreamRestart(t *testing.T) {
 	var wg sync.WaitGroup
 	var gcOut string
 	wg.Go(func() { gcOut = gcRun(t, u.url("postgres"), mig) })
-	firsts := map[string]time.Duration{}
+	firsts := map[string]string{}
 	live := map[string]*pgx.Conn{}
 	for _, mode := range stressModes {
-		c, took := firstLease(t, p.url(mode, ""), back)
-		firsts[mode], live[mode] = took, c
+		c, took, refused := firstLease(t, p.url(mode, ""), back)
+		firsts[mode], live[mode] = fmt.Sprintf("%s (%s)", took.Round(time.Millisecond), refused), c
 	}
 	wg.Wait()
 	for deadline := time.Now().Add(time.Duration(secs) * time.Second); time.Now().Before(deadline); {
@@ -50,7 +51,7 @@ func TestStressUpstreamRestart(t *testing.T) {
 	}
 	l.halt()
 	t.Logf("upstream restart under %d sessions: first lease after the upstream answered again: db %s, tx %s; gc in the window: %s; %s",
-		sessions, firsts["db"].Round(time.Millisecond), firsts["tx"].Round(time.Millisecond), gcOut, l.figures())
+		sessions, firsts["db"], firsts["tx"], gcOut, l.figures())
 	if !strings.HasPrefix(gcOut, "reclaimed 0 ") {
 		t.Errorf("gc right after the restart reclaimed a live proxy's clones: %s", gcOut)
 	}
@@ -87,11 +88,12 @@ func waitLeases(t *testing.T, l *load, n int) {
 }
 
 // firstLease connects to url until it gets a lease whose clone answers, and returns
-// the connection and the time since back. Refusals while the proxy reconnects are
-// expected; firstLeaseBound is the deadline.
-func firstLease(t *testing.T, url string, back time.Time) (*pgx.Conn, time.Duration) {
+// the connection, the time since back and what the attempts before it got. Refusals
+// while the proxy reconnects are expected; firstLeaseBound is the deadline.
+func firstLease(t *testing.T, url string, back time.Time) (*pgx.Conn, time.Duration, string) {
 	t.Helper()
 	var last error
+	refused := map[string]int{}
 	for time.Since(back) < firstLeaseBound {
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 		c, err := pgx.Connect(ctx, url)
@@ -99,16 +101,17 @@ func firstLease(t *testing.T, url string, back time.Time) (*pgx.Conn, time.Durat
 			var n int
 			if err = c.QueryRow(ctx, "SELECT count(*) FROM users").Scan(&n); err == nil {
 				cancel()
-				return c, time.Since(back)
+				return c, time.Since(back), fmt.Sprintf("refused before: %v", refused)
 			}
 			c.Close(ctx)
 		}
 		cancel()
 		last = err
+		refused[sqlState(err)]++
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("no lease within %s of the upstream answering again: %v", firstLeaseBound, last)
-	return nil, 0
+	return nil, 0, ""
 }
 
 // checkLive fails the test when a live connection no longer sees its clone.
