@@ -226,8 +226,13 @@ func TestStressLoad(t *testing.T) {
 	underLoad := p.goroutines()
 	l.halt()
 	t.Logf("load %d sessions × %ds: %s", sessions, secs, l.figures())
-	t.Logf("load %d sessions: proxy RSS %.1f MiB idle, %.1f MiB peak, %.1f MiB after; goroutines %s under load, %s after",
-		sessions, idleRSS, peak, p.rssMiB(), underLoad, p.goroutines())
+	after := p.goroutines()
+	drained := waitFor(t, "the leases to end after the load", 2*time.Minute, func() bool {
+		return len(p.console("SHOW LEASES")) == 0
+	})
+	t.Logf("load %d sessions: proxy RSS %.1f MiB idle, %.1f MiB peak, %.1f MiB after; goroutines %s under load, %s as it stopped, "+
+		"%s once its leases had ended (%s later)", sessions, idleRSS, peak, p.rssMiB(), underLoad, after, p.goroutines(),
+		drained.Round(time.Millisecond))
 	if bad := l.unexpected("53300"); len(bad) > 0 {
 		t.Errorf("unexpected under load: %s", strings.Join(bad, "; "))
 	}
