@@ -42,6 +42,10 @@ func TestStressKill9(t *testing.T) {
 		return countRows(t, u, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid) == 0
 	})
 	backendGone := time.Since(killed)
+	waitFor(t, "every backend on the killed proxy's clones to end", time.Minute, func() bool {
+		return countRows(t, u, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE datname = ANY($1)", held) == 0
+	})
+	allGone := time.Since(killed)
 
 	b := startProxyProc(t, u.url("postgres"), mig, "--max-clones=64")
 	l2 := startLoad(t, b, sessions)
@@ -55,9 +59,9 @@ func TestStressKill9(t *testing.T) {
 	waitLeases(t, l2, 2*sessions) // the second proxy served meanwhile
 	l2.halt()
 	built := b.console("SHOW STATS")[0]["templates_built"]
-	t.Logf("kill -9 under %d sessions: the dead proxy's pg_sleep backend ended %s after the kill; %d clones it held, "+
+	t.Logf("kill -9 under %d sessions: the dead proxy's pg_sleep backend ended %s after the kill, all its backends %s; %d clones it held, "+
 		"reclaimed %s after the kill (%d gc runs); second proxy built %s templates; its load: %s",
-		sessions, backendGone.Round(time.Millisecond), len(held), reclaimed.Round(time.Millisecond), gcs, built, l2.figures())
+		sessions, backendGone.Round(time.Millisecond), allGone.Round(time.Millisecond), len(held), reclaimed.Round(time.Millisecond), gcs, built, l2.figures())
 	if built != "0" {
 		t.Errorf("the second proxy built %s templates, want the dead one's reused", built)
 	}
