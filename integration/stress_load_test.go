@@ -39,6 +39,24 @@ type load struct {
 	// got it (their wait followed the new template).
 	edited atomic.Pointer[time.Time]
 	moved  int
+	done   []leaseDone // every lease, in the order they were made
+}
+
+type leaseDone struct {
+	mode string
+	at   time.Time
+}
+
+// firstAfter is how long after at the load's first lease in mode was made, or -1.
+func (l *load) firstAfter(mode string, at time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, d := range l.done {
+		if d.mode == mode && d.at.After(at) {
+			return d.at.Sub(at)
+		}
+	}
+	return -1
 }
 
 // edit records that the migrations changed now.
@@ -124,6 +142,7 @@ func (l *load) lease(ctx context.Context, url, mode, name string) error {
 	l.record(func() {
 		l.leases[mode]++
 		l.acquire[mode] = append(l.acquire[mode], took)
+		l.done = append(l.done, leaseDone{mode, time.Now()})
 	})
 	return nil
 }

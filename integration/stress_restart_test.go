@@ -13,8 +13,9 @@ import (
 
 // firstLeaseBound is the correctness deadline for the first lease after the upstream
 // answers again (the proxy re-takes its owner lock within 2s, its catalog and refill
-// reconnect at once): generous, since the machine is shared; the time is printed.
-const firstLeaseBound = time.Minute
+// reconnect at once): generous, since the machine is shared and a db-mode client
+// queues behind the load's for the refill; the time is printed.
+const firstLeaseBound = 3 * time.Minute
 
 // TestStressUpstreamRestart restarts the upstream (fast shutdown) in the middle of the
 // load. Clients get 08006 or 57P01 and nothing else; the first lease of each mode after
@@ -64,8 +65,10 @@ func TestStressUpstreamRestart(t *testing.T) {
 		}
 	}
 	l.halt()
-	t.Logf("upstream restart under %d sessions: first lease after the upstream answered again: db %s, tx %s; gc in the window: %s; %s",
-		sessions, firsts["db"], firsts["tx"], gcOut, l.figures())
+	t.Logf("upstream restart under %d sessions: after the upstream answered again, the load's first lease came after db %s, tx %s; "+
+		"a new client's: db %s, tx %s; gc in the window: %s; %s", sessions,
+		l.firstAfter("db", back).Round(time.Millisecond), l.firstAfter("tx", back).Round(time.Millisecond),
+		firsts["db"], firsts["tx"], gcOut, l.figures())
 	if !strings.HasPrefix(gcOut, "reclaimed 0 ") {
 		t.Errorf("gc right after the restart reclaimed a live proxy's clones: %s", gcOut)
 	}
@@ -108,7 +111,7 @@ func firstLease(t *testing.T, url string, back time.Time) (*pgx.Conn, time.Durat
 	var last error
 	refused := map[string]int{}
 	for time.Since(back) < firstLeaseBound {
-		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(t.Context(), firstLeaseBound-time.Since(back))
 		c, err := pgx.Connect(ctx, url)
 		if err == nil {
 			var n int
