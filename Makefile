@@ -18,6 +18,10 @@ STATICCHECK := bin/tools/staticcheck-$(STATICCHECK_VERSION)/staticcheck
 
 STRESS_STEPS ?= 300
 STRESS_COUNT ?= 3
+# The stress suite (integration/stress_*, pool/stress_*): sessions and seconds of each
+# scenario's load; make test runs it with 16 sessions for 3 s.
+STRESS_SESSIONS ?= 500
+STRESS_SECONDS ?= 60
 FUZZTIME ?= 10s
 # Fuzz targets as package:Target; make fuzz runs each for FUZZTIME.
 FUZZ_TARGETS ?= ./proxy:FuzzSCRAM ./proxy:FuzzAdminConsole ./proxy:FuzzTxSession ./proxy:FuzzStartup \
@@ -37,8 +41,10 @@ run: ## run the proxy on the embedded server (pass flags with ARGS="--migrations
 test: ## run every test against real PostgreSQL, with the race detector
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
 
-stress: ## run the stress tests long (STRESS_STEPS per client, STRESS_COUNT times); make test runs them short
+stress: ## run the stress tests long (STRESS_SESSIONS for STRESS_SECONDS, one scenario at a time; STRESS_STEPS per vanishing client, STRESS_COUNT times); make test runs them short
 	PGTESTPROXY_STRESS_STEPS=$(STRESS_STEPS) $(GO) test -race -count=$(STRESS_COUNT) -timeout 30m -run 'Stress' -v ./proxy/
+	PGTESTPROXY_STRESS_SESSIONS=$(STRESS_SESSIONS) PGTESTPROXY_STRESS_SECONDS=$(STRESS_SECONDS) \
+		$(GO) test -count=1 -p 1 -parallel 1 -timeout 90m -run 'Stress' -v ./pool/ ./integration/
 
 fuzz: ## run each fuzz target for FUZZTIME (seed corpora in testdata/fuzz)
 	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \

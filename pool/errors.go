@@ -32,13 +32,18 @@ func address(cfg *pgconn.Config) string {
 }
 
 // upstreamErr maps an error talking to the upstream: one that never reached a server
-// (refused, reset, timed out dialing) becomes SQLSTATE 08006 naming the address; a
-// server's own error and context errors pass through.
+// (refused, reset, timed out dialing), or a server's answer that it cannot take
+// connections now (57P03: shutting down, starting up), becomes SQLSTATE 08006 naming
+// the address; other server errors and context errors pass through.
 func (p *Pool) upstreamErr(what string, err error) error {
 	if err == nil {
 		return nil
 	}
-	if pgerr.SQLState(err) != "" ||
+	code := pgerr.SQLState(err)
+	if code == pgerrcode.CannotConnectNow {
+		return pgerr.Wrap(pgerrcode.ConnectionFailure, fmt.Sprintf("%s: upstream %s unreachable", what, p.addr), innermost(err))
+	}
+	if code != "" ||
 		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("%s: %w", what, err)
 	}

@@ -72,16 +72,22 @@ func ConnectUpstream(ctx context.Context, target Target, runtime map[string]stri
 
 // upstreamError says why connecting to the upstream failed in the client's terms: the
 // server's own error when it refused, 08006 naming the address when it could not be
-// reached (pgconn's messages name host, user and database, never the password).
+// reached (pgconn's messages name host, user and database, never the password) — also
+// when the server answered that it cannot take connections now (57P03: shutting down,
+// starting up, in recovery), which is an unreachable upstream to the proxy's client.
 func upstreamError(ctx context.Context, cfg *pgconn.Config, err error) error {
+	_, addr := pgconn.NetworkAddress(cfg.Host, cfg.Port)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
+		if pgErr.Code == pgerrcode.CannotConnectNow {
+			return pgerr.New(pgerrcode.ConnectionFailure, fmt.Sprintf("upstream %s unreachable: %s (SQLSTATE %s)",
+				addr, pgErr.Message, pgErr.Code))
+		}
 		return pgErr
 	}
 	if errors.Is(ctx.Err(), context.Canceled) {
 		return ctx.Err() // shutdown
 	}
-	_, addr := pgconn.NetworkAddress(cfg.Host, cfg.Port)
 	return pgerr.New(pgerrcode.ConnectionFailure, fmt.Sprintf("upstream %s unreachable: %v", addr, err))
 }
 

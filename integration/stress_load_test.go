@@ -1,0 +1,265 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// stressModes are the lease modes of the load: session i runs in stressModes[i%2].
+var stressModes = []string{"db", "tx"}
+
+// load is a running client load: sessions in a loop of connect (a lease), check the
+// clone, write to it, disconnect, until stopped.
+type load struct {
+	start time.Time
+	stop  chan struct{}
+	wg    sync.WaitGroup
+
+	mu      sync.Mutex
+	leases  map[string]int             // by mode
+	acquire map[string][]time.Duration // successful connects' times, by mode
+	errs    map[string]int             // "mode SQLSTATE" (or "mode none: …" for an error without one)
+	bad     []string                   // clones that were not a clean, fully built copy of the template
+	end     time.Time
+
+	// edited, when set, is when the migrations gained users.note: a lease asked for
+	// after it must have the column; moved counts the leases asked for before it that
+	// got it (their wait followed the new template).
+	edited atomic.Pointer[time.Time]
+	moved  int
+	done   []leaseDone // every lease, in the order they were made
+}
+
+type leaseDone struct {
+	mode string
+	at   time.Time
+}
+
+// firstAfter is how long after at the load's first lease in mode was made, or -1.
+func (l *load) firstAfter(mode string, at time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, d := range l.done {
+		if d.mode == mode && d.at.After(at) {
+			return d.at.Sub(at)
+		}
+	}
+	return -1
+}
+
+// edit records that the migrations changed now.
+func (l *load) edit() {
+	now := time.Now()
+	l.edited.Store(&now)
+}
+
+// startLoad starts sessions clients against the proxy, half in each mode.
+func startLoad(t *testing.T, p *proxyProc, sessions int) *load {
+	l := &load{start: time.Now(), stop: make(chan struct{}), leases: map[string]int{},
+		acquire: map[string][]time.Duration{}, errs: map[string]int{}}
+	for i := range sessions {
+		mode := stressModes[i%len(stressModes)]
+		url := p.url(mode, "")
+		l.wg.Go(func() { l.session(t.Context(), url, mode, i) })
+	}
+	return l
+}
+
+// halt stops the load and waits for every session to end its current lease.
+func (l *load) halt() {
+	close(l.stop)
+	l.wg.Wait()
+	l.end = time.Now()
+}
+
+func (l *load) session(ctx context.Context, url, mode string, id int) {
+	for n := 0; ; n++ {
+		select {
+		case <-l.stop:
+			return
+		default:
+		}
+		if err := l.lease(ctx, url, mode, fmt.Sprintf("s%d_%d", id, n)); err != nil {
+			l.fail(mode, err)
+			select { // pace a client that is refused, as a test runner's retry would
+			case <-l.stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+}
+
+// lease is one client's lease: the clone must hold exactly the template's one row (a
+// half-built clone has no table, a reused tx clone not reset has an earlier lease's
+// row), and takes a write.
+func (l *load) lease(ctx context.Context, url, mode, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	t0 := time.Now()
+	c, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer c.Close(context.Background())
+	took := time.Since(t0)
+	var n, note int
+	if err := c.QueryRow(ctx, `SELECT count(*), (SELECT count(*) FROM information_schema.columns
+		WHERE table_name = 'users' AND column_name = 'note') FROM users`).Scan(&n, &note); err != nil {
+		if sqlState(err) == "42P01" {
+			l.record(func() { l.bad = append(l.bad, mode+" lease without the users table: "+err.Error()) })
+		}
+		return err
+	}
+	if n != 1 {
+		l.record(func() { l.bad = append(l.bad, fmt.Sprintf("%s lease found %d users, want the template's 1", mode, n)) })
+	}
+	if edited := l.edited.Load(); edited != nil {
+		switch {
+		case t0.After(*edited) && note == 0:
+			l.record(func() {
+				l.bad = append(l.bad, mode+" lease asked for after the migrations changed got the old template")
+			})
+		case !t0.After(*edited) && note == 1:
+			l.record(func() { l.moved++ })
+		}
+	}
+	if _, err := c.Exec(ctx, "INSERT INTO users (name) VALUES ($1)", name); err != nil {
+		return err
+	}
+	l.record(func() {
+		l.leases[mode]++
+		l.acquire[mode] = append(l.acquire[mode], took)
+		l.done = append(l.done, leaseDone{mode, time.Now()})
+	})
+	return nil
+}
+
+func (l *load) record(f func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f()
+}
+
+// fail counts err by mode and SQLSTATE; an error without one is counted by its text.
+func (l *load) fail(mode string, err error) {
+	key := mode + " " + sqlState(err)
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		msg := err.Error()
+		if len(msg) > 80 {
+			msg = msg[:80]
+		}
+		key = mode + " none: " + msg
+	}
+	l.record(func() { l.errs[key]++ })
+}
+
+// unexpected lists the errors whose SQLSTATE is not in allowed, and the bad clones.
+func (l *load) unexpected(allowed ...string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for key, n := range l.errs {
+		_, code, _ := strings.Cut(key, " ")
+		if !slices.Contains(allowed, code) {
+			out = append(out, fmt.Sprintf("%s ×%d", key, n))
+		}
+	}
+	sort.Strings(out)
+	return append(out, l.bad...)
+}
+
+// figures is the load's one-line summary: leases/s and p99 acquisition per mode, and
+// errors by mode and SQLSTATE.
+func (l *load) figures() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	secs := l.end.Sub(l.start).Seconds()
+	var b strings.Builder
+	for _, mode := range stressModes {
+		fmt.Fprintf(&b, "%s %d leases (%.1f/s, p50 %s p99 %s acquire); ", mode, l.leases[mode],
+			float64(l.leases[mode])/secs, quantile(l.acquire[mode], 0.5), quantile(l.acquire[mode], 0.99))
+	}
+	errs := make([]string, 0, len(l.errs))
+	for _, k := range slices.Sorted(maps.Keys(l.errs)) {
+		errs = append(errs, fmt.Sprintf("%s=%d", k, l.errs[k]))
+	}
+	fmt.Fprintf(&b, "errors {%s}", strings.Join(errs, ", "))
+	return b.String()
+}
+
+// quantile of ds (rounded to the millisecond), or "-" for none.
+func quantile(ds []time.Duration, q float64) string {
+	if len(ds) == 0 {
+		return "-"
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(q*float64(len(s))))].Round(time.Millisecond).String()
+}
+
+// TestStressLoad runs the load for PGTESTPROXY_STRESS_SECONDS with
+// PGTESTPROXY_STRESS_SESSIONS sessions, half in each mode, on the real binary, and
+// prints leases/s, acquisition p50/p99 and errors per mode, the proxy's RSS and
+// goroutines. Only correctness is asserted: no error but the proxy's 53300 (a client
+// past --max-clones or the upstream's connection budget, or no clone within
+// --acquire-timeout), no clone that is not a clean full copy of the template, and,
+// after the proxy stopped and a gc, no clone leased, being made or dropped, nor a
+// database the catalog does not list.
+func TestStressLoad(t *testing.T) {
+	t.Parallel()
+	sessions := stressKnob(envStressSessions, 16)
+	secs := stressKnob(envStressSeconds, 3)
+	u := newStressUpstream(t, sessions+100)
+	mig := migrationsDir(t)
+	p := startProxyProc(t, u.url("postgres"), mig, fmt.Sprintf("--max-clones=%d", sessions+16),
+		// A session counts against --max-sessions until the proxy has ended its lease,
+		// after its client left: leave room for those, so the cap is not what is measured.
+		fmt.Sprintf("--max-sessions=%d", 2*sessions+16))
+	idleRSS := p.rssMiB()
+	l := startLoad(t, p, sessions)
+	peak := idleRSS
+	tick := time.NewTicker(time.Second)
+	for deadline := time.After(time.Duration(secs) * time.Second); deadline != nil; {
+		select {
+		case <-tick.C:
+			peak = max(peak, p.rssMiB())
+		case <-deadline:
+			deadline = nil
+		}
+	}
+	tick.Stop()
+	underLoad := p.goroutines()
+	l.halt()
+	t.Logf("load %d sessions × %ds: %s", sessions, secs, l.figures())
+	after := p.goroutines()
+	drained := waitFor(t, "the leases to end after the load", 2*time.Minute, func() bool {
+		return len(p.console("SHOW LEASES")) == 0
+	})
+	t.Logf("load %d sessions: proxy RSS %.1f MiB idle, %.1f MiB peak, %.1f MiB after; goroutines %s under load, %s as it stopped, "+
+		"%s once its leases had ended (%s later)", sessions, idleRSS, peak, p.rssMiB(), underLoad, after, p.goroutines(),
+		drained.Round(time.Millisecond))
+	if bad := l.unexpected("53300"); len(bad) > 0 {
+		t.Errorf("unexpected under load: %s", strings.Join(bad, "; "))
+	}
+	p.stop()
+	gc := gcRun(t, u.url("postgres"), mig)
+	c := census(t, u)
+	t.Logf("load %d sessions: after stop + gc (%s): %d clones ready (the warm pool), %d leaked", sessions, gc, c.ready, c.leaked)
+	if c.leaked != 0 {
+		t.Errorf("%d clones leaked after stop + gc: %s", c.leaked, c.detail)
+	}
+}
