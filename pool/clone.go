@@ -104,7 +104,7 @@ func (p *Pool) createClone(ctx context.Context, gen *generation, strategy string
 	_, err = p.admin.Exec(ctx, sql)
 	took := time.Since(began)
 	if err == nil {
-		p.warmAndRecord(ctx, name)
+		p.warmAndRecord(ctx, gen, name)
 		_, err = p.cat.Exec(ctx, `UPDATE migrated_dbs SET state = 'ready', clone_ms = $2, last_used = now()
 			WHERE datname = $1 AND state = 'creating'`, name, ms(took))
 	}

@@ -67,7 +67,8 @@ const clusterEvidenceSQL = `SELECT current_setting('track_counts')::bool, ROW(
 // sequences, whose state a second statement reads.
 const cloneEvidenceSQL = `SELECT current_setting('track_counts')::bool, ROW(
 	(SELECT array_agg(oid ORDER BY oid) FROM pg_largeobject_metadata),
-	(SELECT ROW(sum(vacuum_count), sum(autovacuum_count), sum(analyze_count), sum(autoanalyze_count)) FROM pg_stat_all_tables)
+	(SELECT sum(pg_stat_get_vacuum_count(oid) + pg_stat_get_autovacuum_count(oid) + pg_stat_get_analyze_count(oid)
+		+ pg_stat_get_autoanalyze_count(oid)) FROM pg_class WHERE relkind IN ('r', 't', 'm', 'p'))
 )::text, coalesce((SELECT array_agg(ARRAY[n.nspname, c.relname] ORDER BY c.oid)
 	FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'S'), '{}')`
 
@@ -121,31 +122,29 @@ func (p *Pool) clusterEvidence(ctx context.Context, name string) (string, error)
 	return state, nil
 }
 
-// evidence reads a clone's whole evidence once no backend is left in it: it connects
-// to the clone for the in-clone part, then reads the cluster part once that connection
-// has ended too (its reads change no counter; waiting costs a few ms and leaves
-// nothing to argue about).
+// evidence reads a clone's whole evidence: it connects to the clone for the in-clone
+// part, then reads the cluster part. Its own reads change no counter, so there is no
+// need to wait for its connection to end; the caller waits for everyone else's.
 func (p *Pool) evidence(ctx context.Context, name string) (string, error) {
-	if gone, err := p.backendsGone(ctx, name, reuseExitWait); err != nil || !gone {
-		return "", errors.Join(errBackendsLeft, err)
-	}
-	cfg := p.connConfig(name)
-	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol // two statements, no prepare round trips
-	c, err := pgx.ConnectConfig(ctx, cfg)
+	inside, err := p.insideEvidence(ctx, name)
 	if err != nil {
 		return "", err
-	}
-	inside, err := cloneEvidence(ctx, c)
-	_ = c.Close(ctx)
-	if err != nil {
-		return "", err
-	}
-	if gone, err := p.backendsGone(ctx, name, reuseExitWait); err != nil || !gone {
-		return "", errors.Join(errBackendsLeft, err)
 	}
 	outside, err := p.clusterEvidence(ctx, name)
 	if err != nil {
 		return "", err
 	}
 	return inside + "|" + outside, nil
+}
+
+// insideEvidence connects to a clone and reads the in-clone part of its evidence.
+func (p *Pool) insideEvidence(ctx context.Context, name string) (string, error) {
+	cfg := p.connConfig(name)
+	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol // no prepare round trips
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close(context.WithoutCancel(ctx))
+	return cloneEvidence(ctx, c)
 }

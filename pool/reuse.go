@@ -13,14 +13,31 @@ import (
 // there after it means the clone is dropped.
 const reuseExitWait = 2 * time.Second
 
-// warmAndRecord warms a new clone (see warm) and, when clones can be reused, reads its
-// evidence through the warming connection and keeps it with the clone.
-func (p *Pool) warmAndRecord(ctx context.Context, name string) {
+// warmAndRecord warms a new clone of gen (see warm) and, when clones can be reused,
+// records its evidence. The in-clone part is read through the warming connection of
+// gen's first clone and is the same for every later one (a copy of the sealed template,
+// under a new database oid, so with no table statistics yet); the cluster part is read
+// for each clone.
+func (p *Pool) warmAndRecord(ctx context.Context, gen *generation, name string) {
 	if !p.reusable() {
 		p.warm(ctx, name)
 		return
 	}
-	ev, err := p.evidence(ctx, name)
+	inside := gen.inside.Load()
+	var err error
+	if inside == nil {
+		var in string
+		if in, err = p.insideEvidence(ctx, name); err == nil {
+			gen.inside.CompareAndSwap(nil, &in)
+			inside = &in
+		}
+	} else {
+		p.warm(ctx, name)
+	}
+	outside := ""
+	if err == nil {
+		outside, err = p.clusterEvidence(ctx, name)
+	}
 	if err != nil {
 		if errors.Is(err, errNoTrackCounts) {
 			p.noCounts.Do(func() {
@@ -33,7 +50,7 @@ func (p *Pool) warmAndRecord(ctx context.Context, name string) {
 		return
 	}
 	p.mu.Lock()
-	p.pristine[name] = ev
+	p.pristine[name] = *inside + "|" + outside
 	p.mu.Unlock()
 }
 
@@ -72,8 +89,16 @@ func (p *Pool) recycle(l *Lease) bool {
 // judge reads a released clone's evidence and, when it is want and the clone's
 // template is still current, marks the clone ready again. It reports whether it did.
 func (p *Pool) judge(ctx context.Context, l *Lease, want string) bool {
-	got, err := p.evidence(ctx, l.name)
 	log := p.log.With(zap.String("clone", l.name))
+	// A backend flushes its statistics before it leaves pg_stat_activity.
+	gone, err := p.backendsGone(ctx, l.name, reuseExitWait)
+	if err == nil && !gone {
+		err = errBackendsLeft
+	}
+	got := ""
+	if err == nil {
+		got, err = p.evidence(ctx, l.name)
+	}
 	switch {
 	case err != nil:
 		log.Debug("judge a released clone: dropping it", zap.Error(err))

@@ -33,47 +33,50 @@ func onDB(sql string) string {
 var reuseCases = []struct {
 	name   string
 	sql    string // "" = connect and leave
+	then   string // run by a second connection once the first has exited ("" = none)
 	reused bool
 }{
-	{"nothing", "", true},
-	{"read only", "SELECT * FROM users; SELECT count(*) FROM pg_class; SELECT one(); SELECT last_value FROM tickets", true},
-	{"read in a transaction", "BEGIN; SELECT * FROM users; COMMIT", true},
-	{"insert", "INSERT INTO users (name) VALUES ('cy')", false},
-	{"update", "UPDATE users SET name = 'al' WHERE name = 'ann'", false},
-	{"update to the same value", "UPDATE users SET name = name", false},
-	{"delete", "DELETE FROM users WHERE name = 'bob'", false},
-	{"insert rolled back", "BEGIN; INSERT INTO users (name) VALUES ('cy'); ROLLBACK", false},
-	{"copy", "COPY users (name) FROM PROGRAM 'echo dee'", false},
-	{"create table", "CREATE TABLE t (x int)", false},
-	{"create table rolled back", "BEGIN; CREATE TABLE t (x int); ROLLBACK", false},
-	{"alter table", "ALTER TABLE users ADD COLUMN age int", false},
-	{"create index", "CREATE INDEX ON users (name)", false},
-	{"create function", "CREATE FUNCTION two() RETURNS int LANGUAGE sql AS 'SELECT 2'", false},
-	{"replace function", "CREATE OR REPLACE FUNCTION one() RETURNS int LANGUAGE sql AS 'SELECT 1'", false},
-	{"drop table", "DROP TABLE users", false},
-	{"truncate", "TRUNCATE users", false},
-	{"nextval", "SELECT nextval('tickets')", false},
-	{"serial nextval", "SELECT nextval('users_id_seq')", false},
-	{"setval", "SELECT setval('tickets', 100)", false},
-	{"nextval rolled back", "BEGIN; SELECT nextval('tickets'); ROLLBACK", false},
-	{"alter sequence restart", "ALTER SEQUENCE tickets RESTART WITH 50", false},
-	{"lo_create", "SELECT lo_create(0)", false},
-	{"lo_unlink", "SELECT lo_unlink(4242)", false},
-	{"comment", "COMMENT ON TABLE users IS 'folk'", false},
-	{"comment on function", "COMMENT ON FUNCTION one() IS 'one'", false},
-	{"grant", "GRANT INSERT ON users TO PUBLIC", false},
-	{"revoke", "REVOKE SELECT ON users FROM PUBLIC", false},
-	{"temp table", "CREATE TEMP TABLE scratch (x int); INSERT INTO scratch VALUES (1)", false},
-	{"vacuum", "VACUUM users", false},
-	{"analyze", "ANALYZE users", false},
-	{"analyze an empty table", "ANALYZE empty", false},
-	{"vacuum an empty table", "VACUUM empty", false},
-	{"stats reset after insert", "INSERT INTO users (name) VALUES ('cy'); SELECT pg_stat_reset()", false},
-	{"alter database set", onDB("ALTER DATABASE %I SET work_mem = ''8MB''"), false},
-	{"alter role in database set", onDB("ALTER ROLE CURRENT_USER IN DATABASE %I SET work_mem = ''8MB''"), false},
-	{"comment on database", onDB("COMMENT ON DATABASE %I IS ''mine''"), false},
-	{"database connection limit", onDB("ALTER DATABASE %I CONNECTION LIMIT 50"), false},
-	{"subscription", "CREATE SUBSCRIPTION s CONNECTION 'host=/nonexistent dbname=x' PUBLICATION p WITH (connect = false)", false},
+	{"nothing", "", "", true},
+	{"read only", "SELECT * FROM users; SELECT count(*) FROM pg_class; SELECT one(); SELECT last_value FROM tickets", "", true},
+	{"read in a transaction", "BEGIN; SELECT * FROM users; COMMIT", "", true},
+	{"insert", "INSERT INTO users (name) VALUES ('cy')", "", false},
+	{"update", "UPDATE users SET name = 'al' WHERE name = 'ann'", "", false},
+	{"update to the same value", "UPDATE users SET name = name", "", false},
+	{"delete", "DELETE FROM users WHERE name = 'bob'", "", false},
+	{"insert rolled back", "BEGIN; INSERT INTO users (name) VALUES ('cy'); ROLLBACK", "", false},
+	{"copy", "COPY users (name) FROM PROGRAM 'echo dee'", "", false},
+	{"create table", "CREATE TABLE t (x int)", "", false},
+	{"create table rolled back", "BEGIN; CREATE TABLE t (x int); ROLLBACK", "", false},
+	{"alter table", "ALTER TABLE users ADD COLUMN age int", "", false},
+	{"create index", "CREATE INDEX ON users (name)", "", false},
+	{"create function", "CREATE FUNCTION two() RETURNS int LANGUAGE sql AS 'SELECT 2'", "", false},
+	{"replace function", "CREATE OR REPLACE FUNCTION one() RETURNS int LANGUAGE sql AS 'SELECT 1'", "", false},
+	{"drop table", "DROP TABLE users", "", false},
+	{"truncate", "TRUNCATE users", "", false},
+	{"nextval", "SELECT nextval('tickets')", "", false},
+	{"serial nextval", "SELECT nextval('users_id_seq')", "", false},
+	{"setval", "SELECT setval('tickets', 100)", "", false},
+	{"nextval rolled back", "BEGIN; SELECT nextval('tickets'); ROLLBACK", "", false},
+	{"alter sequence restart", "ALTER SEQUENCE tickets RESTART WITH 50", "", false},
+	{"lo_create", "SELECT lo_create(0)", "", false},
+	{"lo_unlink", "SELECT lo_unlink(4242)", "", false},
+	{"comment", "COMMENT ON TABLE users IS 'folk'", "", false},
+	{"comment on function", "COMMENT ON FUNCTION one() IS 'one'", "", false},
+	{"grant", "GRANT INSERT ON users TO PUBLIC", "", false},
+	{"revoke", "REVOKE SELECT ON users FROM PUBLIC", "", false},
+	{"temp table", "CREATE TEMP TABLE scratch (x int); INSERT INTO scratch VALUES (1)", "", false},
+	{"vacuum", "VACUUM users", "", false},
+	{"analyze", "ANALYZE users", "", false},
+	{"analyze an empty table", "ANALYZE empty", "", false},
+	{"vacuum an empty table", "VACUUM empty", "", false},
+	{"stats reset after insert", "INSERT INTO users (id, name) VALUES (100, 'cy')", "SELECT pg_stat_reset()", false},
+	{"table counters reset after vacuum", "VACUUM empty", "SELECT pg_stat_reset_single_table_counters('empty'::regclass)", false},
+	{"read, then read again", "SELECT * FROM users", "SELECT * FROM users", true},
+	{"alter database set", onDB("ALTER DATABASE %I SET work_mem = ''8MB''"), "", false},
+	{"alter role in database set", onDB("ALTER ROLE CURRENT_USER IN DATABASE %I SET work_mem = ''8MB''"), "", false},
+	{"comment on database", onDB("COMMENT ON DATABASE %I IS ''mine''"), "", false},
+	{"database connection limit", onDB("ALTER DATABASE %I CONNECTION LIMIT 50"), "", false},
+	{"subscription", "CREATE SUBSCRIPTION s CONNECTION 'host=/nonexistent dbname=x' PUBLICATION p WITH (connect = false)", "", false},
 }
 
 // TestReuseDetects: a db-mode clone goes back to the pool after its lease only when
@@ -90,6 +93,15 @@ func TestReuseDetects(t *testing.T) {
 				query(t, c, tc.sql)
 			}
 			c.Close(t.Context())
+			if tc.then != "" {
+				eventually(t, "the first connection gone", func() bool {
+					gone, err := p.backendsGone(t.Context(), l.Database(), 0)
+					return err == nil && gone
+				})
+				c := connect(t, l)
+				query(t, c, tc.then)
+				c.Close(t.Context())
+			}
 			if got := releaseOutcome(t, p, l, true); got != tc.reused {
 				t.Fatalf("%s: reused = %v, want %v", tc.sql, got, tc.reused)
 			}
