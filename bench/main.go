@@ -51,7 +51,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.quick, "quick", false, "a short run: 100 iterations, suites of 100 tests on 4 workers, 3 s pgbench runs, up to 100 sessions")
 	fs.StringVar(&c.jsonPath, "json", "", "write the rows as JSON to `FILE`")
 	fs.StringVar(&c.mdPath, "markdown", "", "write the table as Markdown to `FILE`")
-	fs.StringVar(&c.only, "only", "", "comma-separated scenarios to run (1–5; default all)")
+	fs.StringVar(&c.only, "only", "", "comma-separated scenarios to run (1–6; default all)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -162,7 +162,7 @@ func (b *bench) run(ctx context.Context) error {
 	steps := []struct {
 		n   string
 		run func(context.Context) error
-	}{{"1", b.acquisition}, {"2", b.suites}, {"3", b.steady}, {"4", b.templates}, {"5", b.footprint}}
+	}{{"1", b.acquisition}, {"2", b.suites}, {"3", b.steady}, {"4", b.templates}, {"5", b.footprint}, {"6", b.reuseSuites}}
 	for _, s := range steps {
 		if !b.want(s.n) {
 			continue

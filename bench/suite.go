@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -108,6 +109,11 @@ func (b *bench) coldProxy(set, mode string) func(context.Context, string) (opene
 
 // runSuite runs n tests on workers goroutines and returns the wall time.
 func runSuite(ctx context.Context, open opener, n, workers int) (time.Duration, error) {
+	return runSuiteBody(ctx, open, n, workers, testBody)
+}
+
+// runSuiteBody is runSuite with tests of the given body.
+func runSuiteBody(ctx context.Context, open opener, n, workers int, body func(context.Context, *sql.DB) error) (time.Duration, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var next atomic.Int64
@@ -118,7 +124,7 @@ func runSuite(ctx context.Context, open opener, n, workers int) (time.Duration, 
 	for range workers {
 		wg.Go(func() {
 			for next.Add(1) <= int64(n) {
-				if err := oneTest(ctx, open, testBody); err != nil {
+				if err := oneTest(ctx, open, body); err != nil {
 					once.Do(func() { firstErr = err; cancel() })
 					return
 				}

@@ -104,7 +104,7 @@ func (p *Pool) createClone(ctx context.Context, gen *generation, strategy string
 	_, err = p.admin.Exec(ctx, sql)
 	took := time.Since(began)
 	if err == nil {
-		p.warm(ctx, name)
+		p.warmAndRecord(ctx, gen, name)
 		_, err = p.cat.Exec(ctx, `UPDATE migrated_dbs SET state = 'ready', clone_ms = $2, last_used = now()
 			WHERE datname = $1 AND state = 'creating'`, name, ms(took))
 	}
@@ -149,6 +149,7 @@ func (p *Pool) dropClone(ctx context.Context, name string) error {
 	k := p.kept[name]
 	delete(p.kept, name)
 	p.busy[name]++
+	delete(p.pristine, name)
 	p.mu.Unlock()
 	defer p.unbusy(name)
 	if k != nil {
@@ -168,7 +169,7 @@ func (p *Pool) dropClone(ctx context.Context, name string) error {
 
 // dropDatabase drops a database the pool created: its name comes from the catalog, and
 // a name without the pool's prefix is refused whatever the catalog says. A template is
-// unsealed first. It waits briefly for the database's backends to exit, then drops
+// unsealed first, and the subscriptions a test left in it are dropped. It waits briefly for the database's backends to exit, then drops
 // WITH (FORCE).
 func (p *Pool) dropDatabase(ctx context.Context, name string) error {
 	if !strings.HasPrefix(name, p.namePrefix()) {
@@ -188,6 +189,11 @@ func (p *Pool) dropDatabase(ctx context.Context, name string) error {
 	if isTemplate && !invalid {
 		if _, err := p.admin.Exec(ctx, "ALTER DATABASE "+ident(name)+" IS_TEMPLATE false"); err != nil && pgerr.SQLState(err) != pgerrcode.InvalidCatalogName {
 			return p.upstreamErr("unseal template "+name, err)
+		}
+	}
+	if !isTemplate && !invalid { // a sealed template takes no connection, nor a subscription
+		if err := p.dropSubscriptions(ctx, name); err != nil {
+			return err
 		}
 	}
 	if err := p.waitNoBackends(ctx, name); err != nil {
@@ -216,19 +222,26 @@ func (p *Pool) dropTemplate(ctx context.Context, conn *pgx.Conn, datname string)
 // waitNoBackends polls pg_stat_activity until no backend is connected to datname, for
 // at most backendExitWait (after which FORCE or PostgreSQL's own wait takes over).
 func (p *Pool) waitNoBackends(ctx context.Context, datname string) error {
-	deadline := time.Now().Add(backendExitWait)
+	_, err := p.backendsGone(ctx, datname, backendExitWait)
+	return err
+}
+
+// backendsGone polls pg_stat_activity until no backend is connected to datname, for at
+// most limit, and reports whether they went.
+func (p *Pool) backendsGone(ctx context.Context, datname string, limit time.Duration) (bool, error) {
+	deadline := time.Now().Add(limit)
 	for {
 		var n int
 		err := p.cat.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE datname = $1", datname).Scan(&n)
 		if err != nil {
-			return p.upstreamErr("look for backends on "+datname, err)
+			return false, p.upstreamErr("look for backends on "+datname, err)
 		}
 		if n == 0 || time.Now().After(deadline) {
-			return nil
+			return n == 0, nil
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return false, ctx.Err()
 		case <-time.After(backendPoll):
 		}
 	}

@@ -126,6 +126,14 @@ type Config struct {
 	// runs GC itself and wants its report (the `gc` command). Default false.
 	NoStartupGC bool
 
+	// NoReuse drops every db-mode clone after its lease. By default a clone this pool
+	// made goes back to the ready pool when the server's evidence shows the lease left
+	// it exactly as cloned (row-change counters, sequences, large objects, vacuum and
+	// analyze counts, the database's shared-catalog state; see evidence.go); any doubt
+	// drops it. Reuse needs PostgreSQL 15+ with track_counts on; elsewhere every clone
+	// is dropped.
+	NoReuse bool
+
 	// Logger receives the pool's logs. Default zap.NewNop().
 	Logger *zap.Logger
 

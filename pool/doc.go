@@ -15,11 +15,31 @@
 // clone, and waits for the refill only when none is ready. A waiting Acquire follows
 // its template when the migrations change (another Acquire built the new one, or its
 // own rehash every 500ms noticed), unless a clone of the old one arrives first. A
-// db-mode lease's clone is dropped after it is released; a tx-mode lease's clone goes
+// db-mode lease's clone is judged after it is released (below) and goes back to the
+// pool or is dropped; a tx-mode lease's clone goes
 // back to the pool when the caller reports it clean, together with the backend
 // connection the caller kept in it; db-mode leases never take such a clone (the refill
 // builds for db-mode waiters among the clones without one), so tx mode keeps its
 // reused clones and backends under mixed load.
+//
+// Reuse of unchanged db-mode clones (reuse.go, evidence.go). When a clone this pool made
+// becomes ready, the pool records the server's evidence of its state: the clone's
+// row-change counters in pg_stat_database (which count catalog changes too), its
+// stats_reset, pg_stat_bgwriter's stats_reset and the server's start (statistics lost
+// or reset), every sequence's state and the large objects (which change without a row
+// counter moving), the tables' vacuum and analyze counts, and what shared catalogs hold
+// of it (its pg_database row, settings, comment, labels, subscriptions, replication
+// slots, prepared transactions). The in-clone part is read once per template, through
+// its first clone's warming connection; the rest per clone. When a db-mode lease is
+// released clean, a background goroutine waits (up to 2s) until no backend is left in
+// the clone (a backend flushes its statistics before it leaves pg_stat_activity),
+// reads the evidence again and, when it is equal and the template still current, marks
+// the clone ready; otherwise, or on any error, it drops it. A clone with no evidence (made
+// by another process, used by a tx-mode lease, its reading failed) is dropped. Reuse
+// needs PostgreSQL 15+ (shared-memory statistics) and track_counts; NoReuse turns it off.
+// Counters count ClonesReused and ClonesNotReused. Before any clone is dropped, the
+// subscriptions a lease left in it are disabled, detached from their slot and dropped
+// (DROP DATABASE refuses a database with a subscription, even WITH (FORCE)).
 //
 // Incremental templates. A Migrator that is also a PrefixMigrator (the ordered layouts of
 // package migrations, with their seed files) gives the hash of every prefix of its

@@ -87,9 +87,10 @@ func (l *Lease) markReleased() bool {
 	return was
 }
 
-// Release ends the lease. A db-mode clone is dropped in the background. A tx-mode clone
-// goes back to the pool when clean is true (with what Keep attached), and is dropped
-// otherwise. Release is idempotent; ctx bounds only the catalog update, which has its
+// Release ends the lease. A db-mode clone is judged in the background once its
+// backends have exited: back to the pool when clean is true and the server's evidence
+// shows it unchanged (reuse.go), dropped otherwise. A tx-mode clone goes back to the
+// pool when clean is true (with what Keep attached), and is dropped otherwise. Release is idempotent; ctx bounds only the catalog update, which has its
 // own deadline too.
 func (l *Lease) Release(ctx context.Context, clean bool) {
 	if !l.markReleased() {
@@ -109,6 +110,12 @@ func (l *Lease) Release(ctx context.Context, clean bool) {
 		}
 	} else if keep != nil {
 		keep.Close()
+	}
+	if l.mode == leasemode.DB {
+		if clean && p.inUse(l.gen) && !l.gen.dead.Load() && p.recycle(l) {
+			return
+		}
+		p.counters.clonesNotReused.Add(1)
 	}
 	p.retire(l)
 }
@@ -266,6 +273,9 @@ func (p *Pool) claim(ctx context.Context, tpl *template, gen *generation, mode l
 	p.mu.Lock()
 	k := p.kept[name]
 	delete(p.kept, name)
+	if mode == leasemode.Tx {
+		delete(p.pristine, name) // a tx lease's reset is not a db lease's evidence
+	}
 	closed := p.closed
 	if !closed {
 		p.leases[name] = l

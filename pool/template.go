@@ -80,6 +80,9 @@ type generation struct {
 	flushed   atomic.Int64 // lastUsed as last written to the catalog
 	dead      atomic.Bool  // the template database vanished
 	trimming  atomic.Bool  // a trim of excess ready clones is running
+	// inside is the in-clone part of a new clone's evidence (reuse.go): read from the
+	// first clone, the same in every clone, since each is a copy of the sealed template.
+	inside atomic.Pointer[string]
 
 	mu      sync.Mutex
 	notify  chan struct{} // closed when a clone becomes ready

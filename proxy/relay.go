@@ -30,6 +30,7 @@ type relay struct {
 	cutting  atomic.Bool
 	panicked atomic.Bool  // a direction panicked: the session ends with XX000
 	frames   frameTracker // the upstream's message boundaries; upstream direction only
+	statsOff statsOffScan // the client's bytes name track_counts; client direction only
 }
 
 func newRelay(client, upstream net.Conn, guard *wire.Guard) *relay {
@@ -37,7 +38,8 @@ func newRelay(client, upstream net.Conn, guard *wire.Guard) *relay {
 }
 
 // run relays until both directions are done, then closes both sockets. It reports
-// whether the upstream connection ended without a failure.
+// whether the upstream connection ended without a failure, and the client never named
+// track_counts (statsoff.go).
 func (r *relay) run() (clean bool) {
 	done := make(chan struct{})
 	go func() {
@@ -51,7 +53,7 @@ func (r *relay) run() (clean bool) {
 	}
 	_ = r.client.Close()
 	_ = r.upstream.Close()
-	return clean && !r.cutting.Load() && !r.panicked.Load()
+	return clean && !r.cutting.Load() && !r.panicked.Load() && !r.statsOff.seen
 }
 
 // contain runs one direction; a panic in it stops both.
@@ -78,6 +80,7 @@ func (r *relay) clientToUpstream() {
 		n, err := r.client.Read(buf)
 		if n > 0 {
 			r.guard.At("relay client to upstream")
+			r.statsOff.feed(buf[:n]) // before the write: the bytes may reach the server
 			if _, werr := r.upstream.Write(buf[:n]); werr != nil {
 				wire.Interrupt(r.upstream)
 				return

@@ -97,7 +97,7 @@ func (d *dbRunner) relay(cc *clientConn, conn net.Conn, l Lease, p *clientParams
 	log.Debug("session started")
 	r := newRelay(conn, up.Conn, s.guard)
 	cc.setRunner(r, up.Conn)
-	clean = r.run()
+	clean = r.run() && !startupNamesStatsOff(p.startup.Runtime)
 	log.Debug("session ended", zap.Bool("clean", clean))
 	return clean
 }

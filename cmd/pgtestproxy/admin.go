@@ -24,9 +24,10 @@ func adminTables(p *pool.Pool) proxy.AdminFunc {
 			return showLeases(ctx, p)
 		case "STATS":
 			c := p.Counters()
-			return []string{"clones_made", "clones_dropped", "clones_reclaimed", "templates_built",
-					"clone_p50_ms", "clone_p99_ms", "build_p50_ms", "build_p99_ms"},
+			return []string{"clones_made", "clones_dropped", "clones_reclaimed", "clones_reused", "clones_not_reused",
+					"templates_built", "clone_p50_ms", "clone_p99_ms", "build_p50_ms", "build_p99_ms"},
 				[][]string{{fmt.Sprint(c.ClonesMade), fmt.Sprint(c.ClonesDropped), fmt.Sprint(c.Reclaimed),
+					fmt.Sprint(c.ClonesReused), fmt.Sprint(c.ClonesNotReused),
 					fmt.Sprint(c.Builds), ms(c.CloneTime.Quantile(0.5)), ms(c.CloneTime.Quantile(0.99)),
 					ms(c.BuildTime.Quantile(0.5)), ms(c.BuildTime.Quantile(0.99))}}, nil
 		case "GC":

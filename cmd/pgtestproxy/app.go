@@ -87,6 +87,7 @@ func (a *app) startPool(ctx context.Context, st *stack, gcAtStart bool) error {
 		TTL:            a.cfg.ttl,
 		BuildTimeout:   max(10*time.Minute, a.cfg.migrateTimeout+time.Minute), // the command's own bound comes first
 		NoStartupGC:    !gcAtStart,
+		NoReuse:        !a.cfg.reuseClean,
 		Progress:       a.status.build,
 		Logger:         a.log.Named("pool"),
 	})

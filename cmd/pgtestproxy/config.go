@@ -38,6 +38,7 @@ type config struct {
 	allowNonLoopback bool
 	maxSessions      int
 	noWait           bool // run: start the command without waiting for the default template
+	reuseClean       bool // db mode: put clones a lease left unchanged back in the pool
 	logFormat        string
 	logLevel         string
 	metricsListen    string
@@ -136,6 +137,7 @@ func parseFlags(name string, args []string, getenv func(string) string, stderr i
 	fs.DurationVar(&c.migrateTimeout, "migrate-timeout", 10*time.Minute, "bound on one --migrate-cmd run; its process group is killed after it")
 	fs.IntVar(&c.poolSize, "pool-size", 4, "ready clones kept warm per template")
 	fs.IntVar(&c.maxClones, "max-clones", 64, "clones that may exist at once across all templates")
+	fs.BoolVar(&c.reuseClean, "reuse-clean", true, "db mode: put a clone back in the pool when the server's evidence shows its lease changed nothing (false: drop every db-mode clone)")
 	fs.StringVar((*string)(&c.mode), "mode", string(leasemode.DB), "lease mode when the client names none: db or tx")
 	fs.DurationVar(&c.ttl, "ttl", 24*time.Hour, "templates and idle clones unused this long are dropped")
 	fs.DurationVar(&c.acquireTimeout, "acquire-timeout", 30*time.Second, "how long a client waits for a clone before SQLSTATE 53300")

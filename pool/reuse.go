@@ -1,0 +1,120 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// reuseExitWait bounds the wait for a released db-mode lease's backends to exit before
+// its clone is judged (their statistics are flushed as they exit); a backend still
+// there after it means the clone is dropped.
+const reuseExitWait = 2 * time.Second
+
+// warmAndRecord warms a new clone of gen (see warm) and, when clones can be reused,
+// records its evidence. The in-clone part is read through the warming connection of
+// gen's first clone and is the same for every later one (a copy of the sealed template,
+// under a new database oid, so with no table statistics yet); the cluster part is read
+// for each clone.
+func (p *Pool) warmAndRecord(ctx context.Context, gen *generation, name string) {
+	if !p.reusable() {
+		p.warm(ctx, name)
+		return
+	}
+	inside := gen.inside.Load()
+	var err error
+	if inside == nil {
+		var in string
+		if in, err = p.insideEvidence(ctx, name); err == nil {
+			gen.inside.CompareAndSwap(nil, &in)
+			inside = &in
+		}
+	} else {
+		p.warm(ctx, name)
+	}
+	outside := ""
+	if err == nil {
+		outside, err = p.clusterEvidence(ctx, name)
+	}
+	if err != nil {
+		if errors.Is(err, errNoTrackCounts) {
+			p.noCounts.Do(func() {
+				p.log.Warn("track_counts is off on the upstream: db-mode clones cannot be judged unmodified, so each is dropped after its lease",
+					zap.String("clone", name))
+			})
+		} else {
+			p.log.Debug("read a new clone's evidence; it will be dropped after its lease", zap.String("clone", name), zap.Error(err))
+		}
+		return
+	}
+	p.mu.Lock()
+	p.pristine[name] = *inside + "|" + outside
+	p.mu.Unlock()
+}
+
+// recycle judges a released db-mode lease's clone in the background: back to the ready
+// pool when its evidence is what it was when it became ready, dropped otherwise. It
+// reports false, doing nothing, when the clone has no evidence (another process made
+// it, a tx-mode lease used it, reading it failed) or the pool is closing: the caller
+// retires it.
+func (p *Pool) recycle(l *Lease) bool {
+	p.mu.Lock()
+	want, ok := p.pristine[l.name]
+	if p.closed || !ok {
+		p.mu.Unlock()
+		return false
+	}
+	delete(p.leases, l.name)
+	p.busy[l.name]++
+	p.wg.Add(1) // under mu with the closed check: Close waits for this
+	p.mu.Unlock()
+	go func() {
+		defer p.wg.Done()
+		defer p.unbusy(l.name)
+		ctx, cancel := context.WithTimeout(context.Background(), dropTimeout)
+		defer cancel()
+		if p.judge(ctx, l, want) {
+			p.counters.clonesReused.Add(1)
+			l.gen.signal()
+			return
+		}
+		p.counters.clonesNotReused.Add(1)
+		p.dropAll(ctx, []string{l.name})
+	}()
+	return true
+}
+
+// judge reads a released clone's evidence and, when it is want and the clone's
+// template is still current, marks the clone ready again. It reports whether it did.
+func (p *Pool) judge(ctx context.Context, l *Lease, want string) bool {
+	log := p.log.With(zap.String("clone", l.name))
+	// A backend flushes its statistics before it leaves pg_stat_activity.
+	gone, err := p.backendsGone(ctx, l.name, reuseExitWait)
+	if err == nil && !gone {
+		err = errBackendsLeft
+	}
+	got := ""
+	if err == nil {
+		got, err = p.evidence(ctx, l.name)
+	}
+	switch {
+	case err != nil:
+		log.Debug("judge a released clone: dropping it", zap.Error(err))
+		return false
+	case got != want:
+		log.Debug("released clone was changed: dropping it")
+		return false
+	case !p.inUse(l.gen) || l.gen.dead.Load():
+		return false
+	}
+	tag, err := p.cat.Exec(ctx, `UPDATE migrated_dbs SET state = 'ready', mode = NULL, last_used = now()
+		WHERE datname = $1 AND state = 'leased' AND owner = $2`, l.name, p.owner)
+	if err != nil || tag.RowsAffected() != 1 {
+		log.Debug("return an unchanged clone to the pool", zap.Error(err))
+		return false
+	}
+	log.Debug("released clone unchanged: back in the pool")
+	return true
+}
