@@ -29,6 +29,7 @@ type txClient struct {
 	unitCtl   bool     // the unit holds BEGIN, COMMIT or ROLLBACK
 	unitSQL   bool     // a message of the unit that runs SQL was sent
 	implicit  bool     // the statement being planned is one of several of a query string
+	stashed   bool     // the transaction may hold a stash of settings set locally (locals.go)
 	cursors   []string // cursors without HOLD declared in the client's block or query string
 	// copyAt: a COPY was executed, as the copyAt-th message queued; until the client
 	// ends the copy, a Sync may come while the server is in copy-in mode, which
@@ -136,6 +137,7 @@ func (c *txClient) beginUnit() error {
 		c.failed, c.failedKnown = st.block && st.status == 'E', true
 	}
 	c.unitBlock = c.st.block
+	c.stashed = c.stashed && c.st.block
 	return nil
 }
 
@@ -202,6 +204,13 @@ func (c *txClient) sync(n int) error {
 			return err
 		}
 		if ps, ok := c.probe(); ok {
+			if err := c.inject(ps, false); err != nil {
+				return err
+			}
+		}
+	}
+	if c.unitSQL && !c.skipMode && !c.st.block {
+		if ps, ok := c.restoreAtEnd(); ok {
 			if err := c.inject(ps, false); err != nil {
 				return err
 			}

@@ -1,0 +1,91 @@
+package proxy
+
+import "testing"
+
+// localCases are differential scripts for what ends with a transaction on a plain
+// server: SET LOCAL, set_config(…, true) and SET CONSTRAINTS (README, FAQ "What does
+// tx mode not do?").
+var localCases = []struct {
+	name string
+	sc   script
+}{
+	{"SET LOCAL ends with the client's transaction", script{
+		q("SHOW work_mem"),
+		q("BEGIN"), q("SET LOCAL work_mem = '8MB'"), q("SHOW work_mem"), q("COMMIT"), q("SHOW work_mem"),
+		q("BEGIN; SET LOCAL work_mem = '9MB'; COMMIT; SHOW work_mem"),
+		q("BEGIN"), q("SET LOCAL search_path = nowhere"), q("ROLLBACK"), q("SHOW search_path"),
+		q("BEGIN"), q(`SET LOCAL "work_mem" TO '7MB'`), q("SET LOCAL TIME ZONE 'Asia/Tokyo'"), q("SET LOCAL SCHEMA 'nowhere'"),
+		q("SHOW TimeZone"), q("COMMIT"), q("SHOW TimeZone"), q("SHOW search_path"), q("SHOW work_mem"),
+		q("BEGIN"), q("SET LOCAL myapp.user = 'u1'"), q("SELECT current_setting('myapp.user')"), q("COMMIT"),
+		q("SELECT current_setting('myapp.user', true)"),
+		q("BEGIN"), q("SET LOCAL work_mem = '8MB'"), q("COMMIT AND CHAIN"), q("SHOW work_mem"),
+		q("SET LOCAL work_mem = '6MB'"), q("COMMIT"), q("SHOW work_mem"),
+		q("BEGIN"), q("SET LOCAL nosuch = 1"), q("ROLLBACK"),
+		q("BEGIN"), q("SET LOCAL work_mem = 'lots'"), q("COMMIT"), q("SHOW work_mem"),
+		run1("BEGIN"), run1("SET LOCAL work_mem = '8MB'"), run1("SHOW work_mem"), run1("COMMIT"), run1("SHOW work_mem"),
+		q("SELECT count(*) FROM pg_settings WHERE name LIKE 'pgtestproxy%'"),
+	}},
+	{"SET LOCAL and SET of one setting in a block", script{
+		q("BEGIN"), q("SET LOCAL work_mem = '8MB'"), q("SET work_mem = '16MB'"), q("SET LOCAL work_mem = '9MB'"),
+		q("COMMIT"), q("SHOW work_mem"), q("RESET work_mem"),
+		q("BEGIN"), q("SET work_mem = '16MB'"), q("SET LOCAL work_mem = '8MB'"), q("COMMIT"), q("SHOW work_mem"),
+		q("BEGIN"), q("SET LOCAL work_mem = '8MB'"), q("SAVEPOINT a"), q("SET work_mem = '32MB'"), q("ROLLBACK TO a"),
+		q("COMMIT"), q("SHOW work_mem"),
+		q("BEGIN"), q("SET LOCAL work_mem = '8MB'"), q("RESET work_mem"), q("SHOW work_mem"), q("COMMIT"), q("SHOW work_mem"),
+		q("BEGIN"), q("SET LOCAL work_mem = '8MB'"), q("RESET ALL"), q("COMMIT"), q("SHOW work_mem"),
+		q("BEGIN"), q("SAVEPOINT a"), q("SET LOCAL work_mem = '8MB'"), q("ROLLBACK TO a"), q("SET LOCAL work_mem = '9MB'"),
+		q("COMMIT"), q("SHOW work_mem"),
+	}},
+	{"SET LOCAL in a query string's implicit block", script{
+		q("SET LOCAL work_mem = '10MB'; SHOW work_mem"), q("SHOW work_mem"),
+		q("SET LOCAL work_mem = '10MB'; COMMIT; SHOW work_mem"),
+		q("SET LOCAL work_mem = '10MB'; BEGIN; SHOW work_mem"), q("SHOW work_mem"), q("COMMIT"), q("SHOW work_mem"),
+		q("SET LOCAL work_mem = '10MB'; SELECT 1/0"), q("SHOW work_mem"),
+	}},
+	{"set_config with is_local", script{
+		q("SELECT set_config('work_mem', '11MB', true)"), q("SHOW work_mem"),
+		q("SELECT set_config('work_mem', '12MB', true), current_setting('work_mem')"), q("SHOW work_mem"),
+		q("select pg_catalog.SET_CONFIG ( 'work_mem' , '12MB' , TRUE )"), q("SHOW work_mem"),
+		q("SELECT set_config('work_mem', '13MB', false)"), q("SHOW work_mem"), q("RESET work_mem"),
+		run1("SELECT set_config('work_mem', $1, true)", "13MB"), q("SHOW work_mem"),
+		run1("SELECT set_config($1, '14MB', true)", "work_mem"), q("SHOW work_mem"),
+		q("BEGIN"), q("SELECT set_config('work_mem', '8MB', true)"), q("SHOW work_mem"), q("COMMIT"), q("SHOW work_mem"),
+		q("SELECT set_config('myapp.claims', 'c1', true)"), q("SELECT current_setting('myapp.claims', true)"),
+		ext(parse("", "SELECT set_config('work_mem', '9MB', true)"), bind("", ""), execM(""),
+			parse("", "SHOW work_mem"), bind("", ""), execM(""), syncM()),
+		q("SHOW work_mem"),
+	}},
+	{"SET CONSTRAINTS ends with the client's transaction", script{
+		q(deferredSetup),
+		q("BEGIN"), q("SET CONSTRAINTS ALL IMMEDIATE"), q("COMMIT"),
+		q("CREATE TABLE p2 (id int PRIMARY KEY)"),
+		// Constraints created in a block are used before any check of the proxy's.
+		q("BEGIN"), q("CREATE TABLE c9 (pid int REFERENCES p2 DEFERRABLE INITIALLY DEFERRED)"),
+		q("INSERT INTO c9 VALUES (1)"), q("SELECT 1"), q("ROLLBACK"),
+		q("BEGIN; CREATE TABLE c9 (pid int REFERENCES p2 DEFERRABLE INITIALLY DEFERRED); INSERT INTO c9 VALUES (1); SELECT 1; ROLLBACK"),
+		q("BEGIN"), q("SET CONSTRAINTS ALL DEFERRED"), q("COMMIT"),
+		q("BEGIN"), q("CREATE TABLE c9 (pid int REFERENCES p2 DEFERRABLE INITIALLY IMMEDIATE)"),
+		q("INSERT INTO c9 VALUES (1)"), q("ROLLBACK"),
+		q(`CREATE TABLE c2 (pid int REFERENCES p2 DEFERRABLE INITIALLY DEFERRED);
+			CREATE TABLE c3 (pid int REFERENCES p2 DEFERRABLE INITIALLY IMMEDIATE)`),
+		q("BEGIN"), q("SET CONSTRAINTS ALL DEFERRED"), q("INSERT INTO c3 VALUES (2)"), q("SELECT 1"),
+		q("set constraints all immediate"), q("ROLLBACK"),
+		q("SET CONSTRAINTS ALL DEFERRED; INSERT INTO c3 VALUES (3); SELECT 1"),
+		q("BEGIN"), q("SET CONSTRAINTS c2_pid_fkey IMMEDIATE"), q("INSERT INTO c2 VALUES (4)"), q("ROLLBACK"),
+		run1("BEGIN"), run1("SET CONSTRAINTS ALL IMMEDIATE"), run1("INSERT INTO child VALUES (5)"), run1("ROLLBACK"),
+		q("SELECT count(*) FROM c2"),
+	}},
+}
+
+// What a plain server ends with the transaction ends, through tx mode, with the
+// client's transaction, its query string's implicit block or its autocommit statement.
+func TestTxLocalSettings(t *testing.T) {
+	t.Parallel()
+	env := newDiffEnv(t)
+	for _, tc := range localCases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			env.compare(t, tc.sc)
+		})
+	}
+}
