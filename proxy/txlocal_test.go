@@ -89,3 +89,52 @@ func TestTxLocalSettings(t *testing.T) {
 		})
 	}
 }
+
+// roCases are differential scripts for READ ONLY beyond BEGIN READ ONLY: READ WRITE
+// after it, and a session's default_transaction_read_only.
+var roCases = []struct {
+	name string
+	sc   script
+}{
+	{"READ WRITE after READ ONLY", script{
+		q("BEGIN READ ONLY"), q("SET TRANSACTION READ WRITE"), q("SHOW transaction_read_only"),
+		q("INSERT INTO items VALUES (10, 'x')"), q("COMMIT"),
+		q("BEGIN READ ONLY"), q("SELECT 1"), q("SET TRANSACTION READ WRITE"), q("ROLLBACK"),
+		q("BEGIN"), q("SET TRANSACTION READ ONLY"), q("SET transaction_read_only = off"),
+		q("INSERT INTO items VALUES (11, 'y')"), q("COMMIT"),
+		q("BEGIN READ ONLY"), q("SAVEPOINT a"), q("SET TRANSACTION READ WRITE"), q("ROLLBACK"),
+		q("BEGIN READ ONLY; SET TRANSACTION READ WRITE; INSERT INTO items VALUES (12, 'z'); COMMIT"),
+		run1("BEGIN READ ONLY"), run1("SET TRANSACTION READ WRITE"), run1("INSERT INTO items VALUES (13, 'w')"), run1("COMMIT"),
+		q("BEGIN READ ONLY"), q("SELECT 1"), q("SET TRANSACTION READ WRITE"), q("COMMIT"),
+		q("BEGIN READ ONLY"), q("COMMIT AND CHAIN"), q("SET TRANSACTION READ WRITE"), q("INSERT INTO items VALUES (14, 'v')"), q("COMMIT"),
+		q(countItems),
+	}},
+	{"default_transaction_read_only", script{
+		q("SET default_transaction_read_only = on"), q("SHOW transaction_read_only"),
+		q("INSERT INTO items VALUES (10, 'x')"), q(countItems),
+		q("BEGIN"), q("SHOW transaction_read_only"), q("DELETE FROM items"), q("ROLLBACK"),
+		q("BEGIN READ WRITE"), q("INSERT INTO items VALUES (11, 'y')"), q("COMMIT"),
+		q("START TRANSACTION READ WRITE"), q("COMMIT AND CHAIN"), q("SHOW transaction_read_only"), q("COMMIT"),
+		q("BEGIN"), q("COMMIT AND CHAIN"), q("SHOW transaction_read_only"), q("COMMIT"),
+		q("BEGIN; ROLLBACK; INSERT INTO items VALUES (12, 'z')"),
+		q("BEGIN; COMMIT; INSERT INTO items VALUES (12, 'z')"),
+		q("SELECT 1/0"), q("INSERT INTO items VALUES (13, 'z')"),
+		run1("INSERT INTO items VALUES ($1, 'e')", "14"),
+		q("BEGIN"), q("SET TRANSACTION READ WRITE"), q("INSERT INTO items VALUES (15, 'f')"), q("COMMIT"),
+		q("SET default_transaction_read_only = off"), q("INSERT INTO items VALUES (16, 'g')"),
+		q(countItems),
+	}},
+}
+
+// READ WRITE after READ ONLY and a session's default_transaction_read_only behave
+// through tx mode as on a plain server.
+func TestTxReadOnlyModes(t *testing.T) {
+	t.Parallel()
+	env := newDiffEnv(t)
+	for _, tc := range roCases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			env.compare(t, tc.sc)
+		})
+	}
+}

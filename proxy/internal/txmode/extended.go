@@ -155,6 +155,7 @@ func (c *txClient) execute(body []byte) error {
 	}
 	t, tracked := c.portals[portal]
 	c.noteDDL(t)
+	c.noteRan(t)
 	if t.copy {
 		c.copyAt = c.cn.pushed() + 1
 	}

@@ -160,6 +160,7 @@ func (c *txClient) rewrite(t txStmt, last bool) ([]planStmt, error) {
 	if t.ends() {
 		c.unitCtl = true
 	}
+	c.noteRan(t)
 	if !t.control() {
 		return c.withLocals(t, nil), nil
 	}
@@ -178,10 +179,11 @@ func (c *txClient) rewrite(t txStmt, last bool) ([]planStmt, error) {
 	}
 	plan := rewrite(t, c.st, where{failed: c.failed, last: last, deferred: c.cn.be.deferrable.Load(),
 		implicit: c.implicit, cursors: c.cursors})
-	plan = c.withLocals(t, plan)
+	plan = c.withLocals(t, c.readWrite(t, plan))
 	for _, ps := range plan {
 		c.st.apply(ps.ok)
 	}
+	plan = c.readOnlyAfter(t, plan, wasBlock)
 	if wasBlock && (t.kind == sqllex.Commit || t.kind == sqllex.Rollback || t.kind == sqllex.PrepareTransaction) {
 		c.cursors = nil // closed by the rewrite, or dropped by the rollback
 	}
