@@ -138,3 +138,47 @@ func TestTxReadOnlyModes(t *testing.T) {
 		})
 	}
 }
+
+// isoCases are differential scripts, each a lease of its own, whose first block asks
+// for an isolation level.
+var isoCases = []struct {
+	name string
+	sc   script
+}{
+	{"repeatable read first", script{
+		q("BEGIN ISOLATION LEVEL REPEATABLE READ"), q("SELECT current_setting('transaction_isolation')"),
+		q("INSERT INTO items VALUES (10, 'x')"), q("COMMIT"), q(countItems),
+		q("BEGIN ISOLATION LEVEL REPEATABLE READ"), q("SHOW transaction_isolation"), q("COMMIT"),
+	}},
+	{"serializable read only first", script{
+		q("BEGIN ISOLATION LEVEL SERIALIZABLE, READ ONLY"), q("SHOW transaction_isolation"), q("SHOW transaction_read_only"),
+		q("INSERT INTO items VALUES (10, 'x')"), q("ROLLBACK"),
+		q("START TRANSACTION ISOLATION LEVEL SERIALIZABLE"), q("SHOW transaction_isolation"), q("COMMIT"),
+	}},
+	{"set transaction first", script{
+		q("BEGIN"), q("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"), q("SHOW transaction_isolation"),
+		q("INSERT INTO items VALUES (10, 'x')"), q("COMMIT"), q(countItems),
+	}},
+	{"set transaction read only first", script{
+		q("BEGIN READ ONLY"), q("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"), q("SHOW transaction_isolation"),
+		q("INSERT INTO items VALUES (10, 'x')"), q("ROLLBACK"),
+	}},
+	{"extended protocol first", script{
+		run1("BEGIN ISOLATION LEVEL REPEATABLE READ"), run1("SHOW transaction_isolation"), run1("COMMIT"),
+	}},
+	{"query string first", script{
+		q("BEGIN ISOLATION LEVEL SERIALIZABLE; SHOW transaction_isolation; COMMIT"),
+	}},
+}
+
+// A lease whose first block asks for an isolation level runs that block at its level.
+func TestTxIsolationFirst(t *testing.T) {
+	t.Parallel()
+	env := newDiffEnv(t)
+	for _, tc := range isoCases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			env.compare(t, tc.sc)
+		})
+	}
+}

@@ -42,6 +42,10 @@ type Backend struct {
 	deferrable    atomic.Bool
 	relearn       bool        // under mu
 	defaultRO     atomic.Bool // the session's default_transaction_read_only is on (readonly.go)
+	// untouched: nothing of a client's ran in the lease's transaction yet; iso: the
+	// isolation level it was begun again with (isolation.go).
+	untouched atomic.Bool
+	iso       atomic.Uint32
 
 	st       txState // where the lease's transaction stands between sessions
 	sessions int     // sessions that ran in the current lease

@@ -114,6 +114,7 @@ func (c *txClient) bind(n int) error {
 	if err := c.beginSQL(); err != nil {
 		return err
 	}
+	c.noteBound(stmtName)
 	portal, err := c.define('P', portalName)
 	if err != nil {
 		return err
@@ -155,7 +156,6 @@ func (c *txClient) execute(body []byte) error {
 	}
 	t, tracked := c.portals[portal]
 	c.noteDDL(t)
-	c.noteRan(t)
 	if t.copy {
 		c.copyAt = c.cn.pushed() + 1
 	}
@@ -163,6 +163,7 @@ func (c *txClient) execute(body []byte) error {
 		body = append(append([]byte(c.use('P', portal)), 0), body[len(portal)+1:len(portal)+5]...)
 	}
 	if !tracked || !t.control() && !t.local.needs(c.stashed) || c.skipMode {
+		c.noteRan(t)
 		return c.sendRaw(pending{msg: 'E', hint: t.noTx(), ch: t.ch}, 'E', body, false)
 	}
 	plan, err := c.rewrite(t, false)

@@ -51,6 +51,8 @@ func (b *Backend) start(ctx context.Context) error {
 	}
 	b.deferrable.Store(b.tplDeferrable)
 	b.relearn = false
+	b.untouched.Store(true)
+	b.iso.Store(0)
 	b.st, b.sessions = txState{sp: spClean, status: 'T'}, 0
 	return nil
 }
@@ -126,6 +128,7 @@ func (b *Backend) resetSession(ctx context.Context, st Startup) error {
 	}
 	b.forgetPrepared()
 	b.st = txState{sp: spClean, status: 'T'}
+	b.untouched.Store(false)
 	if maps.Equal(st.Runtime, b.runtime) {
 		return nil
 	}

@@ -56,6 +56,7 @@ func (c *txClient) noteRan(t txStmt) {
 		if c.rw == rwFresh {
 			c.rw = rwRan
 		}
+		c.noteUsed()
 	}
 }
 

@@ -108,6 +108,7 @@ type txStmt struct {
 	noTxCmd  string          // sqllex's NoTxCommand
 	ch       *chanOp         // LISTEN, UNLISTEN or NOTIFY, which the proxy carries out (notify.go)
 	local    localOp         // what it does to settings local to the transaction (locals.go)
+	txModes  sqllex.TxModes  // all its transaction modes (isolation.go)
 }
 
 // blockOnly names a statement that a plain server refuses (or ignores, with a
@@ -214,6 +215,7 @@ func newTxStmt(st *sqllex.Statement) txStmt {
 		inBlock:  inBlock,
 		cursor:   cursor,
 		local:    classifyLocal(kw, st.Text),
+		txModes:  st.Modes,
 		noTxCmd:  st.NoTxCommand,
 		ch:       newChanOp(st),
 		kind:     st.Kind,

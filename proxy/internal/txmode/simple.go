@@ -160,6 +160,7 @@ func (c *txClient) rewrite(t txStmt, last bool) ([]planStmt, error) {
 	if t.ends() {
 		c.unitCtl = true
 	}
+	untouched := c.cn.be.untouched.Load()
 	c.noteRan(t)
 	if !t.control() {
 		return c.withLocals(t, nil), nil
@@ -179,6 +180,9 @@ func (c *txClient) rewrite(t txStmt, last bool) ([]planStmt, error) {
 	}
 	plan := rewrite(t, c.st, where{failed: c.failed, last: last, deferred: c.cn.be.deferrable.Load(),
 		implicit: c.implicit, cursors: c.cursors})
+	if p := c.isolation(t, untouched); p != nil {
+		plan = p
+	}
 	plan = c.withLocals(t, c.readWrite(t, plan))
 	for _, ps := range plan {
 		c.st.apply(ps.ok)
