@@ -1,6 +1,14 @@
 package proxy
 
-import "testing"
+import (
+	"net/url"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/pgtestproxy/pgtestproxy/internal/testpg"
+)
 
 // localCases are differential scripts for what ends with a transaction on a plain
 // server: SET LOCAL, set_config(…, true) and SET CONSTRAINTS (README, FAQ "What does
@@ -180,5 +188,58 @@ func TestTxIsolationFirst(t *testing.T) {
 			t.Parallel()
 			env.compare(t, tc.sc)
 		})
+	}
+}
+
+// compareWith is compare with the same runtime parameters (URL query parameters, such
+// as options) on both connections.
+func (e *diffEnv) compareWith(t *testing.T, params url.Values, sc script) {
+	t.Helper()
+	u, err := url.Parse(e.plainDB(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	qv := u.Query()
+	for k, v := range params {
+		qv[k] = v
+	}
+	u.RawQuery = strings.ReplaceAll(qv.Encode(), "+", "%20")
+	plain := openRaw(t, u.String())
+	proxied := openRaw(t, proxyURL(e.s, "app", "mode=tx", strings.ReplaceAll(params.Encode(), "+", "%20")))
+	for i, st := range sc {
+		want := plain.exchange(t, st)
+		got := proxied.exchange(t, st)
+		if strings.Join(want, "\n") != strings.Join(got, "\n") {
+			t.Fatalf("step %d %s: replies differ\nplain server:\n  %s\nthrough the proxy:\n  %s",
+				i, describeStep(st), strings.Join(want, "\n  "), strings.Join(got, "\n  "))
+		}
+	}
+}
+
+// default_transaction_read_only from the startup packet makes the client's
+// transactions read-only, and the lease still ends cleanly (its sequences restored)
+// and starts again on the kept backend.
+func TestTxReadOnlyFromStartup(t *testing.T) {
+	t.Parallel()
+	p := newTestProvider(t)
+	dbURL, tpl := testpg.NewDatabase(t)
+	testpg.Exec(t, dbURL, `CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);
+		INSERT INTO items VALUES (1, 'one'); CREATE SEQUENCE s`)
+	p.templates["app"] = tpl
+	env := &diffEnv{s: startProxy(t, Config{Provider: p, Logger: zaptest.NewLogger(t)}), p: p, tpl: tpl}
+	params := url.Values{"options": {"-c default_transaction_read_only=on"}}
+	for i := range 2 { // the second lease reuses the clone and its kept backend
+		t.Run("lease", func(t *testing.T) {
+			env.compareWith(t, params, script{
+				q("SHOW transaction_read_only"), q("INSERT INTO items VALUES (10, 'x')"),
+				q("BEGIN"), q("DELETE FROM items"), q("ROLLBACK"),
+				q("BEGIN READ WRITE"), q("INSERT INTO items VALUES (11, 'y')"), q("SELECT nextval('s')"), q("COMMIT"),
+				q(countItems),
+			})
+		})
+		waitFor(t, "lease released", func() bool { return len(p.releases()) == i+1 })
+		if r := p.releases()[i]; !r.clean {
+			t.Fatalf("lease %d of %s released unclean", i, r.database)
+		}
 	}
 }

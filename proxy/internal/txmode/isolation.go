@@ -20,7 +20,7 @@ import (
 // reBegin is the proxy's transaction begun again at a client's isolation level.
 func reBegin(iso sqllex.Isolation) []planStmt {
 	return []planStmt{{sql: "ROLLBACK", role: roleInfra},
-		{sql: "BEGIN ISOLATION LEVEL " + iso.String(), role: roleInfra},
+		{sql: "BEGIN ISOLATION LEVEL " + iso.String() + ", READ WRITE", role: roleInfra},
 		{sql: sqlSavepoint, role: roleInfra, ok: effSavepoint}}
 }
 

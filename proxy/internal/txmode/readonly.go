@@ -1,6 +1,8 @@
 package txmode
 
 import (
+	"strings"
+
 	"github.com/jackc/pgerrcode"
 
 	"github.com/pgtestproxy/pgtestproxy/internal/sqllex"
@@ -41,6 +43,14 @@ func (b *Backend) noteReadOnly(name, value string) {
 	if name == "default_transaction_read_only" {
 		b.defaultRO.Store(value == "on")
 	}
+}
+
+// readOnlyDefault reports whether the session's default_transaction_read_only may be
+// on once the lease's transaction is rolled back: it is now, or the client's startup
+// parameters may set it.
+func (b *Backend) readOnlyDefault() bool {
+	return b.defaultRO.Load() || b.runtime["default_transaction_read_only"] != "" ||
+		strings.Contains(b.runtime["options"], "default_transaction_read_only")
 }
 
 // noteRan notes that the client's statement t runs.
