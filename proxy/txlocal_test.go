@@ -243,3 +243,19 @@ func TestTxReadOnlyFromStartup(t *testing.T) {
 		}
 	}
 }
+
+// A client's statement_timeout, from the startup packet or SET, applies to its
+// statements as on a plain server.
+func TestTxStatementTimeout(t *testing.T) {
+	t.Parallel()
+	env := newDiffEnv(t)
+	sc := script{
+		q("SHOW statement_timeout"), q("SELECT pg_sleep(0.3)"), q("SELECT 1"),
+		q("BEGIN"), q("SELECT pg_sleep(0.3)"), q("ROLLBACK"),
+		q("SET statement_timeout = '100ms'"), q("SELECT pg_sleep(0.3)"), q("SELECT 1"),
+		q("BEGIN; SET LOCAL statement_timeout = 0; SELECT pg_sleep(0.2); COMMIT"), q("SELECT pg_sleep(0.3)"),
+		q("RESET statement_timeout"), q("SHOW statement_timeout"),
+	}
+	env.compareWith(t, url.Values{"options": {"-c statement_timeout=100ms"}}, sc)
+	env.compareWith(t, url.Values{"statement_timeout": {"100ms"}}, sc)
+}
