@@ -40,7 +40,12 @@ type Backend struct {
 	// units check their deferred constraints only then (rewrite.go, sqlCheckDeferred).
 	tplDeferrable bool
 	deferrable    atomic.Bool
-	relearn       bool // under mu
+	relearn       bool        // under mu
+	defaultRO     atomic.Bool // the session's default_transaction_read_only is on (readonly.go)
+	// untouched: nothing of a client's ran in the lease's transaction yet; iso: the
+	// isolation level it was begun again with (isolation.go).
+	untouched atomic.Bool
+	iso       atomic.Uint32
 
 	st       txState // where the lease's transaction stands between sessions
 	sessions int     // sessions that ran in the current lease
@@ -119,6 +124,7 @@ func openTxBackend(ctx context.Context, lease Clone, runtime map[string]string) 
 	if b.params == nil {
 		b.params = map[string]string{}
 	}
+	b.noteReadOnly("default_transaction_read_only", b.params["default_transaction_read_only"])
 	v := b.params["server_version"]
 	b.major, _ = strconv.Atoi(v[:len(v)-len(strings.TrimLeft(v, "0123456789"))])
 	return b, nil
@@ -201,6 +207,7 @@ func (b *Backend) noteParam(body []byte) {
 		b.pmu.Lock()
 		b.params[name] = value
 		b.pmu.Unlock()
+		b.noteReadOnly(name, value)
 	}
 }
 

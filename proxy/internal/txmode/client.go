@@ -29,6 +29,8 @@ type txClient struct {
 	unitCtl   bool     // the unit holds BEGIN, COMMIT or ROLLBACK
 	unitSQL   bool     // a message of the unit that runs SQL was sent
 	implicit  bool     // the statement being planned is one of several of a query string
+	stashed   bool     // the transaction may hold a stash of settings set locally (locals.go)
+	rw        rwState  // what ran in the proxy's savepoint since it was set (readonly.go)
 	cursors   []string // cursors without HOLD declared in the client's block or query string
 	// copyAt: a COPY was executed, as the copyAt-th message queued; until the client
 	// ends the copy, a Sync may come while the server is in copy-in mode, which
@@ -104,6 +106,7 @@ func (c *txClient) message(typ byte, n int) error {
 		if err := c.beginSQL(); err != nil {
 			return err
 		}
+		c.noteRan(txStmt{})
 		return c.sendRaw(pending{msg: 'F'}, typ, body, true)
 	}
 	return pgerr.New(pgerrcode.ProtocolViolation, fmt.Sprintf("invalid frontend message type %q", typ))
@@ -136,6 +139,7 @@ func (c *txClient) beginUnit() error {
 		c.failed, c.failedKnown = st.block && st.status == 'E', true
 	}
 	c.unitBlock = c.st.block
+	c.stashed = c.stashed && c.st.block
 	return nil
 }
 
@@ -159,16 +163,25 @@ func (c *txClient) beginSQL() error {
 			return err
 		}
 	}
-	if c.skipMode || c.st.block || c.st.sp == spClean {
+	if c.skipMode || c.st.block {
 		return nil
 	}
+	set := c.st.sp != spClean
 	if c.st.sp == spDirty {
 		if err := c.inject(planStmt{sql: sqlRelease, role: roleInfra}, first); err != nil {
 			return err
 		}
 	}
-	c.st.sp = spClean
-	return c.inject(planStmt{sql: sqlSavepoint, role: roleInfra, ok: effSavepoint}, first)
+	if set {
+		c.st.sp = spClean
+		if err := c.inject(planStmt{sql: sqlSavepoint, role: roleInfra, ok: effSavepoint}, first); err != nil {
+			return err
+		}
+	}
+	if first || set {
+		return c.unitReadOnly(first)
+	}
+	return nil
 }
 
 // endUnit closes the unit after its Sync, Query or FunctionCall was sent, and ends the
@@ -202,6 +215,13 @@ func (c *txClient) sync(n int) error {
 			return err
 		}
 		if ps, ok := c.probe(); ok {
+			if err := c.inject(ps, false); err != nil {
+				return err
+			}
+		}
+	}
+	if c.unitSQL && !c.skipMode && !c.st.block {
+		if ps, ok := c.restoreAtEnd(); ok {
 			if err := c.inject(ps, false); err != nil {
 				return err
 			}

@@ -30,7 +30,7 @@ func (c *txClient) parse(body []byte) error {
 	c.noteDeallocate(sql)
 	st := sqllex.Classify(sql)
 	t := newTxStmt(&st)
-	if t.control() || t.noTx() || t.copy || t.ddl || t.ch != nil {
+	if t.control() || t.noTx() || t.copy || t.ddl || t.ch != nil || t.local.any() {
 		c.stmts[name] = t
 	} else {
 		delete(c.stmts, name)
@@ -114,6 +114,7 @@ func (c *txClient) bind(n int) error {
 	if err := c.beginSQL(); err != nil {
 		return err
 	}
+	c.noteBound(stmtName)
 	portal, err := c.define('P', portalName)
 	if err != nil {
 		return err
@@ -161,7 +162,8 @@ func (c *txClient) execute(body []byte) error {
 	if c.s.names != nil && len(body) >= len(portal)+5 {
 		body = append(append([]byte(c.use('P', portal)), 0), body[len(portal)+1:len(portal)+5]...)
 	}
-	if !tracked || !t.control() || c.skipMode {
+	if !tracked || !t.control() && !t.local.needs(c.stashed) || c.skipMode {
+		c.noteRan(t)
 		return c.sendRaw(pending{msg: 'E', hint: t.noTx(), ch: t.ch}, 'E', body, false)
 	}
 	plan, err := c.rewrite(t, false)
@@ -178,6 +180,12 @@ func (c *txClient) execute(body []byte) error {
 		return c.sendRaw(pending{msg: 'E', role: ps.role, tag: ps.tag, ok: ps.ok, fail: ps.fail}, 'E', body, false)
 	}
 	for _, ps := range plan {
+		if clientPart(ps) {
+			if err := c.sendRaw(pending{msg: 'E', ch: t.ch}, 'E', body, false); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := c.inject(ps, false); err != nil {
 			return err
 		}

@@ -20,7 +20,9 @@ func (b *Backend) timeoutsOff() string {
 // start begins the lease's transaction and sets the proxy's savepoint; on the
 // clone's first lease in this backend it also takes the sequences' values.
 func (b *Backend) start(ctx context.Context) error {
-	queries := []string{b.timeoutsOff() + ";BEGIN;" + sqlSavepoint}
+	// READ WRITE: a client's default_transaction_read_only applies to its own
+	// transactions (readonly.go), never to the proxy's.
+	queries := []string{b.timeoutsOff() + ";BEGIN READ WRITE;" + sqlSavepoint}
 	if !b.snapped {
 		// The proxy's own role reads every sequence, whatever the client's role may.
 		queries[0] += b.asProxy()
@@ -51,6 +53,8 @@ func (b *Backend) start(ctx context.Context) error {
 	}
 	b.deferrable.Store(b.tplDeferrable)
 	b.relearn = false
+	b.untouched.Store(true)
+	b.iso.Store(0)
 	b.st, b.sessions = txState{sp: spClean, status: 'T'}, 0
 	return nil
 }
@@ -88,6 +92,10 @@ func restoreSequences(rows [][]string) string {
 func (b *Backend) finish(ctx context.Context) error {
 	queries := []string{"ROLLBACK"}
 	if b.restore != "" {
+		if b.readOnlyDefault() {
+			// A query string of its own: a transaction's mode is set at its start.
+			queries = append(queries, "SET default_transaction_read_only = off") // DISCARD ALL resets it
+		}
 		queries = append(queries, b.asProxy()+b.restore) // DISCARD ALL then resets the role
 	}
 	queries = append(queries, "DISCARD ALL")
@@ -126,6 +134,7 @@ func (b *Backend) resetSession(ctx context.Context, st Startup) error {
 	}
 	b.forgetPrepared()
 	b.st = txState{sp: spClean, status: 'T'}
+	b.untouched.Store(false)
 	if maps.Equal(st.Runtime, b.runtime) {
 		return nil
 	}

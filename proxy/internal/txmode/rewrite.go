@@ -107,6 +107,8 @@ type txStmt struct {
 	cursor   string          // DECLARE without HOLD: the name of a cursor that ends with the transaction
 	noTxCmd  string          // sqllex's NoTxCommand
 	ch       *chanOp         // LISTEN, UNLISTEN or NOTIFY, which the proxy carries out (notify.go)
+	local    localOp         // what it does to settings local to the transaction (locals.go)
+	txModes  sqllex.TxModes  // all its transaction modes (isolation.go)
 }
 
 // blockOnly names a statement that a plain server refuses (or ignores, with a
@@ -212,6 +214,8 @@ func newTxStmt(st *sqllex.Statement) txStmt {
 	return txStmt{
 		inBlock:  inBlock,
 		cursor:   cursor,
+		local:    classifyLocal(kw, st.Text),
+		txModes:  st.Modes,
 		noTxCmd:  st.NoTxCommand,
 		ch:       newChanOp(st),
 		kind:     st.Kind,

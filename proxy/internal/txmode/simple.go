@@ -1,6 +1,7 @@
 package txmode
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgerrcode"
@@ -57,7 +58,7 @@ func (c *txClient) planQuery(sql string) (*queryPlan, bool, error) {
 		// The common case: one statement, rewritten or as written.
 		t := newTxStmt(&pieces[0])
 		c.noteDDL(t)
-		if t.ch == nil && !t.control() && !c.checkAtEnd() && (!t.noTx() || insteadOfNoTx(t, sql) == nil) {
+		if t.ch == nil && !t.control() && !c.checkAtEnd() && !t.local.needs(c.stashed) && (!t.noTx() || insteadOfNoTx(t, sql) == nil) {
 			_, err := c.rewrite(t, true)
 			return nil, t.noTx(), err
 		}
@@ -88,12 +89,15 @@ func (c *txClient) planQuery(sql string) (*queryPlan, bool, error) {
 			plan = insteadOfNoTx(t, p.Text)
 		}
 		hint = hint || t.noTx() && plan == nil
-		if plan == nil {
+		switch {
+		case plan == nil:
 			qb.keep(p, true)
 			qb.note(t.ch)
-			continue
+		case slices.ContainsFunc(plan, clientPart):
+			qb.around(p, plan, t.ch)
+		default:
+			qb.replace(p, plan)
 		}
-		qb.replace(p, plan)
 	}
 	if !c.skipMode && !c.st.block && c.st.sp != spNone && qb.stmts() > 0 && closed(pieces[len(pieces)-1].Text) {
 		// The string's implicit transaction commits at its end.
@@ -106,9 +110,13 @@ func (c *txClient) planQuery(sql string) (*queryPlan, bool, error) {
 		for _, ps := range closeCursors(c.cursors) {
 			qb.add(ps, len(sql))
 		}
+		if ps, ok := c.restoreAtEnd(); ok {
+			qb.add(ps, len(sql))
+		}
 	}
 	if !c.st.block {
 		c.cursors = nil
+		c.stashed = false
 	}
 	return qb.done(sql), hint, nil
 }
@@ -152,8 +160,10 @@ func (c *txClient) rewrite(t txStmt, last bool) ([]planStmt, error) {
 	if t.ends() {
 		c.unitCtl = true
 	}
+	untouched := c.cn.be.untouched.Load()
+	c.noteRan(t)
 	if !t.control() {
-		return nil, nil
+		return c.withLocals(t, nil), nil
 	}
 	if t.kind == sqllex.Commit && c.st.block && !c.failedKnown {
 		_, sent, _ := c.cn.unitStart()
@@ -170,9 +180,14 @@ func (c *txClient) rewrite(t txStmt, last bool) ([]planStmt, error) {
 	}
 	plan := rewrite(t, c.st, where{failed: c.failed, last: last, deferred: c.cn.be.deferrable.Load(),
 		implicit: c.implicit, cursors: c.cursors})
+	if p := c.isolation(t, untouched); p != nil {
+		plan = p
+	}
+	plan = c.withLocals(t, c.readWrite(t, plan))
 	for _, ps := range plan {
 		c.st.apply(ps.ok)
 	}
+	plan = c.readOnlyAfter(t, plan, wasBlock)
 	if wasBlock && (t.kind == sqllex.Commit || t.kind == sqllex.Rollback || t.kind == sqllex.PrepareTransaction) {
 		c.cursors = nil // closed by the rewrite, or dropped by the rollback
 	}

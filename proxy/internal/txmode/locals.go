@@ -1,0 +1,347 @@
+package txmode
+
+import (
+	"strings"
+
+	"github.com/pgtestproxy/pgtestproxy/internal/sqllex"
+)
+
+// Settings local to a transaction. On a plain server SET LOCAL, set_config(…, true)
+// and SET CONSTRAINTS end with the transaction. In tx mode the client's transaction
+// (and a query string's implicit one, and an autocommit statement's) is the proxy's
+// savepoint, whose RELEASE hands them on to the proxy's transaction, where they would
+// last until the lease ends; PostgreSQL has no statement that ends only the local
+// values. So the proxy keeps, on the server, the value each setting had before the
+// transaction set it locally (the stash: a JSON object in the placeholder setting
+// pgtestproxy.local, which pg_settings and SHOW ALL do not list) and sets those back
+// where the client's transaction commits, before the savepoint is released. The stash
+// is itself a setting of the transaction, so a rollback (to the proxy's savepoint or to
+// one of the client's) undoes it together with what it stood for, and RESET ALL
+// empties it as it resets what it stood for. A session-level SET or RESET of a stashed
+// setting later in the same transaction updates its stash, since a plain server then
+// keeps the session value.
+//
+// Which settings a statement may set locally is read from its text: SET LOCAL name,
+// and set_config('name', …, true) (a name not written as a literal stashes every
+// setting pg_settings lists). Statements that do neither cost nothing.
+//
+// SET CONSTRAINTS ALL would leave the proxy's transaction with a state that applies to
+// constraints created later in the lease; the proxy sets every deferrable constraint by
+// name instead, and the commit's deferred check (sqlCheckDeferred) sets them back.
+
+// spLocal is the placeholder setting that holds the stash.
+const spLocal = "pgtestproxy.local"
+
+// stashValue is the stash as a jsonb value, '{}' when empty.
+const stashValue = `(COALESCE(NULLIF(pg_catalog.current_setting('` + spLocal + `', true), ''), '{}'))::pg_catalog.jsonb`
+
+// sqlRestoreLocals sets every stashed setting back to its stashed value where it
+// differs (a setting that did not exist before is set to the empty string, as a plain
+// server leaves a placeholder), and empties the stash.
+const sqlRestoreLocals = `DO $pgtestproxy$BEGIN PERFORM pg_catalog.set_config(r.key, COALESCE(r.value, ''), false) ` +
+	`FROM pg_catalog.jsonb_each_text(` + stashValue + `) r ` +
+	`WHERE pg_catalog.current_setting(r.key, true) IS DISTINCT FROM COALESCE(r.value, '') ` +
+	`AND (r.value IS NOT NULL OR pg_catalog.current_setting(r.key, true) IS NOT NULL); ` +
+	`PERFORM pg_catalog.set_config('` + spLocal + `', '', false); END$pgtestproxy$`
+
+// localOp is what a client statement does to what ends with the transaction.
+type localOp struct {
+	stash       []string // settings it may set locally: stashed before it runs
+	stashAll    bool     // it may set a setting whose name is not written: stash every setting
+	session     []string // settings it sets for the session: a stash of them is updated after it
+	constraints string   // SET CONSTRAINTS ALL: "IMMEDIATE" or "DEFERRED"
+}
+
+// classifyLocal reads what a statement whose first word is kw (lower case) does to
+// settings local to the transaction.
+func classifyLocal(kw, text string) localOp {
+	switch kw {
+	case "set":
+		w := sqllex.Words(text, 8)
+		if len(w) < 2 {
+			return localOp{}
+		}
+		switch strings.ToLower(w[1]) {
+		case "local":
+			if n := settingName(w[2:]); n != "" {
+				return localOp{stash: []string{n}}
+			}
+		case "constraints":
+			if len(w) == 4 && strings.EqualFold(w[2], "all") {
+				switch m := strings.ToUpper(w[3]); m {
+				case "IMMEDIATE", "DEFERRED":
+					return localOp{constraints: m}
+				}
+			}
+		case "session":
+			if len(w) > 2 && strings.EqualFold(w[2], "authorization") {
+				return localOp{session: []string{"session_authorization"}}
+			}
+			if n := settingName(w[2:]); n != "" {
+				return localOp{session: []string{n}}
+			}
+		default:
+			if n := settingName(w[1:]); n != "" {
+				return localOp{session: []string{n}}
+			}
+		}
+		return localOp{}
+	case "reset":
+		w := sqllex.Words(text, 6)
+		if len(w) > 1 && !strings.EqualFold(w[1], "all") {
+			if n := settingName(w[1:]); n != "" {
+				return localOp{session: []string{n}}
+			}
+		}
+		return localOp{}
+	}
+	if !containsFold(text, "set_config") {
+		return localOp{}
+	}
+	return setConfigCalls(text)
+}
+
+// settingName returns the name of the setting SET or RESET names with the tokens w
+// (after SET, SET LOCAL or SET SESSION), lower case, or "" when it cannot tell.
+func settingName(w []string) string {
+	if len(w) == 0 {
+		return ""
+	}
+	first := strings.ToLower(w[0])
+	second := ""
+	if len(w) > 1 {
+		second = strings.ToLower(w[1])
+	}
+	switch {
+	case first == "time" && second == "zone":
+		return "timezone"
+	case first == "xml" && second == "option":
+		return "xmloption"
+	case first == "names":
+		return "client_encoding"
+	case first == "schema":
+		return "search_path"
+	case first == "session" && second == "authorization":
+		return "session_authorization"
+	case first == "transaction" || first == "constraints" || first == "session" || first == "local":
+		return ""
+	}
+	if !isName(w[0]) {
+		return ""
+	}
+	name := strings.ToLower(identName(w[0]))
+	for i := 1; i+1 < len(w) && w[i] == "." && isName(w[i+1]); i += 2 {
+		name += "." + strings.ToLower(identName(w[i+1]))
+	}
+	return name
+}
+
+// isName reports whether a token is an identifier (a word or a quoted name).
+func isName(tok string) bool {
+	if tok == "" {
+		return false
+	}
+	c := tok[0]
+	return c == '"' || c == '_' || 'a' <= c|0x20 && c|0x20 <= 'z' || c >= 0x80
+}
+
+// setConfigCalls reads the set_config calls in a statement: a literal name with a
+// literal is_local true is stashed, with false it is a session setting; a name that is
+// not a literal, with is_local true, stashes every setting. A call whose is_local is
+// not a literal is left alone (README: what tx mode does not do).
+func setConfigCalls(text string) localOp {
+	var op localOp
+	toks := sqllex.Words(text, 1<<20)
+	for i := 0; i+1 < len(toks); i++ {
+		if !strings.EqualFold(identName(toks[i]), "set_config") || toks[i+1] != "(" {
+			continue
+		}
+		args := callArgs(toks[i+2:])
+		if len(args) != 3 || len(args[2]) != 1 {
+			continue
+		}
+		local := sqllex.Unset
+		switch strings.ToLower(args[2][0]) {
+		case "true", "'t'", "'true'", "'on'":
+			local = sqllex.Yes
+		case "false", "'f'", "'false'", "'off'":
+			local = sqllex.No
+		}
+		name, ok := "", len(args[0]) == 1
+		if ok {
+			name, ok = plainString(args[0][0])
+		}
+		switch {
+		case local == sqllex.Yes && ok:
+			op.stash = append(op.stash, strings.ToLower(name))
+		case local == sqllex.Yes:
+			op.stashAll = true
+		case local == sqllex.No && ok:
+			op.session = append(op.session, strings.ToLower(name))
+		}
+	}
+	return op
+}
+
+// callArgs splits the tokens after a call's "(" into its arguments, up to the ")" that
+// closes it; nil when it is not closed.
+func callArgs(toks []string) [][]string {
+	var args [][]string
+	var cur []string
+	depth := 0
+	for _, t := range toks {
+		switch {
+		case t == "(" || t == "[":
+			depth++
+		case (t == ")" || t == "]") && depth > 0:
+			depth--
+		case t == ")":
+			return append(args, cur)
+		case t == "," && depth == 0:
+			args = append(args, cur)
+			cur = nil
+			continue
+		}
+		cur = append(cur, t)
+	}
+	return nil
+}
+
+// plainString returns the value of a standard string literal token ('…').
+func plainString(tok string) (string, bool) {
+	if len(tok) < 2 || tok[0] != '\'' || tok[len(tok)-1] != '\'' {
+		return "", false
+	}
+	return strings.ReplaceAll(tok[1:len(tok)-1], "''", "'"), true
+}
+
+// containsFold reports whether s contains the lower-case ASCII word w, ignoring ASCII
+// case, without allocating.
+func containsFold(s, w string) bool {
+	for i := 0; i+len(w) <= len(s); i++ {
+		if s[i]|0x20 == w[0] && strings.EqualFold(s[i:i+len(w)], w) {
+			return true
+		}
+	}
+	return false
+}
+
+// any reports whether the statement touches what ends with the transaction.
+func (l localOp) any() bool {
+	return len(l.stash) > 0 || l.stashAll || len(l.session) > 0 || l.constraints != ""
+}
+
+// needs reports whether the statement gets statements of the proxy's around it, with
+// stashed saying whether the transaction may have a stash.
+func (l localOp) needs(stashed bool) bool {
+	return len(l.stash) > 0 || l.stashAll || l.constraints != "" || stashed && len(l.session) > 0
+}
+
+// settingList is names as an SQL text[] value.
+func settingList(names []string) string {
+	quoted := make([]string, len(names))
+	for i, n := range names {
+		quoted[i] = quoteLiteral(n)
+	}
+	return "ARRAY[" + strings.Join(quoted, ", ") + "]::pg_catalog.text[]"
+}
+
+// stashSQL adds the current values of names (of every setting, with all) that the
+// stash does not hold yet.
+func stashSQL(names []string, all bool) string {
+	src := "pg_catalog.unnest(" + settingList(names) + ") n(n)"
+	if all {
+		src = "(SELECT name FROM pg_catalog.pg_settings) n(n)"
+	}
+	return "SELECT pg_catalog.set_config('" + spLocal + "', (v.s OPERATOR(pg_catalog.||) COALESCE((SELECT " +
+		"pg_catalog.jsonb_object_agg(n.n, pg_catalog.current_setting(n.n, true)) FROM " + src +
+		" WHERE NOT v.s OPERATOR(pg_catalog.?) n.n), '{}'))::pg_catalog.text, false) FROM (SELECT " + stashValue + ") v(s)"
+}
+
+// sessionSQL updates the stash of names, where it holds them, to their current values.
+func sessionSQL(names []string) string {
+	return "SELECT pg_catalog.set_config('" + spLocal + "', (v.s OPERATOR(pg_catalog.||) (SELECT " +
+		"pg_catalog.jsonb_object_agg(n.n, pg_catalog.current_setting(n.n, true)) FROM pg_catalog.unnest(" +
+		settingList(names) + ") n(n) WHERE v.s OPERATOR(pg_catalog.?) n.n))::pg_catalog.text, false) FROM (SELECT " +
+		stashValue + ") v(s) WHERE v.s OPERATOR(pg_catalog.?|) " + settingList(names)
+}
+
+// setConstraintsSQL is SET CONSTRAINTS ALL mode as SET CONSTRAINTS of every deferrable
+// constraint by name.
+func setConstraintsSQL(mode string) string {
+	return `DO $pgtestproxy$DECLARE l text; BEGIN ` +
+		`SELECT pg_catalog.string_agg(pg_catalog.format('%I.%I', n.nspname, c.conname), ', ') ` +
+		`INTO l FROM pg_catalog.pg_constraint c JOIN pg_catalog.pg_namespace n ON n.oid = c.connamespace ` +
+		`WHERE c.condeferrable AND NOT pg_catalog.pg_is_other_temp_schema(n.oid); ` +
+		`IF l IS NOT NULL THEN EXECUTE 'SET CONSTRAINTS ' || l || ' ` + mode + `'; END IF; END$pgtestproxy$`
+}
+
+// restorePart is the restore of the stash where the transaction commits.
+func restorePart(fail effect) planStmt {
+	return planStmt{sql: sqlRestoreLocals, role: rolePart, fail: fail}
+}
+
+// clientPart stands for the client's statement, as written, in a plan.
+func clientPart(p planStmt) bool { return p.role == roleClient && p.sql == "" }
+
+// withLocals adds to plan, the server statements for t (nil: t as written), what keeps
+// settings local to the client's transaction: the stash before a statement that may set
+// some locally, its update after a session-level SET, SET CONSTRAINTS ALL by name, and
+// the restore before the RELEASE that commits the transaction.
+func (c *txClient) withLocals(t txStmt, plan []planStmt) []planStmt {
+	l := t.local
+	if plan == nil && l.needs(c.stashed) {
+		if l.constraints != "" {
+			return []planStmt{{sql: setConstraintsSQL(l.constraints), role: roleCarrier, tag: "SET CONSTRAINTS", check: true}}
+		}
+		if len(l.stash) > 0 || l.stashAll {
+			plan = append(plan, planStmt{sql: stashSQL(l.stash, l.stashAll), role: rolePart})
+			c.stashed = true
+		}
+		plan = append(plan, planStmt{role: roleClient})
+		if len(l.session) > 0 {
+			plan = append(plan, planStmt{sql: sessionSQL(l.session), role: rolePart})
+		}
+		return plan
+	}
+	if !c.stashed {
+		return plan
+	}
+	for i, ps := range plan {
+		switch ps.sql {
+		case sqlRelease:
+			plan = append(plan[:i:i], append([]planStmt{restorePart(effAbandon)}, plan[i:]...)...)
+			c.stashed = false
+			return plan
+		case sqlRollbackTo:
+			c.stashed = false
+			return plan
+		}
+	}
+	return plan
+}
+
+// restoreAtEnd returns the restore of the stash at the end of an autocommit unit or a
+// query string's implicit block, if the unit may have stashed anything.
+func (c *txClient) restoreAtEnd() (planStmt, bool) {
+	if !c.stashed {
+		return planStmt{}, false
+	}
+	c.stashed = false
+	return restorePart(effNone), true
+}
+
+// around adds a client statement with the proxy's statements around it (plan holds a
+// clientPart): the client's text is kept as written, so that error positions in it
+// map one to one.
+func (qb *queryBuilder) around(st *sqllex.Statement, plan []planStmt, ch *chanOp) {
+	for _, ps := range plan {
+		if clientPart(ps) {
+			qb.keep(st, true)
+			qb.note(ch)
+			qb.changed = true
+			continue
+		}
+		qb.replace(st, []planStmt{ps})
+	}
+}
