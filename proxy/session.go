@@ -133,8 +133,10 @@ func (s *Server) refuse(cc *clientConn, conn net.Conn, out *wire.MsgBuffer, err 
 		err = wire.ErrShuttingDown
 	case clientGone(err):
 		return
-	case wire.IsInterrupted(err):
+	case wire.IsInterrupted(err) && pgerr.SQLState(err) == "":
 		// PostgreSQL ends a start-up that outlasts authentication_timeout without a word.
+		// Only the client's socket has that deadline: an error with a SQLSTATE (a lease
+		// step's or the upstream's deadline, say) is the client's to hear as it is.
 		err = &quietError{fmt.Errorf("client did not complete start-up within %s", s.cfg.StartupTimeout)}
 	}
 	var old *oldProtocolError

@@ -53,10 +53,16 @@ func (c *txClient) run() error {
 			if err := c.flush(); err != nil {
 				return err
 			}
+			c.s.idle.Store(true)
+			c.cn.guard.At("tx client idle")
 		}
 		typ, n, err := c.s.crd.header()
 		if err != nil {
 			return c.readFailed(err)
+		}
+		if typ != 'X' && c.s.idle.Load() {
+			c.s.idle.Store(false)
+			c.s.lease.tookInput()
 		}
 		c.cn.stats.BytesIn.Add(int64(n + 5))
 		c.cn.guard.At("tx client pump")

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgerrcode"
@@ -44,8 +45,11 @@ type Lease struct {
 	// does not finish in time retires the clone. NewLease sets DefaultStepTimeout.
 	StepTimeout time.Duration
 
+	// departWaits counts Attach calls waiting for a session's input (depart.go).
+	departWaits atomic.Int32
+
 	mu     sync.Mutex
-	left   *sync.Cond // a session detached
+	left   *sync.Cond // a session detached, or Attach's wait is to look again
 	be     *Backend
 	conn   *txConn // while sessions are attached
 	users  int     // sessions attached
@@ -67,13 +71,14 @@ func NewLease(l Clone, shared bool, guard *wire.Guard) *Lease {
 // (reusing the one the provider kept with the clone when it was opened with the same
 // startup parameters); the first one after the lease had none resets it as a new
 // connection would find it; others join the sessions attached, whose settings they
-// share. Sessions whose clients already left are waited for, so that a client that
-// closes a connection and opens the next finds it as on a plain server.
+// share. Sessions whose clients already left, or are about to be seen leaving (their
+// next input is waiting, depart.go), are waited for, so that a client that closes a
+// connection and opens the next finds it as on a plain server. ctx ends the wait.
 func (l *Lease) Attach(ctx context.Context, client net.Conn, st Startup) (*Session, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for l.conn != nil && l.conn.allLeaving() && ctx.Err() == nil {
-		l.left.Wait()
+	if err := l.awaitDepartures(ctx); err != nil {
+		return nil, err
 	}
 	if l.broken != nil || (l.conn != nil && l.conn.doomed.Load()) {
 		cause := l.broken

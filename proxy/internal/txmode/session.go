@@ -49,6 +49,9 @@ type Session struct {
 	told bool
 
 	cutting atomic.Bool
+	// idle: the client pump waits for the client's next message with nothing of it
+	// read, or read a Terminate or the stream's end (until left is set): Attach.
+	idle atomic.Bool
 	// Under c.mu: the client left; the session opened a unit and sent nothing of it
 	// yet (it waits for its turn or for the units before); a CancelRequest came
 	// meanwhile, for the statement it sends first.

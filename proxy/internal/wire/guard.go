@@ -19,7 +19,8 @@ type Guard struct {
 	Log   *zap.Logger
 	Stats *Counters
 	// Hook, set only by tests, is called with the goroutine kind's name at the point
-	// where a test may inject a panic.
+	// where a test may inject a panic, and at a few named points where a test may hold
+	// the goroutine ("tx client idle", "tx attach departing").
 	Hook func(where string)
 }
 
