@@ -27,12 +27,19 @@ type Backend struct {
 	pmu     sync.Mutex
 	params  map[string]string // the server's ParameterStatus values, kept current; under pmu
 	runtime map[string]string // the startup parameters it was opened with
-	cancel  *wire.CancelTarget
+	// settings are the settings runtime makes; defaults the server's values of some of
+	// them for a connection without them (startdefaults.go).
+	settings [][2]string
+	defaults map[string]string
+	cancel   *wire.CancelTarget
 	// watchConfig reaches the clone for watching the backend's activity (watch.go).
 	watchConfig *pgconn.Config
 	major       int    // the server's major version
 	restore     string // the statement that restores the clone's sequences; "" when it has none
-	snapped     bool   // restore was taken
+	// deadlockTimeout is the server's deadlock_timeout when the backend first opened
+	// the clone (deadlock.go).
+	deadlockTimeout time.Duration
+	snapped         bool // restore was taken
 	// tplDeferrable: the clone, as the template left it, has deferrable constraints or
 	// constraint triggers; deferrable: the lease's transaction may have some now (set
 	// when a client's statement may have created one, and learned again, with
