@@ -119,6 +119,11 @@ func TestTxSharedLeaveMidStream(t *testing.T) {
 		{name: "extended copy", send: slices.Concat(ext("COPY items FROM STDIN"), []pgproto3.FrontendMessage{&pgproto3.Sync{},
 			&pgproto3.CopyData{Data: []byte("51\tfifty-one\n")}}), copying: true},
 		{name: "after sync", send: slices.Concat(ext("SELECT 1"), []pgproto3.FrontendMessage{&pgproto3.Sync{}})},
+		{name: "failed query", send: []pgproto3.FrontendMessage{&pgproto3.Query{String: "SELECT 1/0"}, &pgproto3.Query{String: "SELECT 2"}}},
+		{name: "failed extended", send: slices.Concat(ext("SELECT 1/0"), []pgproto3.FrontendMessage{&pgproto3.Sync{}},
+			ext("SELECT 2"), []pgproto3.FrontendMessage{&pgproto3.Sync{}})},
+		{name: "failed in block", setup: block, send: slices.Concat(ext("SELECT 1/0"), []pgproto3.FrontendMessage{&pgproto3.Sync{},
+			&pgproto3.Query{String: "SELECT 2"}})},
 		{name: "pipelined after sync", send: slices.Concat(ext("SELECT 1"), []pgproto3.FrontendMessage{&pgproto3.Sync{}},
 			ext("SELECT 2"), []pgproto3.FrontendMessage{&pgproto3.Sync{}, &pgproto3.Query{String: "SELECT 3"}})},
 	}
