@@ -97,17 +97,19 @@ type txStmt struct {
 	kind     sqllex.Kind
 	tag      string
 	chain    bool
-	modes    string               // the transaction modes tx mode does not apply (all but READ ONLY/WRITE)
-	ro       sqllex.Tristate      // READ ONLY (Yes) or READ WRITE (No)
-	reserved bool                 // a savepoint name of the proxy's
-	ignore   bool                 // SET SESSION CHARACTERISTICS or SET TRANSACTION SNAPSHOT: passed on
-	copy     bool                 // COPY: executing it may start copy-in mode
-	ddl      bool                 // CREATE, ALTER or DROP: it may create or drop a deferrable constraint
-	inBlock  blockOnly            // a statement a plain server runs only in a transaction block
-	cursor   string               // DECLARE without HOLD: the name of a cursor that ends with the transaction
-	noTxCmd  string               // sqllex's NoTxCommand
-	ch       *chanOp              // LISTEN, UNLISTEN or NOTIFY, which the proxy carries out (notify.go)
-	notifyAt *sqllex.PgNotifyCall // a pg_notify call whose arguments its Bind gives (pgnotify.go)
+	modes    string          // the transaction modes tx mode does not apply (all but READ ONLY/WRITE)
+	ro       sqllex.Tristate // READ ONLY (Yes) or READ WRITE (No)
+	reserved bool            // a savepoint name of the proxy's
+	ignore   bool            // SET SESSION CHARACTERISTICS or SET TRANSACTION SNAPSHOT: passed on
+	copy     bool            // COPY: executing it may start copy-in mode
+	ddl      bool            // CREATE, ALTER or DROP: it may create or drop a deferrable constraint
+	inBlock  blockOnly       // a statement a plain server runs only in a transaction block
+	cursor   string          // DECLARE without HOLD: the name of a cursor that ends with the transaction
+	noTxCmd  string          // sqllex's NoTxCommand
+	ch       *chanOp         // LISTEN, UNLISTEN or NOTIFY, which the proxy carries out (notify.go)
+
+	// notifyAt: a pg_notify call whose arguments its Bind gives (pgnotify.go).
+	notifyAt *sqllex.PgNotifyCall
 }
 
 // blockOnly names a statement that a plain server refuses (or ignores, with a
