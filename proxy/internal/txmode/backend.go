@@ -27,19 +27,12 @@ type Backend struct {
 	pmu     sync.Mutex
 	params  map[string]string // the server's ParameterStatus values, kept current; under pmu
 	runtime map[string]string // the startup parameters it was opened with
-	// settings are the settings runtime makes; defaults the server's values of some of
-	// them for a connection without them (startdefaults.go).
-	settings [][2]string
-	defaults map[string]string
-	cancel   *wire.CancelTarget
+	cancel  *wire.CancelTarget
 	// watchConfig reaches the clone for watching the backend's activity (watch.go).
 	watchConfig *pgconn.Config
 	major       int    // the server's major version
 	restore     string // the statement that restores the clone's sequences; "" when it has none
-	// deadlockTimeout is the server's deadlock_timeout when the backend first opened
-	// the clone (deadlock.go).
-	deadlockTimeout time.Duration
-	snapped         bool // restore was taken
+	snapped     bool   // restore was taken
 	// tplDeferrable: the clone, as the template left it, has deferrable constraints or
 	// constraint triggers; deferrable: the lease's transaction may have some now (set
 	// when a client's statement may have created one, and learned again, with
@@ -57,6 +50,14 @@ type Backend struct {
 	gen      atomic.Uint64        // bumped when prepared statements may be gone
 
 	closeOnce sync.Once
+
+	// settings are the settings runtime makes; defaults the server's values of some of
+	// them for a connection without them (startdefaults.go).
+	settings [][2]string
+	defaults map[string]string
+	// deadlockTimeout is the server's deadlock_timeout when the backend first opened
+	// the clone (deadlock.go).
+	deadlockTimeout time.Duration
 }
 
 // prepStmt is one of the proxy's prepared statements on a backend.
