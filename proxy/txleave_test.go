@@ -102,6 +102,7 @@ func TestTxSharedLeaveMidStream(t *testing.T) {
 		setup   []pgproto3.FrontendMessage // sent and answered before the neighbour goes on
 		send    []pgproto3.FrontendMessage // sent, not answered, before it leaves
 		running bool                       // a pg_sleep runs when it leaves
+		copying bool                       // a COPY FROM STDIN runs when it leaves
 	}{
 		{name: "query", send: []pgproto3.FrontendMessage{&pgproto3.Query{String: sleep}}, running: true},
 		{name: "pipelined queries", send: []pgproto3.FrontendMessage{&pgproto3.Query{String: sleep},
@@ -113,6 +114,18 @@ func TestTxSharedLeaveMidStream(t *testing.T) {
 		{name: "block running", setup: block, send: []pgproto3.FrontendMessage{&pgproto3.Query{String: sleep}}, running: true},
 		{name: "block extended", setup: block, send: append(ext(sleep), &pgproto3.Flush{}), running: true},
 		{name: "block idle", setup: block},
+		{name: "copy", send: []pgproto3.FrontendMessage{&pgproto3.Query{String: "COPY items FROM STDIN"},
+			&pgproto3.CopyData{Data: []byte("50\tfifty\n")}}, copying: true},
+		{name: "extended copy", send: slices.Concat(ext("COPY items FROM STDIN"), []pgproto3.FrontendMessage{&pgproto3.Sync{},
+			&pgproto3.CopyData{Data: []byte("51\tfifty-one\n")}}), copying: true},
+		{name: "after sync", send: slices.Concat(ext("SELECT 1"), []pgproto3.FrontendMessage{&pgproto3.Sync{}})},
+		{name: "failed query", send: []pgproto3.FrontendMessage{&pgproto3.Query{String: "SELECT 1/0"}, &pgproto3.Query{String: "SELECT 2"}}},
+		{name: "failed extended", send: slices.Concat(ext("SELECT 1/0"), []pgproto3.FrontendMessage{&pgproto3.Sync{}},
+			ext("SELECT 2"), []pgproto3.FrontendMessage{&pgproto3.Sync{}})},
+		{name: "failed in block", setup: block, send: slices.Concat(ext("SELECT 1/0"), []pgproto3.FrontendMessage{&pgproto3.Sync{},
+			&pgproto3.Query{String: "SELECT 2"}})},
+		{name: "pipelined after sync", send: slices.Concat(ext("SELECT 1"), []pgproto3.FrontendMessage{&pgproto3.Sync{}},
+			ext("SELECT 2"), []pgproto3.FrontendMessage{&pgproto3.Sync{}, &pgproto3.Query{String: "SELECT 3"}})},
 	}
 	p := newTestProvider(t)
 	s := startProxy(t, Config{Provider: p, Linger: time.Hour})
@@ -133,6 +146,9 @@ func TestTxSharedLeaveMidStream(t *testing.T) {
 			gone.sendAll(t, tc.send...)
 			if tc.running {
 				waitSleeping(t, clone)
+			}
+			if tc.copying {
+				waitBackendRuns(t, []string{clone}, tc.send)
 			}
 			// Both stay and other queue their rounds behind the neighbour's turn.
 			msgs, want = probe("queued")
@@ -164,6 +180,9 @@ func TestTxSharedLeaveMidStream(t *testing.T) {
 			alone.sendAll(t, tc.send...)
 			if tc.running {
 				waitSleeping(t, clone)
+			}
+			if tc.copying {
+				waitBackendRuns(t, []string{clone}, tc.send)
 			}
 			alone.leave(t)
 			last := openRaw(t, url)

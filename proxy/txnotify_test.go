@@ -165,3 +165,32 @@ func TestTxNotifyOnNotification(t *testing.T) {
 		t.Fatalf("OnNotification got %q after the connection's own NOTIFY", got)
 	}
 }
+
+// A client statement that calls pg_notify and nothing else, with constants or
+// parameters, is delivered as NOTIFY is: at the commit in the client's view, with its
+// payload and the backend's PID; a rolled-back one delivers nothing.
+func TestTxPgNotify(t *testing.T) {
+	t.Parallel()
+	s := startProxy(t, Config{Provider: newTestProvider(t)})
+	url := modeURL(s, leasemode.Tx, "app", "session=pg-notify")
+	listener, notifier := connect(t, url), connect(t, url)
+	mustExec(t, listener, "LISTEN events")
+
+	mustExec(t, notifier, "BEGIN")
+	mustExec(t, notifier, "SELECT pg_notify('events', 'rolled back')")
+	mustExec(t, notifier, "ROLLBACK")
+	mustExec(t, notifier, "SELECT pg_notify('events', 'constant')")                 // simple protocol
+	mustExec(t, notifier, "SELECT pg_notify($1, $2)", "events", "parameters")       // extended
+	mustExec(t, notifier, "select PG_CATALOG.pg_notify('events', $1::text); ", "x") // one unit, then:
+	mustExec(t, notifier, "BEGIN")
+	mustExec(t, notifier, "SELECT pg_catalog.pg_notify('events', $1)", "in a block")
+	mustExec(t, notifier, "COMMIT")
+
+	pid := backendPID(t, notifier)
+	for i, want := range []string{"constant", "parameters", "x", "in a block"} {
+		n := waitNotification(t, listener)
+		if n.Channel != "events" || n.Payload != want || n.PID != pid {
+			t.Fatalf("notification %d: got %+v, want %q from PID %d", i, *n, want, pid)
+		}
+	}
+}

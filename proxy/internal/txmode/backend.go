@@ -55,6 +55,14 @@ type Backend struct {
 	gen      atomic.Uint64        // bumped when prepared statements may be gone
 
 	closeOnce sync.Once
+
+	// settings are the settings runtime makes; defaults the server's values of some of
+	// them for a connection without them (startdefaults.go).
+	settings [][2]string
+	defaults map[string]string
+	// deadlockTimeout is the server's deadlock_timeout when the backend first opened
+	// the clone (deadlock.go).
+	deadlockTimeout time.Duration
 }
 
 // prepStmt is one of the proxy's prepared statements on a backend.

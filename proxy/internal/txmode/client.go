@@ -36,6 +36,9 @@ type txClient struct {
 	// ends the copy, a Sync may come while the server is in copy-in mode, which
 	// ignores it (libpq sends Execute and Sync together).
 	copyAt int
+	// discarding: a message of the unit failed before it reached the server (a
+	// deadlock): the client's messages are skipped up to its Sync.
+	discarding bool
 
 	stmts   map[string]txStmt // prepared statements that tx mode rewrites or hints
 	portals map[string]txStmt // portals bound to them
@@ -85,6 +88,18 @@ func (c *txClient) readFailed(err error) error {
 
 // message handles one client message whose header was read.
 func (c *txClient) message(typ byte, n int) error {
+	if c.discarding {
+		return c.discard(typ, n)
+	}
+	err := c.dispatch(typ, n)
+	if e, ok := asDeadlock(err); ok {
+		return c.failDeadlocked(typ, e)
+	}
+	return err
+}
+
+// dispatch handles one client message by its type.
+func (c *txClient) dispatch(typ byte, n int) error {
 	switch typ {
 	case 'X': // Terminate: the backend belongs to the lease, not the connection
 		return errClientDone

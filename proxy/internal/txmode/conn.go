@@ -141,12 +141,22 @@ func (c *txConn) stop() (clean bool) {
 	return clean
 }
 
-// acquire waits for s's turn on the backend.
+// acquire waits for s's turn on the backend; a wait that is a deadlock (deadlock.go)
+// fails with a *deadlockError.
 func (c *txConn) acquire(s *Session) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s.waiting = true // until it sends (txClient.locked)
+	var dw *deadlockWatch
 	for c.holder != nil && c.holder != s && c.failure == nil {
+		if dw == nil && !s.left { // a session leaving only cleans up (deadlock.go)
+			dw = c.watchDeadlock()
+			defer dw.timer.Stop()
+		}
+		if err := c.deadlocked(s, dw); err != nil {
+			s.waiting, s.cancelFirst = false, false
+			return err
+		}
 		c.changed.Wait()
 	}
 	if c.failure != nil {

@@ -143,7 +143,17 @@
 // listens on its channel, with the backend's PID, between two of its messages: at
 // once to an idle one, after the current reply to a busy one, and to the notifying
 // session itself before the ReadyForQuery of the unit. A rollback drops them, and
-// ROLLBACK TO a savepoint of the client's those noted since it was set.
+// ROLLBACK TO a savepoint of the client's those noted since it was set. A client
+// statement that is a call of pg_notify and nothing else, with constants or parameters
+// (pgnotify.go), is noted as the NOTIFY it amounts to.
+//
+// Connections of a session key that wait for each other (deadlock.go): a session that
+// waits for its turn for the backend's deadlock_timeout while the holder's block is
+// idle gets 40P01 as the reply to the request it waited to send. A reconnect at once
+// (depart.go) waits, for at most a second, for the sessions whose clients have sent
+// input not yet read (a Terminate, say), so that it gets the per-connection reset; that
+// reset sets the server's defaults for the settings of the backend's startup packet
+// and then the new connection's own (startdefaults.go).
 //
 // Statements a plain server takes only in a transaction block (DECLARE without HOLD,
 // LOCK, SET LOCAL, SET CONSTRAINTS) get its error or warning outside one, raised from
@@ -167,14 +177,15 @@
 // default) turns the proxy's protection off; on a connection without a session key,
 // named portals outlive the unit that made them (a shared session's portals are
 // closed at the end of its autocommit unit, its unnamed one at a simple Query); now()
-// is the lease's start time; pg_notify() and a NOTIFY run by a function, trigger or
-// rule are never delivered, nor are notifications from other connections to the
+// is the lease's start time; pg_notify() other than as a statement of its own
+// and a NOTIFY run by a function, trigger or rule are never delivered, nor are notifications from other connections to the
 // clone's database; pg_listening_channels() is empty; a query string
 // that goes on after a COMMIT inside it cannot be cancelled (its savepoint statement
 // could be hit); a CancelRequest that reaches the proxy before it has sent the client's
 // request to the backend (the request is still unread, or queued behind another
 // connection's work on a shared backend) is dropped, as a late one is, so the request
-// then runs to its end; a connection of a shared session key that waits, in its transaction
-// block, for another connection of the same key waits forever (the block holds the
-// backend); SQL-level PREPARE names are shared by those connections.
+// then runs to its end; a transaction block idle for deadlock_timeout while another
+// connection of its key waits for its turn is taken for a deadlock (deadlock.go); a
+// client's own RESET ALL on a later connection of a session key returns to the first
+// connection's startup settings; SQL-level PREPARE names are shared by those connections.
 package txmode

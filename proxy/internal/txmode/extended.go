@@ -30,7 +30,7 @@ func (c *txClient) parse(body []byte) error {
 	c.noteDeallocate(sql)
 	st := sqllex.Classify(sql)
 	t := newTxStmt(&st)
-	if t.control() || t.noTx() || t.copy || t.ddl || t.ch != nil || t.local.any() {
+	if t.control() || t.noTx() || t.copy || t.ddl || t.ch != nil || t.notifyAt != nil || t.local.any() {
 		c.stmts[name] = t
 	} else {
 		delete(c.stmts, name)
@@ -106,13 +106,25 @@ func (c *txClient) bind(n int) error {
 	if rest < 0 {
 		return pgerr.New(pgerrcode.ProtocolViolation, "invalid Bind message")
 	}
+	if err := c.beginSQL(); err != nil {
+		if _, ok := asDeadlock(err); ok { // the Bind is not sent: skip its parameters
+			if serr := c.s.crd.skip(rest); serr != nil {
+				return c.readFailed(serr)
+			}
+		}
+		return err
+	}
+	var params []byte // read whole: a pg_notify call's arguments
 	if t, ok := c.stmts[stmtName]; ok {
+		if t.notifyAt != nil {
+			if params, err = c.s.crd.body('B', rest); err != nil {
+				return c.readFailed(err)
+			}
+			t.ch = bindNotify(t.notifyAt, params)
+		}
 		c.portals[portalName] = t
 	} else {
 		delete(c.portals, portalName)
-	}
-	if err := c.beginSQL(); err != nil {
-		return err
 	}
 	c.noteBound(stmtName)
 	portal, err := c.define('P', portalName)
@@ -128,6 +140,10 @@ func (c *txClient) bind(n int) error {
 		_ = c.cn.be.wr.WriteByte(0)
 		_, _ = c.cn.be.wr.WriteString(stmt)
 		_ = c.cn.be.wr.WriteByte(0)
+		if params != nil {
+			_, err := c.cn.be.wr.Write(params)
+			return err
+		}
 		return c.copyBody(rest)
 	}, true)
 }

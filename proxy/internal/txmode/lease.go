@@ -118,7 +118,7 @@ func (l *Lease) prepare(ctx context.Context, st Startup) error {
 	var err error
 	be := l.be
 	if be == nil {
-		be, err = l.open(ctx, st.Runtime)
+		be, err = l.open(ctx, st)
 	} else {
 		err = be.resetSession(ctx, st)
 	}
@@ -139,7 +139,8 @@ func (l *Lease) prepare(ctx context.Context, st Startup) error {
 }
 
 // open connects the lease's backend and begins the lease's transaction.
-func (l *Lease) open(ctx context.Context, runtime map[string]string) (*Backend, error) {
+func (l *Lease) open(ctx context.Context, st Startup) (*Backend, error) {
+	runtime := st.Runtime
 	if l.keeper != nil {
 		if be := l.keeper.Kept(); be != nil {
 			if maps.Equal(be.runtime, runtime) {
@@ -161,6 +162,7 @@ func (l *Lease) open(ctx context.Context, runtime map[string]string) (*Backend, 
 	if err != nil {
 		return nil, err
 	}
+	be.settings = st.Settings
 	if err := be.start(ctx); err != nil {
 		_ = be.Close()
 		return nil, err

@@ -28,7 +28,7 @@ func (b *Backend) start(ctx context.Context) error {
 		queries[0] += b.asProxy()
 		queries = append(queries, `SELECT pg_catalog.format('%I.%I', schemaname, sequencename),
 			coalesce(last_value, start_value), last_value IS NOT NULL FROM pg_catalog.pg_sequences`,
-			sqlHasDeferrable)
+			sqlHasDeferrable, sqlDeadlockTimeout)
 		if b.runtime["role"] != "" {
 			queries = append(queries, "RESET ROLE")
 		}
@@ -36,8 +36,12 @@ func (b *Backend) start(ctx context.Context) error {
 	var seqs [][]string
 	tplDeferrable := false
 	status, err := b.run(ctx, queries, func(q int, row []string) {
-		if q == 2 {
+		switch q {
+		case 2:
 			tplDeferrable = len(row) == 1 && row[0] == "t"
+			return
+		case 3:
+			b.deadlockTimeout = parseDeadlockTimeout(row)
 			return
 		}
 		seqs = append(seqs, row)
@@ -139,9 +143,9 @@ func (b *Backend) resetSession(ctx context.Context, st Startup) error {
 		return nil
 	}
 	q.Reset()
-	settings := st.Settings
-	if _, ok := st.Runtime["role"]; !ok && b.runtime["role"] != "" {
-		settings = append(settings[:len(settings):len(settings)], [2]string{"role", "none"})
+	settings, err := b.ownSettings(ctx, st)
+	if err != nil {
+		return &clientRefusal{err: err}
 	}
 	for i, kv := range settings {
 		if i > 0 {

@@ -33,7 +33,7 @@ func newChanOp(st *sqllex.Statement) *chanOp {
 	case sqllex.Listen, sqllex.Unlisten, sqllex.Notify, sqllex.Savepoint, sqllex.Release, sqllex.RollbackTo:
 		return &chanOp{kind: st.Kind, channel: st.Name.Name, payload: st.Literal}
 	}
-	return nil
+	return pgNotifyOp(st)
 }
 
 // chanNote is a chanOp the server completed for session s in the unit or block that

@@ -109,6 +109,9 @@ type txStmt struct {
 	ch       *chanOp         // LISTEN, UNLISTEN or NOTIFY, which the proxy carries out (notify.go)
 	local    localOp         // what it does to settings local to the transaction (locals.go)
 	txModes  sqllex.TxModes  // all its transaction modes (isolation.go)
+
+	// notifyAt: a pg_notify call whose arguments its Bind gives (pgnotify.go).
+	notifyAt *sqllex.PgNotifyCall
 }
 
 // blockOnly names a statement that a plain server refuses (or ignores, with a
@@ -218,6 +221,7 @@ func newTxStmt(st *sqllex.Statement) txStmt {
 		txModes:  st.Modes,
 		noTxCmd:  st.NoTxCommand,
 		ch:       newChanOp(st),
+		notifyAt: pgNotifyParams(st),
 		kind:     st.Kind,
 		tag:      st.Tag,
 		chain:    st.Chain,

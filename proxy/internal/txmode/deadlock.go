@@ -1,0 +1,143 @@
+package txmode
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pgx/v5/pgproto3"
+	"go.uber.org/zap"
+
+	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
+	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
+)
+
+// Connections sharing a session key take turns on the lease's backend, and a client
+// transaction block holds it until it ends. A connection whose block waits for another
+// connection of the key (for a lock the other would take, or for the other's next
+// statement) therefore waits forever where a plain server would either run the other
+// or detect the deadlock. The proxy detects it: a session that waits for its turn for
+// the backend's deadlock_timeout (read when the backend first opened the clone; 1s, the
+// server's default, when it cannot be read) while the holder sent nothing and nothing
+// of anyone's was pending (the holder's block is idle: its client waits) gets 40P01,
+// as the reply to the statement it waited to send; the holder goes on. A block that is
+// merely slow between two statements for that long, while another connection of the key
+// waits, is taken for a deadlock too.
+
+// defaultDeadlockTimeout is PostgreSQL's default deadlock_timeout.
+const defaultDeadlockTimeout = time.Second
+
+// sqlDeadlockTimeout reads the server's deadlock_timeout, in milliseconds.
+const sqlDeadlockTimeout = "SELECT setting FROM pg_catalog.pg_settings WHERE name = 'deadlock_timeout'"
+
+// parseDeadlockTimeout reads sqlDeadlockTimeout's row.
+func parseDeadlockTimeout(row []string) time.Duration {
+	if len(row) == 1 {
+		if ms, err := strconv.Atoi(row[0]); err == nil && ms > 0 {
+			return time.Duration(ms) * time.Millisecond
+		}
+	}
+	return defaultDeadlockTimeout
+}
+
+// deadlockWait is the backend's deadlock_timeout, or the default.
+func (b *Backend) deadlockWait() time.Duration {
+	if b.deadlockTimeout > 0 {
+		return b.deadlockTimeout
+	}
+	return defaultDeadlockTimeout
+}
+
+// deadlockError is what acquire fails with when it detected a deadlock.
+type deadlockError struct{ err *pgerr.Error }
+
+func (e *deadlockError) Error() string { return e.err.Error() }
+
+// deadlockWatch times a session's wait for its turn. Its fields are under c.mu.
+type deadlockWatch struct {
+	timer *time.Timer
+	due   bool // a deadlock_timeout passed since mark
+	mark  int  // messages queued and answered when the period began
+}
+
+// watchDeadlock starts timing a wait for the turn. c.mu is held.
+func (c *txConn) watchDeadlock() *deadlockWatch {
+	w := &deadlockWatch{mark: c.q.pushed + c.q.popped}
+	w.timer = time.AfterFunc(c.be.deadlockWait(), func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		w.due = true
+		c.changed.Broadcast()
+	})
+	return w
+}
+
+// deadlocked reports, once a period passed, whether s's wait is a deadlock: nothing
+// was queued or answered in it and nothing is pending, so the holder's block is idle.
+// Otherwise a new period begins. A nil w (a session leaving) never deadlocks. c.mu is
+// held.
+func (c *txConn) deadlocked(s *Session, w *deadlockWatch) error {
+	if w == nil || !w.due {
+		return nil
+	}
+	now := c.q.pushed + c.q.popped
+	if now != w.mark || c.q.len() > 0 || c.holder == nil || c.holder == s {
+		w.due, w.mark = false, now
+		w.timer.Reset(c.be.deadlockWait())
+		return nil
+	}
+	holder := "?"
+	if c.holder.client != nil {
+		holder = c.holder.client.RemoteAddr().String()
+	}
+	return &deadlockError{&pgerr.Error{Code: pgerrcode.DeadlockDetected, Message: "deadlock detected",
+		Detail: fmt.Sprintf("This connection waited %s for its turn on the backend its session key's connections share; "+
+			"another connection of the key (client %s) holds it with a transaction block that was idle all that time, "+
+			"so that connection is waiting for this one.", c.be.deadlockWait(), holder),
+		Hint: "Connections sharing a tx-mode session key take turns on one backend, and a transaction block holds it until " +
+			"it ends: end the block before waiting for another connection of the key, or give them different session keys (or use mode=db)."}}
+}
+
+// failDeadlocked answers the client's request that waited for its turn with the
+// deadlock error, as a plain server fails a statement: a Query, FunctionCall or Sync
+// gets ReadyForQuery after it; in the extended protocol the messages up to the next
+// Sync are then skipped (discard).
+func (c *txClient) failDeadlocked(typ byte, e *deadlockError) error {
+	c.cn.log.Debug("tx session deadlocked", zap.Error(e))
+	c.cn.stats.Error(e.err.Code)
+	c.s.toClient(wire.ErrorResponse("ERROR", e.err))
+	switch typ {
+	case 'Q', 'F', 'S':
+		c.s.toClient(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+	default:
+		c.discarding = true
+	}
+	c.s.flushClient()
+	return nil
+}
+
+// discard skips a client message after a failed extended-protocol message, up to the
+// Sync, which gets ReadyForQuery.
+func (c *txClient) discard(typ byte, n int) error {
+	if typ == 'X' {
+		return errClientDone
+	}
+	if err := c.s.crd.skip(n); err != nil {
+		return c.readFailed(err)
+	}
+	if typ == 'S' {
+		c.discarding = false
+		c.s.toClient(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+		c.s.flushClient()
+	}
+	return nil
+}
+
+// asDeadlock returns err's deadlockError, if it is one.
+func asDeadlock(err error) (*deadlockError, bool) {
+	var e *deadlockError
+	ok := errors.As(err, &e)
+	return e, ok
+}
