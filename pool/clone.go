@@ -236,6 +236,7 @@ func (p *Pool) waitNoBackends(ctx context.Context, datname string) error {
 
 // retireReady drops the ready clones of a template no name uses any more.
 func (p *Pool) retireReady(gen *generation) {
+	p.dropParked(gen)
 	ctx, cancel := context.WithTimeout(context.Background(), dropTimeout)
 	defer cancel()
 	rows, err := p.cat.Query(ctx, `UPDATE migrated_dbs SET state = 'dropping', owner = $2, kept_by = NULL
