@@ -29,11 +29,13 @@ type parkedClone struct {
 // drop them as they do its leases. Close returns them to the catalog as ready.
 
 // park parks l's clone with keep; it reports false when the clone is not parked (the
-// template has PoolSize parked already, or the pool is closing).
+// template has PoolSize parked already, was replaced or vanished, or the pool is
+// closing). The check is under p.mu, as dropParked's take is: a template replaced after
+// it has its parked clones dropped by the retireReady that follows.
 func (p *Pool) park(l *Lease, keep io.Closer) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed || len(p.parked[l.gen]) >= p.cfg.PoolSize {
+	if p.closed || len(p.parked[l.gen]) >= p.cfg.PoolSize || !p.inUse(l.gen) || l.gen.dead.Load() {
 		return false
 	}
 	if p.parked == nil {

@@ -109,3 +109,42 @@ func TestTxClaimWaitsForEnding(t *testing.T) {
 	b.Keep(kept)
 	b.Release(t.Context(), false)
 }
+
+// TestTxParkedRetiredWithTemplate: when the migrations change, the clones parked with
+// the old template are dropped and what they kept is closed; a lease of the old
+// template released after the change is not parked.
+func TestTxParkedRetiredWithTemplate(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	d := newMigDir(t, simpleSchema)
+	cfg := f.config(map[string]Migrator{"": d})
+	cfg.PoolSize = 1
+	p := f.pool(cfg)
+
+	parked := acquire(t, p, "", leasemode.Tx)
+	held := acquire(t, p, "", leasemode.Tx)
+	kept, keptHeld := &closer{}, &closer{}
+	parked.Keep(kept)
+	parked.Release(t.Context(), true)
+
+	d.write("003_more.up.sql", "CREATE TABLE more (id int);\n")
+	next := acquire(t, p, "", leasemode.Tx)
+	defer next.Release(t.Context(), false)
+	if next.Database() == parked.Database() || next.gen == parked.gen {
+		t.Fatalf("after the migrations changed, tx lease got %s of the old template", next.Database())
+	}
+	eventually(t, "the old template's parked clone dropped", func() bool {
+		return kept.times() == 1 && !dbExists(t, parked.Database())
+	})
+	held.Keep(keptHeld)
+	held.Release(t.Context(), true)
+	if keptHeld.times() != 1 {
+		t.Fatalf("a lease of the replaced template kept its resource (closed %d times), want it closed", keptHeld.times())
+	}
+	p.mu.Lock()
+	n := len(p.parked[held.gen])
+	p.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d clones of the replaced template parked", n)
+	}
+}
