@@ -249,6 +249,7 @@ func (p *Pool) backendsGone(ctx context.Context, datname string, limit time.Dura
 
 // retireReady drops the ready clones of a template no name uses any more.
 func (p *Pool) retireReady(gen *generation) {
+	p.dropParked(gen)
 	ctx, cancel := context.WithTimeout(context.Background(), dropTimeout)
 	defer cancel()
 	rows, err := p.cat.Query(ctx, `UPDATE migrated_dbs SET state = 'dropping', owner = $2, kept_by = NULL

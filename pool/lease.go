@@ -35,6 +35,7 @@ type Lease struct {
 	kept     io.Closer // left by the previous tx lease, until Kept takes it
 	keep     io.Closer // to leave in the clone for the next tx lease
 	released bool
+	ending   bool // Ending was called (parked.go)
 }
 
 // Database returns the clone's database name.
@@ -96,6 +97,7 @@ func (l *Lease) Release(ctx context.Context, clean bool) {
 	if !l.markReleased() {
 		return
 	}
+	defer l.p.ended(l)
 	l.mu.Lock()
 	kept, keep := l.kept, l.keep
 	l.kept, l.keep = nil, nil
@@ -105,6 +107,9 @@ func (l *Lease) Release(ctx context.Context, clean bool) {
 	}
 	p := l.p
 	if l.mode == leasemode.Tx && clean && p.inUse(l.gen) && !l.gen.dead.Load() {
+		if keep != nil && p.park(l, keep) {
+			return
+		}
 		if p.putBack(ctx, l, keep) {
 			return
 		}
@@ -253,6 +258,11 @@ const (
 
 // claim takes a ready clone of gen, or returns (nil, nil) when there is none.
 func (p *Pool) claim(ctx context.Context, tpl *template, gen *generation, mode leasemode.Mode) (*Lease, error) {
+	if mode == leasemode.Tx {
+		if l := p.unparkSoon(ctx, tpl, gen); l != nil {
+			return l, nil // its backend is open: no connection to budget, no catalog round trip
+		}
+	}
 	if err := p.checkBudget(ctx); err != nil {
 		return nil, err
 	}

@@ -67,6 +67,11 @@ type Pool struct {
 	pristine map[string]string
 	noCounts sync.Once      // logs once that track_counts is off
 	busy     map[string]int // clones being created or dropped by this process (marks)
+
+	// parked: tx clones between leases, still leased in the catalog; ending: tx
+	// leases whose holder is resetting them for the next lease (parked.go)
+	parked map[*generation][]parkedClone
+	ending map[*generation]*endings
 }
 
 // template is one configured template name.
@@ -273,6 +278,7 @@ func (p *Pool) Close() error {
 		kept := p.kept
 		p.kept = map[string]io.Closer{}
 		p.mu.Unlock()
+		p.unparkAll(ctx)
 		for _, c := range kept {
 			c.Close()
 		}

@@ -73,7 +73,11 @@ func (p *Pool) Stats(ctx context.Context) ([]TemplateStats, error) {
 			}
 		}
 	}
+	parked := p.parkedNames()
 	for i := range out {
+		// This process's parked clones are leased in the catalog but ready to lease here.
+		n := len(parked[out[i].Database])
+		out[i].Ready, out[i].Leased = out[i].Ready+n, out[i].Leased-n
 		// The catalog learns of leases in batches; this process knows its own at once.
 		if g := p.templates[out[i].Name].cur.Load(); g != nil {
 			if t := time.Unix(0, g.lastUsed.Load()); t.After(out[i].LastUsed) {
@@ -113,7 +117,25 @@ func (p *Pool) Leases(ctx context.Context) ([]LeaseInfo, error) {
 		l.Mode, l.Mine = leasemode.Mode(mode), l.Owner == p.owner
 		return l, err
 	})
-	return out, p.upstreamErr("read leases", err)
+	if err != nil {
+		return nil, p.upstreamErr("read leases", err)
+	}
+	// This process's parked clones are no leases; a clone it took from its parked ones
+	// was leased when it took it, not when the catalog last saw it leased.
+	p.mu.Lock()
+	mine := out[:0]
+	for _, l := range out {
+		if l.Mine {
+			own, ok := p.leases[l.Database]
+			if !ok {
+				continue
+			}
+			l.Since = own.since
+		}
+		mine = append(mine, l)
+	}
+	p.mu.Unlock()
+	return mine, nil
 }
 
 func fromMS(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }

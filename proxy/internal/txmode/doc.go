@@ -103,7 +103,9 @@
 //
 // Lease end. Lease.Release rolls the proxy's transaction back, restores the
 // sequences to the values taken when the backend first opened the clone (one setval
-// statement), runs DISCARD ALL, and hands the backend to the provider with the clone
+// statement), runs DISCARD ALL (the three in one round trip; a provider that has
+// Ending is told first, so that its next lease of the template can wait for this
+// clone), and hands the backend to the provider with the clone
 // (BackendKeeper) so that the next lease skips the backend's start; any failure
 // retires the clone instead. A kept backend serves a later lease only for a client
 // with the same startup parameters (those are the backend's reset values); otherwise

@@ -203,6 +203,9 @@ func (l *Lease) Release(ctx context.Context, clean bool) {
 	l.be = nil
 	l.mu.Unlock()
 	clean = clean && broken == nil
+	if e, ok := l.clone.(ender); ok && clean && be != nil {
+		e.Ending()
+	}
 	if be != nil {
 		if clean {
 			fctx, cancel := context.WithTimeout(ctx, l.StepTimeout)
@@ -221,6 +224,11 @@ func (l *Lease) Release(ctx context.Context, clean bool) {
 	}
 	l.clone.Release(ctx, clean)
 }
+
+// ender is a Clone that wants to know when its release begins: the backend's reset
+// takes a round trip, which the provider's next lease of the template may wait for
+// rather than take a clone without a backend.
+type ender interface{ Ending() }
 
 // Lost reports whether the lease's transaction is lost: its backend ended (a FATAL
 // error, pg_terminate_backend) or the proxy lost track of it. No connection can use a
