@@ -49,6 +49,7 @@ type localOp struct {
 	stash       []string // settings it may set locally: stashed before it runs
 	stashAll    bool     // it may set a setting whose name is not written: stash every setting
 	session     []string // settings it sets for the session: a stash of them is updated after it
+	sessionText string   // a SET or RESET of a setting for the session, read by sessionNames
 	constraints string   // SET CONSTRAINTS ALL: "IMMEDIATE" or "DEFERRED"
 }
 
@@ -57,48 +58,68 @@ type localOp struct {
 func classifyLocal(kw, text string) localOp {
 	switch kw {
 	case "set":
-		w := sqllex.Words(text, 8)
+		w := sqllex.Words(text, 2)
 		if len(w) < 2 {
 			return localOp{}
 		}
 		switch strings.ToLower(w[1]) {
-		case "local":
+		case "local", "constraints":
+		default:
+			// Which setting it names matters only once the transaction holds a
+			// stash: sessionNames reads it then.
+			return localOp{sessionText: text}
+		}
+		w = sqllex.Words(text, 8)
+		if strings.EqualFold(w[1], "local") {
 			if n := settingName(w[2:]); n != "" {
 				return localOp{stash: []string{n}}
 			}
-		case "constraints":
-			if len(w) == 4 && strings.EqualFold(w[2], "all") {
-				switch m := strings.ToUpper(w[3]); m {
-				case "IMMEDIATE", "DEFERRED":
-					return localOp{constraints: m}
-				}
-			}
-		case "session":
-			if len(w) > 2 && strings.EqualFold(w[2], "authorization") {
-				return localOp{session: []string{"session_authorization"}}
-			}
-			if n := settingName(w[2:]); n != "" {
-				return localOp{session: []string{n}}
-			}
-		default:
-			if n := settingName(w[1:]); n != "" {
-				return localOp{session: []string{n}}
+			return localOp{}
+		}
+		if len(w) == 4 && strings.EqualFold(w[2], "all") {
+			switch m := strings.ToUpper(w[3]); m {
+			case "IMMEDIATE", "DEFERRED":
+				return localOp{constraints: m}
 			}
 		}
 		return localOp{}
 	case "reset":
-		w := sqllex.Words(text, 6)
-		if len(w) > 1 && !strings.EqualFold(w[1], "all") {
-			if n := settingName(w[1:]); n != "" {
-				return localOp{session: []string{n}}
-			}
-		}
-		return localOp{}
+		return localOp{sessionText: text}
 	}
 	if !containsFold(text, "set_config") {
 		return localOp{}
 	}
 	return setConfigCalls(text)
+}
+
+// sessionNames returns the settings a session-level SET or RESET names (none for
+// RESET ALL, which empties the stash itself, and for what it cannot read), or those
+// of set_config(…, false) calls.
+func (l localOp) sessionNames() []string {
+	if l.sessionText == "" {
+		return l.session
+	}
+	w := sqllex.Words(l.sessionText, 8)
+	if len(w) < 2 {
+		return nil
+	}
+	switch {
+	case strings.EqualFold(w[0], "reset"):
+		if strings.EqualFold(w[1], "all") {
+			return nil
+		}
+		w = w[1:]
+	case strings.EqualFold(w[1], "session") && len(w) > 2 && strings.EqualFold(w[2], "authorization"):
+		return []string{"session_authorization"}
+	case strings.EqualFold(w[1], "session"):
+		w = w[2:]
+	default:
+		w = w[1:]
+	}
+	if n := settingName(w); n != "" {
+		return []string{n}
+	}
+	return nil
 }
 
 // settingName returns the name of the setting SET or RESET names with the tokens w
@@ -228,13 +249,13 @@ func containsFold(s, w string) bool {
 
 // any reports whether the statement touches what ends with the transaction.
 func (l localOp) any() bool {
-	return len(l.stash) > 0 || l.stashAll || len(l.session) > 0 || l.constraints != ""
+	return len(l.stash) > 0 || l.stashAll || len(l.session) > 0 || l.sessionText != "" || l.constraints != ""
 }
 
 // needs reports whether the statement gets statements of the proxy's around it, with
 // stashed saying whether the transaction may have a stash.
 func (l localOp) needs(stashed bool) bool {
-	return len(l.stash) > 0 || l.stashAll || l.constraints != "" || stashed && len(l.session) > 0
+	return len(l.stash) > 0 || l.stashAll || l.constraints != "" || stashed && len(l.sessionNames()) > 0
 }
 
 // settingList is names as an SQL text[] value.
@@ -299,8 +320,8 @@ func (c *txClient) withLocals(t txStmt, plan []planStmt) []planStmt {
 			c.stashed = true
 		}
 		plan = append(plan, planStmt{role: roleClient})
-		if len(l.session) > 0 {
-			plan = append(plan, planStmt{sql: sessionSQL(l.session), role: rolePart})
+		if names := l.sessionNames(); len(names) > 0 && c.stashed {
+			plan = append(plan, planStmt{sql: sessionSQL(names), role: rolePart})
 		}
 		return plan
 	}
