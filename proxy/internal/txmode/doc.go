@@ -165,9 +165,10 @@
 // refused.
 //
 // What tx mode does not do as a plain server does (documented, not hidden): SET
-// LOCAL and set_config(…, true) run inside a function, a DO block or SQL-level
-// EXECUTE, and set_config with an is_local that is not a literal, last until the lease
-// ends; isolation levels are applied only to the lease's first block (and then to the
+// LOCAL and set_config(…, true) run by a function of the template (those of functions
+// created in the lease are stashed in every transaction after), through SQL-level
+// EXECUTE or dynamic SQL, and set_config with an is_local that is not a literal, last
+// until the lease ends; isolation levels are applied only to the lease's first block (and then to the
 // rest of the lease), others get a NOTICE; READ WRITE after READ ONLY fails where only
 // SET or SHOW ran before it in the block; a deferrable constraint created by DDL inside
 // a function (not a top-level CREATE, ALTER or DROP) is checked only from the next
