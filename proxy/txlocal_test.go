@@ -63,6 +63,18 @@ var localCases = []struct {
 			parse("", "SHOW work_mem"), bind("", ""), execM(""), syncM()),
 		q("SHOW work_mem"),
 	}},
+	{"SET LOCAL in routines and DO blocks", script{
+		q(`CREATE FUNCTION setwm() RETURNS text LANGUAGE plpgsql AS $$BEGIN SET LOCAL work_mem = '20MB'; RETURN current_setting('work_mem'); END$$`),
+		q("SELECT setwm()"), q("SHOW work_mem"),
+		q("BEGIN"), q("SELECT setwm()"), q("SHOW work_mem"), q("COMMIT"), q("SHOW work_mem"),
+		q(`CREATE PROCEDURE setclaims(v text) LANGUAGE plpgsql AS $$BEGIN PERFORM set_config('myapp.claims', v, true); END$$`),
+		q("CALL setclaims('c1')"), q("SELECT current_setting('myapp.claims', true)"),
+		q(`DO $$BEGIN SET LOCAL work_mem = '30MB'; END$$`), q("SHOW work_mem"),
+		q("BEGIN; CREATE FUNCTION f2() RETURNS text LANGUAGE sql AS $$SELECT set_config('work_mem', '40MB', true)$$; SELECT f2(); COMMIT"),
+		q("SHOW work_mem"), q("SELECT f2(), current_setting('work_mem')"), q("SHOW work_mem"),
+		run1("SELECT setwm()"), run1("SHOW work_mem"),
+		q("SET work_mem = '2MB'"), q("SELECT setwm()"), q("SHOW work_mem"),
+	}},
 	{"SET CONSTRAINTS ends with the client's transaction", script{
 		q(deferredSetup),
 		q("BEGIN"), q("SET CONSTRAINTS ALL IMMEDIATE"), q("COMMIT"),

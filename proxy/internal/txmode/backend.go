@@ -46,6 +46,10 @@ type Backend struct {
 	// isolation level it was begun again with (isolation.go).
 	untouched atomic.Bool
 	iso       atomic.Uint32
+	// routineLocals: the settings routines created in the lease may set locally
+	// (locals.go); under mu.
+	routineLocals    []string
+	hasRoutineLocals atomic.Bool
 
 	st       txState // where the lease's transaction stands between sessions
 	sessions int     // sessions that ran in the current lease

@@ -36,7 +36,18 @@
 // READ ONLY (BEGIN, START TRANSACTION, SET TRANSACTION, also in a query string's
 // implicit block) is SET LOCAL transaction_read_only in the proxy's savepoint, which is
 // a subtransaction: the server refuses writes with 25006 itself, and restores the mode
-// when the savepoint is released or rolled back; AND CHAIN sets it again.
+// when the savepoint is released or rolled back; AND CHAIN sets it again. A session's
+// default_transaction_read_only sets it at every unit's start, and READ WRITE after
+// READ ONLY rolls back to the savepoint while nothing ran in it, or gets the plain
+// server's error (readonly.go). The proxy's own transaction is always READ WRITE.
+//
+// Settings local to a transaction (SET LOCAL, set_config(…, true), SET CONSTRAINTS)
+// end where the client's transaction, implicit block or autocommit statement commits:
+// the values they replace are kept on the server in a placeholder setting of the
+// proxy's and set back before the savepoint's release (locals.go).
+//
+// Isolation levels: the lease's transaction is begun again at the level the lease's
+// first block asks for, while it is still empty (isolation.go).
 //
 // Deferred constraints. The check (sqlCheckDeferred, a DO block) sets every deferrable
 // constraint IMMEDIATE by name, which fires what is pending for good, and the initially
@@ -166,17 +177,21 @@
 // refused.
 //
 // What tx mode does not do as a plain server does (documented, not hidden): SET
-// LOCAL and set_config(…, true) in a client transaction (or a multi-statement string)
-// last until the lease ends; isolation levels are not applied (a savepoint cannot);
-// a deferrable constraint created by DDL inside a function (not a top-level CREATE,
-// ALTER or DROP) is checked only from the next top-level DDL on; a client's SET
-// CONSTRAINTS ALL still applies, after its transaction, to constraints created later
-// in the lease; deferred constraints of a FunctionCall message are checked with the
+// LOCAL and set_config(…, true) run by a function of the template (those of functions
+// created in the lease are stashed in every transaction after), through SQL-level
+// EXECUTE or dynamic SQL, and set_config with an is_local that is not a literal, last
+// until the lease ends; isolation levels are applied only to the lease's first block (and then to the
+// rest of the lease), others get a NOTICE; READ WRITE after READ ONLY fails where only
+// SET or SHOW ran before it in the block; a deferrable constraint created by DDL inside
+// a function (not a top-level CREATE, ALTER or DROP) is checked only from the next
+// top-level DDL on; a client's SET CONSTRAINTS ALL does not reach constraints created
+// later in its transaction; deferred constraints of a FunctionCall message are checked with the
 // next unit's; WITH HOLD cursors are not materialised at COMMIT; the proxy's prepared
 // statements show in pg_prepared_statements; locks (row, table, advisory transaction
-// locks) and ON COMMIT actions of temporary tables wait for the lease's end; a client
-// that sets idle_in_transaction_session_timeout itself (or RESET ALL with a server
-// default) turns the proxy's protection off; on a connection without a session key,
+// locks) and ON COMMIT actions of temporary tables wait for the lease's end; a
+// client's idle_in_transaction_session_timeout from its startup packet is overridden
+// (reads 0), and one it sets itself (or RESET ALL with a server default) turns the
+// proxy's protection off; on a connection without a session key,
 // named portals outlive the unit that made them (a shared session's portals are
 // closed at the end of its autocommit unit, its unnamed one at a simple Query); now()
 // is the lease's start time; pg_notify() other than as a statement of its own

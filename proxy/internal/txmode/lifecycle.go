@@ -59,6 +59,10 @@ func (b *Backend) start(ctx context.Context) error {
 	b.relearn = false
 	b.untouched.Store(true)
 	b.iso.Store(0)
+	b.mu.Lock()
+	b.routineLocals = nil // the lease's rollback drops its routines
+	b.mu.Unlock()
+	b.hasRoutineLocals.Store(false)
 	b.st, b.sessions = txState{sp: spClean, status: 'T'}, 0
 	return nil
 }

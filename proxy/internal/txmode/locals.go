@@ -1,6 +1,8 @@
 package txmode
 
 import (
+	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/pgtestproxy/pgtestproxy/internal/sqllex"
@@ -23,7 +25,10 @@ import (
 //
 // Which settings a statement may set locally is read from its text: SET LOCAL name,
 // and set_config('name', …, true) (a name not written as a literal stashes every
-// setting pg_settings lists). Statements that do neither cost nothing.
+// setting pg_settings lists), also in a DO block's body. A CREATE FUNCTION or
+// PROCEDURE whose body does either makes every later transaction of the lease stash
+// those settings at its start, so that a call from anywhere is covered. Statements
+// that do neither cost nothing, and so do leases without such routines.
 //
 // SET CONSTRAINTS ALL would leave the proxy's transaction with a state that applies to
 // constraints created later in the lease; the proxy sets every deferrable constraint by
@@ -49,7 +54,11 @@ type localOp struct {
 	stash       []string // settings it may set locally: stashed before it runs
 	stashAll    bool     // it may set a setting whose name is not written: stash every setting
 	session     []string // settings it sets for the session: a stash of them is updated after it
+	sessionText string   // a SET or RESET of a setting for the session, read by sessionNames
 	constraints string   // SET CONSTRAINTS ALL: "IMMEDIATE" or "DEFERRED"
+	// routine: settings a routine it creates may set locally (CREATE FUNCTION or
+	// PROCEDURE): the lease stashes them in every transaction from then on.
+	routine []string
 }
 
 // classifyLocal reads what a statement whose first word is kw (lower case) does to
@@ -57,48 +66,96 @@ type localOp struct {
 func classifyLocal(kw, text string) localOp {
 	switch kw {
 	case "set":
-		w := sqllex.Words(text, 8)
+		w := sqllex.Words(text, 2)
 		if len(w) < 2 {
 			return localOp{}
 		}
 		switch strings.ToLower(w[1]) {
-		case "local":
+		case "local", "constraints":
+		default:
+			// Which setting it names matters only once the transaction holds a
+			// stash: sessionNames reads it then.
+			return localOp{sessionText: text}
+		}
+		w = sqllex.Words(text, 8)
+		if strings.EqualFold(w[1], "local") {
 			if n := settingName(w[2:]); n != "" {
 				return localOp{stash: []string{n}}
 			}
-		case "constraints":
-			if len(w) == 4 && strings.EqualFold(w[2], "all") {
-				switch m := strings.ToUpper(w[3]); m {
-				case "IMMEDIATE", "DEFERRED":
-					return localOp{constraints: m}
-				}
-			}
-		case "session":
-			if len(w) > 2 && strings.EqualFold(w[2], "authorization") {
-				return localOp{session: []string{"session_authorization"}}
-			}
-			if n := settingName(w[2:]); n != "" {
-				return localOp{session: []string{n}}
-			}
-		default:
-			if n := settingName(w[1:]); n != "" {
-				return localOp{session: []string{n}}
+			return localOp{}
+		}
+		if len(w) == 4 && strings.EqualFold(w[2], "all") {
+			switch m := strings.ToUpper(w[3]); m {
+			case "IMMEDIATE", "DEFERRED":
+				return localOp{constraints: m}
 			}
 		}
 		return localOp{}
 	case "reset":
-		w := sqllex.Words(text, 6)
-		if len(w) > 1 && !strings.EqualFold(w[1], "all") {
-			if n := settingName(w[1:]); n != "" {
-				return localOp{session: []string{n}}
-			}
-		}
-		return localOp{}
+		return localOp{sessionText: text}
+	case "do":
+		return localOp{stash: bodyLocals(text)}
+	case "create":
+		return localOp{routine: bodyLocals(text)}
 	}
 	if !containsFold(text, "set_config") {
 		return localOp{}
 	}
 	return setConfigCalls(text)
+}
+
+// sessionNames returns the settings a session-level SET or RESET names (none for
+// RESET ALL, which empties the stash itself, and for what it cannot read), or those
+// of set_config(…, false) calls.
+func (l localOp) sessionNames() []string {
+	if l.sessionText == "" {
+		return l.session
+	}
+	w := sqllex.Words(l.sessionText, 8)
+	if len(w) < 2 {
+		return nil
+	}
+	switch {
+	case strings.EqualFold(w[0], "reset"):
+		if strings.EqualFold(w[1], "all") {
+			return nil
+		}
+		w = w[1:]
+	case strings.EqualFold(w[1], "session") && len(w) > 2 && strings.EqualFold(w[2], "authorization"):
+		return []string{"session_authorization"}
+	case strings.EqualFold(w[1], "session"):
+		w = w[2:]
+	default:
+		w = w[1:]
+	}
+	if n := settingName(w); n != "" {
+		return []string{n}
+	}
+	return nil
+}
+
+var (
+	reSetLocal  = regexp.MustCompile(`(?i)\bset\s+local\s`)
+	reSetConfig = regexp.MustCompile(`(?i)\bset_config\s*\(`)
+)
+
+// bodyLocals returns the settings the SQL in text, routine bodies (dollar-quoted)
+// included, may set locally: SET LOCAL name and set_config('name', …, true).
+func bodyLocals(text string) []string {
+	if !containsFold(text, "set_config") && !containsFold(text, "local") {
+		return nil
+	}
+	var names []string
+	for _, m := range reSetLocal.FindAllStringIndex(text, -1) {
+		if n := settingName(sqllex.Words(text[m[1]:], 6)); n != "" {
+			names = append(names, n)
+		}
+	}
+	for _, m := range reSetConfig.FindAllStringIndex(text, -1) {
+		names = append(names, setConfigCalls(text[m[0]:]).stash...)
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
 }
 
 // settingName returns the name of the setting SET or RESET names with the tokens w
@@ -228,13 +285,13 @@ func containsFold(s, w string) bool {
 
 // any reports whether the statement touches what ends with the transaction.
 func (l localOp) any() bool {
-	return len(l.stash) > 0 || l.stashAll || len(l.session) > 0 || l.constraints != ""
+	return len(l.routine) > 0 || len(l.stash) > 0 || l.stashAll || len(l.session) > 0 || l.sessionText != "" || l.constraints != ""
 }
 
 // needs reports whether the statement gets statements of the proxy's around it, with
 // stashed saying whether the transaction may have a stash.
 func (l localOp) needs(stashed bool) bool {
-	return len(l.stash) > 0 || l.stashAll || l.constraints != "" || stashed && len(l.session) > 0
+	return len(l.routine) > 0 || len(l.stash) > 0 || l.stashAll || l.constraints != "" || stashed && len(l.sessionNames()) > 0
 }
 
 // settingList is names as an SQL text[] value.
@@ -299,8 +356,15 @@ func (c *txClient) withLocals(t txStmt, plan []planStmt) []planStmt {
 			c.stashed = true
 		}
 		plan = append(plan, planStmt{role: roleClient})
-		if len(l.session) > 0 {
-			plan = append(plan, planStmt{sql: sessionSQL(l.session), role: rolePart})
+		if names := l.sessionNames(); len(names) > 0 && c.stashed {
+			plan = append(plan, planStmt{sql: sessionSQL(names), role: rolePart})
+		}
+		if len(l.routine) > 0 {
+			// Stashed before the routine can run, in this transaction and, from the
+			// next unit on, in every one.
+			plan = append(plan, planStmt{sql: stashSQL(l.routine, false), role: rolePart})
+			c.stashed = true
+			c.cn.be.noteRoutineLocals(l.routine)
 		}
 		return plan
 	}
@@ -319,6 +383,12 @@ func (c *txClient) withLocals(t txStmt, plan []planStmt) []planStmt {
 		}
 	}
 	return plan
+}
+
+// restoreAtEndNeeded reports whether a query string of the one statement t gets
+// statements of the proxy's for settings local to the transaction.
+func (c *txClient) restoreAtEndNeeded(t txStmt) bool {
+	return t.local.needs(c.stashed) || c.stashed && !c.st.block && !c.skipMode
 }
 
 // restoreAtEnd returns the restore of the stash at the end of an autocommit unit or a
@@ -344,4 +414,28 @@ func (qb *queryBuilder) around(st *sqllex.Statement, plan []planStmt, ch *chanOp
 		}
 		qb.replace(st, []planStmt{ps})
 	}
+}
+
+// noteRoutineLocals adds names to the settings the lease's routines may set locally.
+func (b *Backend) noteRoutineLocals(names []string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	all := slices.Concat(b.routineLocals, names)
+	slices.Sort(all)
+	b.routineLocals = slices.Compact(all)
+	b.hasRoutineLocals.Store(true)
+}
+
+// unitLocals runs where a unit starts outside a client block: when routines created in
+// the lease may set settings locally, the unit's transaction stashes them, so that a
+// routine an autocommit statement or the block calls has them set back at its commit.
+func (c *txClient) unitLocals(first bool) error {
+	if !c.cn.be.hasRoutineLocals.Load() {
+		return nil
+	}
+	c.cn.be.mu.Lock()
+	names := c.cn.be.routineLocals
+	c.cn.be.mu.Unlock()
+	c.stashed = true
+	return c.inject(planStmt{sql: stashSQL(names, false), role: rolePart}, first)
 }

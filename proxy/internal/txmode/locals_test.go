@@ -35,12 +35,20 @@ func TestClassifyLocal(t *testing.T) {
 		{"SELECT set_config('x', 'y'", localOp{}},
 		{"SELECT 'set_config'", localOp{}},
 		{"SELECT 1", localOp{}},
+		{`DO $$BEGIN SET LOCAL work_mem = 1; PERFORM set_config('a.b', 'x', true); END$$`, localOp{stash: []string{"a.b", "work_mem"}}},
+		{`CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $f$BEGIN set
+			local search_path = x; END$f$`, localOp{routine: []string{"search_path"}}},
+		{"CREATE TABLE local (v int)", localOp{}},
 	} {
 		kw := ""
 		if w := identName(firstWord(tc.sql)); w != "" {
 			kw = w
 		}
-		if got := classifyLocal(kw, tc.sql); !reflect.DeepEqual(got, tc.want) {
+		got := classifyLocal(kw, tc.sql)
+		if names := got.sessionNames(); got.sessionText != "" {
+			got.session, got.sessionText = names, ""
+		}
+		if !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%q: got %+v, want %+v", tc.sql, got, tc.want)
 		}
 	}

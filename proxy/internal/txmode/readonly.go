@@ -74,6 +74,9 @@ func (c *txClient) noteRan(t txStmt) {
 // savepoint: the unit's transaction is read-only when the session's default says so.
 func (c *txClient) unitReadOnly(first bool) error {
 	c.rw = rwFresh
+	if err := c.unitLocals(first); err != nil {
+		return err
+	}
 	if !c.cn.be.defaultRO.Load() {
 		return nil
 	}

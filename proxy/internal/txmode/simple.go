@@ -58,7 +58,7 @@ func (c *txClient) planQuery(sql string) (*queryPlan, bool, error) {
 		// The common case: one statement, rewritten or as written.
 		t := newTxStmt(&pieces[0])
 		c.noteDDL(t)
-		if t.ch == nil && !t.control() && !c.checkAtEnd() && !t.local.needs(c.stashed) && (!t.noTx() || insteadOfNoTx(t, sql) == nil) {
+		if t.ch == nil && !t.control() && !c.checkAtEnd() && !c.restoreAtEndNeeded(t) && (!t.noTx() || insteadOfNoTx(t, sql) == nil) {
 			_, err := c.rewrite(t, true)
 			return nil, t.noTx(), err
 		}
