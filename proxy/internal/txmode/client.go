@@ -158,6 +158,11 @@ func (c *txClient) beginSQL() error {
 		if err := c.cn.awaitCancels(c.flush); err != nil {
 			return err
 		}
+		if !c.skipMode {
+			if err := c.closeLeftover(); err != nil {
+				return err
+			}
+		}
 	}
 	if c.skipMode || c.st.block || c.st.sp == spClean {
 		return nil

@@ -21,9 +21,16 @@
 // Query, or a FunctionCall, each answered with ReadyForQuery. Outside a client block
 // a unit is the client's implicit transaction. Before a unit runs SQL, the proxy
 // commits, in the client's view, the work of the units before (RELEASE + SAVEPOINT,
-// prepared once per backend and run through Bind/Execute on the unnamed portal, which
-// a client cannot hold across an autocommit unit), in the same write as the client's
-// messages; the server answers them in the same packet as the client's statement.
+// run through the unnamed portal, which a client cannot hold across an autocommit
+// unit), in the same write as the client's messages; the server answers them in the
+// same packet as the client's statement. Every statement of the proxy's is prepared
+// under the proxy's name (pgtestproxy; never the unnamed statement, which is the
+// client's and survives the proxy's work as on a plain server), bound, executed and
+// closed in one write (send.go), so between units nothing of the proxy's is prepared or
+// open: pg_prepared_statements and pg_cursors show what a plain server shows, and a
+// client's DEALLOCATE ALL, however it is sent, has nothing of the proxy's to remove.
+// One that fails leaves its statement prepared (the server skips its Close); the next
+// unit closes it before the client's first message.
 // The savepoint is skipped when it is fresh (after a recovery, at lease start). If the unit fails outside a block, its ReadyForQuery
 // is held, the proxy runs ROLLBACK TO SAVEPOINT pgtestproxy (recovery) and the client
 // gets ReadyForQuery 'I': exactly a plain server's implicit transaction.
@@ -160,8 +167,10 @@
 // ALTER or DROP) is checked only from the next top-level DDL on; a client's SET
 // CONSTRAINTS ALL still applies, after its transaction, to constraints created later
 // in the lease; deferred constraints of a FunctionCall message are checked with the
-// next unit's; WITH HOLD cursors are not materialised at COMMIT; the proxy's prepared
-// statements show in pg_prepared_statements; locks (row, table, advisory transaction
+// next unit's; WITH HOLD cursors are not materialised at COMMIT; a session's prepared
+// statement and portal names beginning with pgtestproxy collide with the proxy's; on a
+// shared session key, the client's statements show in pg_prepared_statements under
+// the names the proxy gives them; locks (row, table, advisory transaction
 // locks) and ON COMMIT actions of temporary tables wait for the lease's end; a client
 // that sets idle_in_transaction_session_timeout itself (or RESET ALL with a server
 // default) turns the proxy's protection off; on a connection without a session key,

@@ -27,7 +27,6 @@ func (c *txClient) parse(body []byte) error {
 	if err := c.beginSQL(); err != nil {
 		return err
 	}
-	c.noteDeallocate(sql)
 	st := sqllex.Classify(sql)
 	t := newTxStmt(&st)
 	if t.control() || t.noTx() || t.copy || t.ddl || t.ch != nil {

@@ -16,10 +16,8 @@ type pending struct {
 	work     bool   // 'S','Q','F': the unit this message ends ran SQL
 	recovery bool   // part of the proxy's recovery after a failed autocommit unit
 	plan     *queryPlan
-	prefix   bool      // a savepoint statement of the proxy's that opens a unit
-	prep     *prepStmt // a Parse of the proxy's: ready once the server confirms it
-	prepGen  uint64    // the prepared statements' generation when it was sent
-	ch       *chanOp   // a client's LISTEN, UNLISTEN or NOTIFY, noted when it completes
+	prefix   bool    // a savepoint statement of the proxy's that opens a unit
+	ch       *chanOp // a client's LISTEN, UNLISTEN or NOTIFY, noted when it completes
 }
 
 // unitEnd reports whether the server answers the message with ReadyForQuery.

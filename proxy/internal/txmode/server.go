@@ -140,9 +140,6 @@ func (c *txConn) onReply(typ byte, n int) error {
 			c.noteLocked(p.owner, cur.ch)
 		}
 		out = c.applyLocked(cur.ok)
-		if typ == '1' && p.prep != nil {
-			p.prep.setReady(p.prepGen)
-		}
 		c.popLocked()
 	}
 	return nil

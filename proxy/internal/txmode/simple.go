@@ -1,8 +1,6 @@
 package txmode
 
 import (
-	"strings"
-
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -27,7 +25,6 @@ func (c *txClient) query(body []byte) error {
 	if err := c.closePortals(false); err != nil {
 		return err
 	}
-	c.noteDeallocate(sql)
 	p := pending{msg: 'Q', work: true}
 	if c.skipMode {
 		return c.sendRaw(p, 'Q', body, true)
@@ -181,12 +178,4 @@ func (c *txClient) rewrite(t txStmt, last bool) ([]planStmt, error) {
 		c.failed, c.failedKnown = false, true
 	}
 	return plan, nil
-}
-
-// noteDeallocate forgets the proxy's prepared statements when the client may have
-// deallocated them; they are prepared again under new names when needed.
-func (c *txClient) noteDeallocate(sql string) {
-	if strings.EqualFold(sqllex.Keyword(sql), "deallocate") {
-		c.cn.be.forgetPrepared()
-	}
 }

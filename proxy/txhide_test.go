@@ -1,0 +1,76 @@
+package proxy
+
+import "testing"
+
+const (
+	listPrepared = "SELECT name, statement FROM pg_prepared_statements ORDER BY name"
+	listCursors  = "SELECT name, statement, is_holdable FROM pg_cursors ORDER BY name"
+)
+
+// hideCases are sequences in which a client looks at what a plain server shows of a
+// session's prepared statements and portals: tx mode's own must never be among them,
+// and the client's DEALLOCATE ALL must not disturb the proxy.
+var hideCases = []struct {
+	name string
+	sc   script
+}{
+	{"prepared statements of the proxy are invisible", script{
+		q("SELECT 1"), q("INSERT INTO items VALUES (10, 'ten')"), q(listPrepared),
+		run1("SELECT 1"), run1(listPrepared), q(listCursors),
+		q("PREPARE mine AS SELECT 1"), q(listPrepared),
+		q("BEGIN"), q("SELECT 1/0"), q("ROLLBACK"), q(listPrepared),
+		q("SELECT 1/0"), q(listPrepared), run1("SELECT 1/0"), run1(listPrepared),
+	}},
+	{"deallocate all", script{
+		q("SELECT 1"), q("PREPARE mine AS SELECT 1"), q("DEALLOCATE ALL"), q(listPrepared),
+		q("SELECT 1"), q("SELECT 1; DEALLOCATE ALL"), q("SELECT 2"), q("SELECT 3"), q(listPrepared),
+		run1("DEALLOCATE ALL"), run1("SELECT 4"), run1("SELECT 5"), run1(listPrepared),
+		q("BEGIN"), q("DEALLOCATE ALL"), q("COMMIT"), q("SELECT 6"), q(listPrepared),
+		q("DO $$BEGIN EXECUTE 'DEALLOCATE ALL'; END$$"), q("SELECT 7"), q("SELECT 8"),
+	}},
+	{"deallocate all that the proxy cannot see coming", script{
+		q("SELECT 1"), q("SELECT 1; DEALLOCATE ALL"), q("SELECT 2"), q("SELECT 3"),
+		q("DO $$BEGIN EXECUTE 'DEALLOCATE ALL'; END$$"), q("SELECT 4"), q("SELECT 5"),
+	}},
+	{"statements of the proxy that fail are invisible", script{
+		// Misplaced transaction control in the extended protocol: the proxy's DO block
+		// raises the server's error.
+		run1("SAVEPOINT a"), q(listPrepared), run1("RELEASE a"), run1(listPrepared),
+		q(deferredSetup), run1("INSERT INTO child VALUES (1)"), q(listPrepared),
+		q("INSERT INTO child VALUES (2)"), run1(listPrepared),
+		// The deferred check of a client's COMMIT fails.
+		q("BEGIN"), q("INSERT INTO child VALUES (3)"), run1("COMMIT"), q(listPrepared),
+		q("BEGIN"), q("INSERT INTO child VALUES (4)"), run1("COMMIT"), run1(listPrepared),
+	}},
+	{"portals of the proxy are invisible", script{
+		ext(parse("b", "BEGIN"), parse("c", "COMMIT"), syncM()),
+		ext(bind("", "b"), execM(""), syncM()), run1("INSERT INTO items VALUES (20, 'x')"),
+		ext(bind("", "c"), execM(""), syncM()), q(listCursors), run1(listCursors),
+		ext(bind("", "b"), execM(""), syncM()), q("COMMIT AND CHAIN"), q(listCursors), q("COMMIT"),
+	}},
+	{"the client's unnamed statement survives the proxy's work", script{
+		ext(parse("", "SELECT $1::int"), describe('S', ""), syncM()),
+		ext(parse("n", "INSERT INTO items VALUES (30, 'n')"), bind("", "n"), execM(""), syncM()),
+		ext(bind("", "", "1"), execM(""), syncM()),
+		ext(parse("d", "SAVEPOINT a"), bind("", "d"), execM(""), syncM()),
+		ext(bind("", "", "2"), execM(""), syncM()),
+		ext(bind("", "n"), execM(""), syncM()),
+		ext(bind("", "", "3"), execM(""), syncM()),
+		ext(parse("b", "BEGIN"), parse("c", "COMMIT"), bind("", "b"), execM(""), syncM()),
+		ext(bind("", "", "4"), execM(""), bind("", "c"), execM(""), syncM()),
+		ext(bind("", "", "5"), execM(""), syncM()),
+	}},
+}
+
+// What the proxy prepares and binds for itself never shows to the client, and the
+// client's DEALLOCATE ALL, in any form, leaves the proxy working.
+func TestTxHidesItsMachinery(t *testing.T) {
+	t.Parallel()
+	env := newDiffEnv(t)
+	for _, tc := range hideCases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			env.compare(t, tc.sc)
+		})
+	}
+}
