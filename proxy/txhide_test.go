@@ -47,6 +47,7 @@ var hideCases = []struct {
 		ext(bind("", "b"), execM(""), syncM()), run1("INSERT INTO items VALUES (20, 'x')"),
 		ext(bind("", "c"), execM(""), syncM()), q(listCursors), run1(listCursors),
 		ext(bind("", "b"), execM(""), syncM()), q("COMMIT AND CHAIN"), q(listCursors), q("COMMIT"),
+		q("SELECT 1"), ext(parse("l", listCursors), bind("p", "l"), execM("p"), closeMsg('P', "p"), syncM()),
 	}},
 	{"the client's unnamed statement survives the proxy's work", script{
 		ext(parse("", "SELECT $1::int"), describe('S', ""), syncM()),

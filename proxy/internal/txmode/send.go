@@ -41,7 +41,7 @@ func (c *txClient) inject(ps planStmt, unnamed bool) error {
 	if !unnamed {
 		portal = spName
 	}
-	if c.cn.be.leftover.Load() {
+	if c.cn.be.leftover.Load() && !unnamed {
 		if err := c.closeProxy(p, portal); err != nil {
 			return err
 		}
@@ -67,15 +67,13 @@ func (c *txClient) inject(ps planStmt, unnamed bool) error {
 	return c.closeProxy(p, portal)
 }
 
-// closeProxy closes the proxy's statement, and its portal unless that is the unnamed
-// one (which the client's next Bind or Query replaces, as on a plain server). A Close
-// of what does not exist is no error.
+// closeProxy closes the proxy's portal and statement. The unnamed portal is the
+// proxy's only at the start of a unit outside a block, where a plain server's client
+// has no portal left. A Close of what does not exist is no error.
 func (c *txClient) closeProxy(p pending, portal string) error {
 	p.msg = 'C'
-	if portal != "" {
-		if err := c.send(p, &pgproto3.Close{ObjectType: 'P', Name: portal}); err != nil {
-			return err
-		}
+	if err := c.send(p, &pgproto3.Close{ObjectType: 'P', Name: portal}); err != nil {
+		return err
 	}
 	return c.send(p, &pgproto3.Close{ObjectType: 'S', Name: spName})
 }
