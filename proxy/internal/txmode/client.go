@@ -30,6 +30,7 @@ type txClient struct {
 	unitSQL   bool     // a message of the unit that runs SQL was sent
 	implicit  bool     // the statement being planned is one of several of a query string
 	cursors   []string // cursors without HOLD declared in the client's block or query string
+	temps     tempTables
 	// copyAt: a COPY was executed, as the copyAt-th message queued; until the client
 	// ends the copy, a Sync may come while the server is in copy-in mode, which
 	// ignores it (libpq sends Execute and Sync together).
@@ -215,6 +216,11 @@ func (c *txClient) sync(n int) error {
 	if !c.skipMode && !c.st.block {
 		// The unit's implicit transaction ends its portals.
 		if err := c.closePortals(true); err != nil {
+			return err
+		}
+	}
+	if c.unitSQL && c.commitsTemps() {
+		if err := c.commitTemps(); err != nil {
 			return err
 		}
 	}

@@ -160,6 +160,13 @@
 // drops them by itself. PREPARE TRANSACTION in a block rolls the block back, then is
 // refused.
 //
+// Temporary tables created ON COMMIT DELETE ROWS or ON COMMIT DROP (oncommit.go): the
+// server keeps the action only in memory and carries it out at a commit that never
+// comes, so the client pump reads it from the client's CREATE statements and, where a
+// plain server commits (the client's COMMIT, the end of an autocommit unit), runs one
+// DO block after the deferred check that truncates the session's DELETE ROWS tables
+// and drops its DROP ones. With no such table, nothing is added.
+//
 // What tx mode does not do as a plain server does (documented, not hidden): SET
 // LOCAL and set_config(…, true) in a client transaction (or a multi-statement string)
 // last until the lease ends; isolation levels are not applied (a savepoint cannot);
@@ -171,7 +178,14 @@
 // statement and portal names beginning with pgtestproxy collide with the proxy's; on a
 // shared session key, the client's statements show in pg_prepared_statements under
 // the names the proxy gives them; locks (row, table, advisory transaction
-// locks) and ON COMMIT actions of temporary tables wait for the lease's end; a client
+// locks) wait for the lease's end; ON COMMIT actions of temporary tables are known
+// only from top-level CREATE statements (not from ones in a function, EXECUTE or a
+// rule), from the last CREATE of each name (one the server refused or skipped as IF
+// NOT EXISTS counts too), and a ROLLBACK TO one of the client's savepoints does not
+// undo what they recorded; a DELETE ROWS table that a named portal of the client's or a
+// cursor WITH HOLD still reads cannot be truncated (55006), and one with TRUNCATE
+// triggers fires them; in a READ ONLY block, rows are deleted (DELETE triggers fire)
+// and an ON COMMIT DROP table cannot be dropped (25006); a client
 // that sets idle_in_transaction_session_timeout itself (or RESET ALL with a server
 // default) turns the proxy's protection off; on a connection without a session key,
 // named portals outlive the unit that made them (a shared session's portals are

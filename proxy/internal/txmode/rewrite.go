@@ -82,6 +82,7 @@ type planStmt struct {
 	raise    bool    // a DO block raising a message the proxy emulates
 	check    bool    // sqlCheckDeferred: the proxy cuts its context from what it raises
 	probe    bool    // sqlHasDeferrable: its row says whether to check deferred constraints
+	quiet    bool    // its notices are the proxy's (oncommit.go)
 	ch       *chanOp // the client's LISTEN, UNLISTEN or NOTIFY, run as written (notify.go)
 }
 
@@ -107,6 +108,7 @@ type txStmt struct {
 	cursor   string          // DECLARE without HOLD: the name of a cursor that ends with the transaction
 	noTxCmd  string          // sqllex's NoTxCommand
 	ch       *chanOp         // LISTEN, UNLISTEN or NOTIFY, which the proxy carries out (notify.go)
+	temp     tempTable       // CREATE of a temporary table, whose ON COMMIT the proxy carries out (oncommit.go)
 }
 
 // blockOnly names a statement that a plain server refuses (or ignores, with a
@@ -214,6 +216,7 @@ func newTxStmt(st *sqllex.Statement) txStmt {
 		cursor:   cursor,
 		noTxCmd:  st.NoTxCommand,
 		ch:       newChanOp(st),
+		temp:     onCommitTable(kw, st.Text),
 		kind:     st.Kind,
 		tag:      st.Tag,
 		chain:    st.Chain,
@@ -258,6 +261,9 @@ type where struct {
 	deferred bool     // the lease may have deferrable constraints to check
 	implicit bool     // the statement is one of several of a query string: a plain server's implicit block
 	cursors  []string // the client's cursors without HOLD declared in the block
+
+	// atCommit is what a commit does with the session's temporary tables (oncommit.go).
+	atCommit []planStmt
 }
 
 // rewrite returns the server statements that stand for st in state s, or nil when st
@@ -284,9 +290,9 @@ func rewrite(t txStmt, s txState, w where) []planStmt {
 		}
 		// As a plain server does in an implicit transaction: warn, and commit what the
 		// unit did so far.
-		return []planStmt{warnPart(raiseWarning(pgerrcode.NoActiveSQLTransaction, "there is no transaction in progress")),
-			{sql: sqlRelease, role: roleCarrier, tag: t.tag, ok: effReleased},
-			{sql: sqlSavepoint, role: roleInfra, ok: effSavepoint}}
+		plan := append([]planStmt{warnPart(raiseWarning(pgerrcode.NoActiveSQLTransaction, "there is no transaction in progress"))}, w.atCommit...)
+		return append(plan, planStmt{sql: sqlRelease, role: roleCarrier, tag: t.tag, ok: effReleased},
+			planStmt{sql: sqlSavepoint, role: roleInfra, ok: effSavepoint})
 	case sqllex.Rollback:
 		return rewriteRollback(t, s)
 	case sqllex.Savepoint, sqllex.Release, sqllex.RollbackTo:
@@ -379,6 +385,7 @@ func rewriteCommit(t txStmt, s txState, w where) []planStmt {
 		plan = append(plan, checkPart(effAbandon))
 	}
 	plan = append(plan, closeCursors(w.cursors)...)
+	plan = append(plan, w.atCommit...)
 	if t.chain {
 		plan = append(plan, planStmt{sql: sqlRelease, role: rolePart, ok: effReleased, fail: effAbandon},
 			planStmt{sql: sqlSavepoint, role: roleCarrier, tag: t.tag, ok: effChained})

@@ -164,7 +164,7 @@ func (c *txConn) onNotice(n int) error {
 	at := c.current()
 	cur := at.stmt
 	switch {
-	case cur.role == roleInfra:
+	case cur.role == roleInfra || cur.quiet:
 		return c.be.rd.skip(n)
 	case !cur.raise && !cur.check:
 		return c.forward(at.owner, 'N', n)

@@ -54,7 +54,7 @@ func (c *txClient) planQuery(sql string) (*queryPlan, bool, error) {
 		// The common case: one statement, rewritten or as written.
 		t := newTxStmt(&pieces[0])
 		c.noteDDL(t)
-		if t.ch == nil && !t.control() && !c.checkAtEnd() && (!t.noTx() || insteadOfNoTx(t, sql) == nil) {
+		if t.ch == nil && !t.control() && !c.checkAtEnd() && !c.commitsTemps() && (!t.noTx() || insteadOfNoTx(t, sql) == nil) {
 			_, err := c.rewrite(t, true)
 			return nil, t.noTx(), err
 		}
@@ -103,6 +103,10 @@ func (c *txClient) planQuery(sql string) (*queryPlan, bool, error) {
 		for _, ps := range closeCursors(c.cursors) {
 			qb.add(ps, len(sql))
 		}
+		for _, ps := range c.temps.atCommit(effNone) {
+			qb.add(ps, len(sql))
+		}
+		c.temps.committed()
 	}
 	if !c.st.block {
 		c.cursors = nil
@@ -123,6 +127,7 @@ func closed(last string) bool {
 func (c *txClient) noteDDL(t txStmt) {
 	if t.ddl {
 		c.cn.be.noteDDL()
+		c.noteTemp(t)
 	}
 }
 
@@ -161,15 +166,20 @@ func (c *txClient) rewrite(t txStmt, last bool) ([]planStmt, error) {
 		// When the server skips this unit, the rewrite does not matter.
 		c.failed, c.failedKnown = !skip && st.status == 'E', true
 	}
-	wasBlock := c.st.block
+	wasBlock, failed := c.st.block, c.failed
 	if t.cursor != "" && (c.st.block || c.implicit) {
 		c.cursors = append(c.cursors, t.cursor)
 	}
-	plan := rewrite(t, c.st, where{failed: c.failed, last: last, deferred: c.cn.be.deferrable.Load(),
-		implicit: c.implicit, cursors: c.cursors})
+	w := where{failed: c.failed, last: last, deferred: c.cn.be.deferrable.Load(),
+		implicit: c.implicit, cursors: c.cursors}
+	if t.kind == sqllex.Commit {
+		w.atCommit = c.temps.atCommit(effAbandon)
+	}
+	plan := rewrite(t, c.st, w)
 	for _, ps := range plan {
 		c.st.apply(ps.ok)
 	}
+	c.endTemps(t, wasBlock, failed, last)
 	if wasBlock && (t.kind == sqllex.Commit || t.kind == sqllex.Rollback || t.kind == sqllex.PrepareTransaction) {
 		c.cursors = nil // closed by the rewrite, or dropped by the rollback
 	}
