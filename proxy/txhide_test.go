@@ -48,6 +48,9 @@ var hideCases = []struct {
 		ext(bind("", "c"), execM(""), syncM()), q(listCursors), run1(listCursors),
 		ext(bind("", "b"), execM(""), syncM()), q("COMMIT AND CHAIN"), q(listCursors), q("COMMIT"),
 		q("SELECT 1"), ext(parse("l", listCursors), bind("p", "l"), execM("p"), closeMsg('P', "p"), syncM()),
+		run1("SELECT 1"), ext(bind("p", "l"), execM("p"), closeMsg('P', "p"), syncM()),
+		q("SELECT 1"), q("SELECT 1 +"), ext(bind("p", "l"), execM("p"), closeMsg('P', "p"), syncM()),
+		q("SELECT 1"), q("SELECT 1/0"), ext(bind("p", "l"), execM("p"), closeMsg('P', "p"), syncM()),
 	}},
 	{"the client's unnamed statement survives the proxy's work", script{
 		ext(parse("", "SELECT $1::int"), describe('S', ""), syncM()),

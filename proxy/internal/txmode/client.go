@@ -30,7 +30,11 @@ type txClient struct {
 	unitSQL   bool     // a message of the unit that runs SQL was sent
 	implicit  bool     // the statement being planned is one of several of a query string
 	cursors   []string // cursors without HOLD declared in the client's block or query string
+	msgType   byte     // the client message being handled
 	temps     tempTables
+	// unnamedLive: the client may have an unnamed prepared statement of its own on
+	// the server, which the proxy's statements must leave alone (send.go).
+	unnamedLive bool
 	// copyAt: a COPY was executed, as the copyAt-th message queued; until the client
 	// ends the copy, a Sync may come while the server is in copy-in mode, which
 	// ignores it (libpq sends Execute and Sync together).
@@ -78,6 +82,7 @@ func (c *txClient) readFailed(err error) error {
 
 // message handles one client message whose header was read.
 func (c *txClient) message(typ byte, n int) error {
+	c.msgType = typ
 	switch typ {
 	case 'X': // Terminate: the backend belongs to the lease, not the connection
 		return errClientDone
@@ -168,13 +173,20 @@ func (c *txClient) beginSQL() error {
 	if c.skipMode || c.st.block || c.st.sp == spClean {
 		return nil
 	}
+	open := []planStmt{{sql: sqlSavepoint, role: roleInfra, ok: effSavepoint}}
 	if c.st.sp == spDirty {
-		if err := c.inject(planStmt{sql: sqlRelease, role: roleInfra}, first); err != nil {
+		open = []planStmt{{sql: sqlRelease, role: roleInfra}, open[0]}
+	}
+	c.st.sp = spClean
+	if first {
+		return c.openUnit(open)
+	}
+	for _, ps := range open {
+		if err := c.inject(ps, false); err != nil {
 			return err
 		}
 	}
-	c.st.sp = spClean
-	return c.inject(planStmt{sql: sqlSavepoint, role: roleInfra, ok: effSavepoint}, first)
+	return nil
 }
 
 // endUnit closes the unit after its Sync, Query or FunctionCall was sent, and ends the

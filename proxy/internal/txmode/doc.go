@@ -23,11 +23,12 @@
 // commits, in the client's view, the work of the units before (RELEASE + SAVEPOINT,
 // run through the unnamed portal, which a client cannot hold across an autocommit
 // unit), in the same write as the client's messages; the server answers them in the
-// same packet as the client's statement. Every statement of the proxy's is prepared
-// under the proxy's name (pgtestproxy; never the unnamed statement, which is the
-// client's and survives the proxy's work as on a plain server), bound, executed and
-// closed in one write (send.go), so between units nothing of the proxy's is prepared or
-// open: pg_prepared_statements and pg_cursors show what a plain server shows, and a
+// same packet as the client's statement. Every statement of the proxy's is prepared,
+// bound, executed and closed in one write (send.go): in the unnamed statement while
+// that is not the client's (before a Query, which drops it anyway, or when the client
+// prepared none since its last Query), else under the proxy's name (pgtestproxy), so
+// that a client's unnamed statement survives the proxy's work as on a plain server.
+// Between units nothing of the proxy's is prepared or open: pg_prepared_statements and pg_cursors show what a plain server shows, and a
 // client's DEALLOCATE ALL, however it is sent, has nothing of the proxy's to remove.
 // One that fails leaves its statement prepared (the server skips its Close); the next
 // unit closes it before the client's first message.

@@ -139,3 +139,42 @@ func (c *txClient) flush() error {
 	defer c.cn.wmu.Unlock()
 	return c.cn.be.wr.Flush()
 }
+
+// openUnit sends the savepoint statements that open a unit, through the unnamed
+// portal. While the server's unnamed statement is not the client's (the unit begins
+// with a Query, which drops it anyway; the session's names are its own; or the client
+// has prepared none since its last Query), they use it too, which costs no Close
+// before a Query (it replaces the unnamed statement and portal) and one pair of Closes
+// otherwise; else each is prepared under the proxy's name (inject).
+func (c *txClient) openUnit(stmts []planStmt) error {
+	if c.unnamedLive && c.s.names == nil && c.msgType != 'Q' {
+		for _, ps := range stmts {
+			if err := c.inject(ps, true); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, ps := range stmts {
+		p := pending{msg: 'P', role: roleInfra, prefix: true}
+		if err := c.send(p, &pgproto3.Parse{Query: ps.sql}); err != nil {
+			return err
+		}
+		p.msg = 'B'
+		if err := c.send(p, &pgproto3.Bind{}); err != nil {
+			return err
+		}
+		p.msg, p.ok = 'E', ps.ok
+		if err := c.send(p, &pgproto3.Execute{}); err != nil {
+			return err
+		}
+	}
+	if c.msgType == 'Q' {
+		return nil
+	}
+	p := pending{msg: 'C', role: roleInfra, prefix: true}
+	if err := c.send(p, &pgproto3.Close{ObjectType: 'P'}); err != nil {
+		return err
+	}
+	return c.send(p, &pgproto3.Close{ObjectType: 'S'})
+}

@@ -19,6 +19,7 @@ func (c *txClient) query(body []byte) error {
 	}
 	delete(c.stmts, "")
 	delete(c.portals, "")
+	c.unnamedLive = false // the server drops it at a Query
 	if c.s.names != nil {
 		c.s.names.forget('S', "")
 	}
