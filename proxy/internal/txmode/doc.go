@@ -175,18 +175,20 @@
 // ALTER or DROP) is checked only from the next top-level DDL on; a client's SET
 // CONSTRAINTS ALL still applies, after its transaction, to constraints created later
 // in the lease; deferred constraints of a FunctionCall message are checked with the
-// next unit's; WITH HOLD cursors are not materialised at COMMIT; a session's prepared
-// statement and portal names beginning with pgtestproxy collide with the proxy's; on a
-// shared session key, the client's statements show in pg_prepared_statements under
-// the names the proxy gives them; locks (row, table, advisory transaction
-// locks) wait for the lease's end; ON COMMIT actions of temporary tables are known
-// only from top-level CREATE statements (not from ones in a function, EXECUTE or a
-// rule), from the last CREATE of each name (one the server refused or skipped as IF
-// NOT EXISTS counts too), and a ROLLBACK TO one of the client's savepoints does not
-// undo what they recorded; a DELETE ROWS table that a named portal of the client's or a
-// cursor WITH HOLD still reads cannot be truncated (55006), and one with TRUNCATE
-// triggers fires them; in a READ ONLY block, rows are deleted (DELETE triggers fire)
-// and an ON COMMIT DROP table cannot be dropped (25006); a client
+// next unit's; WITH HOLD cursors are not materialised at COMMIT (their query runs as
+// they are fetched, and what they read cannot be dropped, truncated or altered until
+// CLOSE, 55006); a session's prepared statement and portal names beginning with
+// pgtestproxy collide with the proxy's; on a shared session key, the client's
+// statements show in pg_prepared_statements under the names the proxy gives them; locks
+// (row, table, advisory transaction locks) wait for the lease's end; ON COMMIT actions
+// of temporary tables are known only from top-level CREATE statements (not from ones in
+// a function, EXECUTE or a rule), from the last CREATE of each name (one the server
+// refused or skipped as IF NOT EXISTS counts too), and a ROLLBACK TO one of the
+// client's savepoints does not undo what they recorded; a DELETE ROWS table that a
+// named portal of the client's or a cursor WITH HOLD still reads cannot be truncated
+// (55006), and one with TRUNCATE triggers fires them; in a READ ONLY block, rows are
+// deleted (DELETE triggers fire) and an ON COMMIT DROP table cannot be dropped (25006);
+// a client
 // that sets idle_in_transaction_session_timeout itself (or RESET ALL with a server
 // default) turns the proxy's protection off; on a connection without a session key,
 // named portals outlive the unit that made them (a shared session's portals are
