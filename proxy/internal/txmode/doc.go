@@ -188,9 +188,8 @@
 // named portal of the client's or a cursor WITH HOLD still reads cannot be truncated
 // (55006), and one with TRUNCATE triggers fires them; in a READ ONLY block, rows are
 // deleted (DELETE triggers fire) and an ON COMMIT DROP table cannot be dropped (25006);
-// a client
-// that sets idle_in_transaction_session_timeout itself (or RESET ALL with a server
-// default) turns the proxy's protection off; on a connection without a session key,
+// a client that sets idle_in_transaction_session_timeout itself (or RESET ALL with a
+// server default) turns the proxy's protection off; on a connection without a session key,
 // named portals outlive the unit that made them (a shared session's portals are
 // closed at the end of its autocommit unit, its unnamed one at a simple Query); now()
 // is the lease's start time; pg_notify() and a NOTIFY run by a function, trigger or
