@@ -1,6 +1,10 @@
 package proxy
 
-import "testing"
+import (
+	"strconv"
+	"strings"
+	"testing"
+)
 
 const (
 	listPrepared = "SELECT name, statement FROM pg_prepared_statements ORDER BY name"
@@ -76,5 +80,41 @@ func TestTxHidesItsMachinery(t *testing.T) {
 			t.Parallel()
 			env.compare(t, tc.sc)
 		})
+	}
+}
+
+// The same sequences on a connection with a session key, whose statements and portals
+// the proxy names on the server (so the client sees those names in
+// pg_prepared_statements and pg_cursors: the sequences that list them are left out).
+func TestTxHidesItsMachineryShared(t *testing.T) {
+	t.Parallel()
+	env := newDiffEnv(t)
+	var cases []struct {
+		name string
+		sc   script
+	}
+	for _, tc := range hideCases {
+		if tc.name == "deallocate all that the proxy cannot see coming" || tc.name == "the client's unnamed statement survives the proxy's work" {
+			cases = append(cases, tc)
+		}
+	}
+	for i, tc := range append(cases, onCommitCases...) {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			env.compareVia(t, tc.sc, proxyURL(env.s, "app", "mode=tx", "session=hide"+strconv.Itoa(i)))
+		})
+	}
+}
+
+// compareVia is compare through the proxy at url.
+func (e *diffEnv) compareVia(t *testing.T, sc script, url string) {
+	t.Helper()
+	plain, proxied := openRaw(t, e.plainDB(t)), openRaw(t, url)
+	for i, st := range sc {
+		want, got := plain.exchange(t, st), proxied.exchange(t, st)
+		if strings.Join(want, "\n") != strings.Join(got, "\n") {
+			t.Fatalf("step %d %s: replies differ\nplain server:\n  %s\nthrough the proxy:\n  %s",
+				i, describeStep(st), strings.Join(want, "\n  "), strings.Join(got, "\n  "))
+		}
 	}
 }
