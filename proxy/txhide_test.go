@@ -118,3 +118,20 @@ func (e *diffEnv) compareVia(t *testing.T, sc script, url string) {
 		}
 	}
 }
+
+// A statement of the proxy's that fails inside the client's block, which stays open,
+// leaves nothing the client can see once it rolls back to a savepoint of its own.
+// (The error is tx mode's own, so no plain server answers the same.)
+func TestTxFailedProxyStatementInBlock(t *testing.T) {
+	t.Parallel()
+	env := newDiffEnv(t)
+	r := openRaw(t, proxyURL(env.s, "app", "mode=tx"))
+	for _, st := range []step{q("BEGIN"), q("SAVEPOINT s"), run1("SAVEPOINT pgtestproxy_x")} {
+		r.exchange(t, st)
+	}
+	got := r.exchange(t, q("ROLLBACK TO s; SELECT name FROM pg_prepared_statements UNION ALL SELECT name FROM pg_cursors"))
+	want := []string{"CommandComplete ROLLBACK", "RowDescription name:25", "CommandComplete SELECT 0", "ReadyForQuery T"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("got\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+}
