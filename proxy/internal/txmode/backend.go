@@ -54,9 +54,10 @@ type Backend struct {
 	st       txState // where the lease's transaction stands between sessions
 	sessions int     // sessions that ran in the current lease
 
-	mu       sync.Mutex
-	prepared map[string]*prepStmt // the proxy's statements by SQL
-	gen      atomic.Uint64        // bumped when prepared statements may be gone
+	mu sync.Mutex
+	// leftover: a statement of the proxy's that may fail was sent, so its prepared
+	// statement may be left on the server until the next unit closes it (send.go).
+	leftover atomic.Bool
 
 	closeOnce sync.Once
 
@@ -67,30 +68,6 @@ type Backend struct {
 	// deadlockTimeout is the server's deadlock_timeout when the backend first opened
 	// the clone (deadlock.go).
 	deadlockTimeout time.Duration
-}
-
-// prepStmt is one of the proxy's prepared statements on a backend.
-type prepStmt struct {
-	name, sql string
-	be        *Backend
-	ready     atomic.Uint64 // 1 + the generation in which the server confirmed it
-}
-
-func (p *prepStmt) isReady() bool { return p.ready.Load() == p.be.gen.Load()+1 }
-
-// setReady records the server's ParseComplete for a Parse sent in generation gen.
-func (p *prepStmt) setReady(gen uint64) { p.ready.Store(gen + 1) }
-
-// prepStmt returns the proxy's statement for sql, named once per backend.
-func (b *Backend) prepStmt(sql string) *prepStmt {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	ps := b.prepared[sql]
-	if ps == nil {
-		ps = &prepStmt{name: "pgtestproxy_" + strconv.Itoa(len(b.prepared)+1), sql: sql, be: b}
-		b.prepared[sql] = ps
-	}
-	return ps
 }
 
 // noteDDL records a statement that may create or drop a deferrable constraint.
@@ -121,9 +98,6 @@ func (b *Backend) learned(has bool) {
 	}
 }
 
-// forgetPrepared marks the proxy's statements unprepared (after DEALLOCATE or DISCARD).
-func (b *Backend) forgetPrepared() { b.gen.Add(1) }
-
 // openTxBackend connects to the lease's database with the client's startup parameters.
 func openTxBackend(ctx context.Context, lease Clone, runtime map[string]string) (*Backend, error) {
 	up, err := wire.ConnectUpstream(ctx, lease, runtime)
@@ -131,7 +105,7 @@ func openTxBackend(ctx context.Context, lease Clone, runtime map[string]string) 
 		return nil, err
 	}
 	b := &Backend{conn: up.Conn, rd: newWireReader(up.Conn), wr: bufio.NewWriterSize(up.Conn, txBufSize),
-		params: up.Params, runtime: maps.Clone(runtime), cancel: up.Cancel, prepared: map[string]*prepStmt{},
+		params: up.Params, runtime: maps.Clone(runtime), cancel: up.Cancel,
 		watchConfig: lease.ConnConfig()}
 	if b.params == nil {
 		b.params = map[string]string{}

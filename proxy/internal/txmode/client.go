@@ -32,6 +32,11 @@ type txClient struct {
 	stashed   bool     // the transaction may hold a stash of settings set locally (locals.go)
 	rw        rwState  // what ran in the proxy's savepoint since it was set (readonly.go)
 	cursors   []string // cursors without HOLD declared in the client's block or query string
+	msgType   byte     // the client message being handled
+	temps     tempTables
+	// unnamedLive: the client may have an unnamed prepared statement of its own on
+	// the server, which the proxy's statements must leave alone (send.go).
+	unnamedLive bool
 	// copyAt: a COPY was executed, as the copyAt-th message queued; until the client
 	// ends the copy, a Sync may come while the server is in copy-in mode, which
 	// ignores it (libpq sends Execute and Sync together).
@@ -88,6 +93,7 @@ func (c *txClient) readFailed(err error) error {
 
 // message handles one client message whose header was read.
 func (c *txClient) message(typ byte, n int) error {
+	c.msgType = typ
 	if c.discarding {
 		return c.discard(typ, n)
 	}
@@ -183,24 +189,42 @@ func (c *txClient) beginSQL() error {
 		if err := c.cn.awaitCancels(c.flush); err != nil {
 			return err
 		}
+		if !c.skipMode {
+			if err := c.closeLeftover(); err != nil {
+				return err
+			}
+		}
 	}
 	if c.skipMode || c.st.block {
 		return nil
 	}
 	set := c.st.sp != spClean
-	if c.st.sp == spDirty {
-		if err := c.inject(planStmt{sql: sqlRelease, role: roleInfra}, first); err != nil {
-			return err
-		}
-	}
 	if set {
+		open := []planStmt{{sql: sqlSavepoint, role: roleInfra, ok: effSavepoint}}
+		if c.st.sp == spDirty {
+			open = []planStmt{{sql: sqlRelease, role: roleInfra}, open[0]}
+		}
 		c.st.sp = spClean
-		if err := c.inject(planStmt{sql: sqlSavepoint, role: roleInfra, ok: effSavepoint}, first); err != nil {
+		if err := c.openSavepoint(open, first); err != nil {
 			return err
 		}
 	}
 	if first || set {
 		return c.unitReadOnly(first)
+	}
+	return nil
+}
+
+// openSavepoint sends the savepoint statements that open a unit: through openUnit for
+// the unit's first message, else each injected on the proxy's portal.
+func (c *txClient) openSavepoint(open []planStmt, first bool) error {
+	if first {
+		return c.openUnit(open)
+	}
+	for _, ps := range open {
+		if err := c.inject(ps, false); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -251,6 +275,11 @@ func (c *txClient) sync(n int) error {
 	if !c.skipMode && !c.st.block {
 		// The unit's implicit transaction ends its portals.
 		if err := c.closePortals(true); err != nil {
+			return err
+		}
+	}
+	if c.unitSQL && c.commitsTemps() {
+		if err := c.commitTemps(); err != nil {
 			return err
 		}
 	}

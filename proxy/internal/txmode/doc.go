@@ -21,9 +21,17 @@
 // Query, or a FunctionCall, each answered with ReadyForQuery. Outside a client block
 // a unit is the client's implicit transaction. Before a unit runs SQL, the proxy
 // commits, in the client's view, the work of the units before (RELEASE + SAVEPOINT,
-// prepared once per backend and run through Bind/Execute on the unnamed portal, which
-// a client cannot hold across an autocommit unit), in the same write as the client's
-// messages; the server answers them in the same packet as the client's statement.
+// run through the unnamed portal, which a client cannot hold across an autocommit
+// unit), in the same write as the client's messages; the server answers them in the
+// same packet as the client's statement. Every statement of the proxy's is prepared,
+// bound, executed and closed in one write (send.go): in the unnamed statement while
+// that is not the client's (before a Query, which drops it anyway, or when the client
+// prepared none since its last Query), else under the proxy's name (pgtestproxy), so
+// that a client's unnamed statement survives the proxy's work as on a plain server.
+// Between units nothing of the proxy's is prepared or open: pg_prepared_statements and pg_cursors show what a plain server shows, and a
+// client's DEALLOCATE ALL, however it is sent, has nothing of the proxy's to remove.
+// One that fails leaves its statement prepared (the server skips its Close); the next
+// unit closes it before the client's first message.
 // The savepoint is skipped when it is fresh (after a recovery, at lease start). If the unit fails outside a block, its ReadyForQuery
 // is held, the proxy runs ROLLBACK TO SAVEPOINT pgtestproxy (recovery) and the client
 // gets ReadyForQuery 'I': exactly a plain server's implicit transaction.
@@ -176,6 +184,13 @@
 // drops them by itself. PREPARE TRANSACTION in a block rolls the block back, then is
 // refused.
 //
+// Temporary tables created ON COMMIT DELETE ROWS or ON COMMIT DROP (oncommit.go): the
+// server keeps the action only in memory and carries it out at a commit that never
+// comes, so the client pump reads it from the client's CREATE statements and, where a
+// plain server commits (the client's COMMIT, the end of an autocommit unit), runs one
+// DO block after the deferred check that truncates the session's DELETE ROWS tables
+// and drops its DROP ones. With no such table, nothing is added.
+//
 // What tx mode does not do as a plain server does (documented, not hidden): SET
 // LOCAL and set_config(…, true) run by a function of the template (those of functions
 // created in the lease are stashed in every transaction after), through SQL-level
@@ -186,10 +201,20 @@
 // a function (not a top-level CREATE, ALTER or DROP) is checked only from the next
 // top-level DDL on; a client's SET CONSTRAINTS ALL does not reach constraints created
 // later in its transaction; deferred constraints of a FunctionCall message are checked with the
-// next unit's; WITH HOLD cursors are not materialised at COMMIT; the proxy's prepared
-// statements show in pg_prepared_statements; locks (row, table, advisory transaction
-// locks) and ON COMMIT actions of temporary tables wait for the lease's end; a
-// client's idle_in_transaction_session_timeout from its startup packet is overridden
+// next unit's; WITH HOLD cursors are not materialised at COMMIT (their query runs as
+// they are fetched, and what they read cannot be dropped, truncated or altered until
+// CLOSE, 55006); a session's prepared statement and portal names beginning with
+// pgtestproxy collide with the proxy's; on a shared session key, the client's
+// statements show in pg_prepared_statements under the names the proxy gives them; locks
+// (row, table, advisory transaction locks) wait for the lease's end; ON COMMIT actions
+// of temporary tables are known only from top-level CREATE statements (not from ones in
+// a function, EXECUTE or a rule), from the last CREATE of each name (one the server
+// refused or skipped as IF NOT EXISTS counts too), and a ROLLBACK TO one of the
+// client's savepoints does not undo what they recorded; a DELETE ROWS table that a
+// named portal of the client's or a cursor WITH HOLD still reads cannot be truncated
+// (55006), and one with TRUNCATE triggers fires them; in a READ ONLY block, rows are
+// deleted (DELETE triggers fire) and an ON COMMIT DROP table cannot be dropped (25006);
+// a client's idle_in_transaction_session_timeout from its startup packet is overridden
 // (reads 0), and one it sets itself (or RESET ALL with a server default) turns the
 // proxy's protection off; on a connection without a session key,
 // named portals outlive the unit that made them (a shared session's portals are

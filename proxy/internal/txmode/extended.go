@@ -27,7 +27,7 @@ func (c *txClient) parse(body []byte) error {
 	if err := c.beginSQL(); err != nil {
 		return err
 	}
-	c.noteDeallocate(sql)
+	c.unnamedLive = c.unnamedLive || name == "" && c.s.names == nil
 	st := sqllex.Classify(sql)
 	t := newTxStmt(&st)
 	if t.control() || t.noTx() || t.copy || t.ddl || t.ch != nil || t.notifyAt != nil || t.local.any() {

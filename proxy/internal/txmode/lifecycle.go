@@ -114,7 +114,6 @@ func (b *Backend) finish(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reset the clone at lease end: %w", err)
 	}
-	b.forgetPrepared()
 	return nil
 }
 
@@ -140,7 +139,6 @@ func (b *Backend) resetSession(ctx context.Context, st Startup) error {
 	if err := b.runT(ctx, q.String()); err != nil {
 		return fmt.Errorf("reset the tx session for a new connection: %w", err)
 	}
-	b.forgetPrepared()
 	b.st = txState{sp: spClean, status: 'T'}
 	b.untouched.Store(false)
 	if maps.Equal(st.Runtime, b.runtime) {

@@ -12,14 +12,13 @@ type pending struct {
 	raise    bool   // its error or notice was raised by the proxy's DO block
 	check    bool   // sqlCheckDeferred: its errors and notices lose the proxy's context
 	probe    bool   // sqlHasDeferrable: its row sets the backend's deferrable flag
+	quiet    bool   // its notices are the proxy's
 	hint     bool   // a 25001 error gets the mode=db hint
 	work     bool   // 'S','Q','F': the unit this message ends ran SQL
 	recovery bool   // part of the proxy's recovery after a failed autocommit unit
 	plan     *queryPlan
-	prefix   bool      // a savepoint statement of the proxy's that opens a unit
-	prep     *prepStmt // a Parse of the proxy's: ready once the server confirms it
-	prepGen  uint64    // the prepared statements' generation when it was sent
-	ch       *chanOp   // a client's LISTEN, UNLISTEN or NOTIFY, noted when it completes
+	prefix   bool    // a savepoint statement of the proxy's that opens a unit
+	ch       *chanOp // a client's LISTEN, UNLISTEN or NOTIFY, noted when it completes
 }
 
 // unitEnd reports whether the server answers the message with ReadyForQuery.
@@ -41,7 +40,8 @@ func (p *pending) current() planStmt {
 	if p.plan != nil {
 		return *p.plan.stmt()
 	}
-	return planStmt{role: p.role, tag: p.tag, ok: p.ok, fail: p.fail, raise: p.raise, check: p.check, probe: p.probe, ch: p.ch}
+	return planStmt{role: p.role, tag: p.tag, ok: p.ok, fail: p.fail, raise: p.raise, check: p.check, probe: p.probe,
+		quiet: p.quiet, ch: p.ch}
 }
 
 // completes reports whether typ is the reply that completes message msg (errors aside).

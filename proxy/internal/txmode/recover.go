@@ -52,20 +52,21 @@ func (c *txConn) recovered(status byte) error {
 	return nil
 }
 
-// sendRecovery sends ROLLBACK TO the proxy's savepoint, self-contained (it does not
-// rely on statements prepared before the failure) and through the unnamed portal,
-// which a failed autocommit unit leaves no client portal in. The unit's ReadyForQuery
-// goes to owner when it is done.
+// sendRecovery sends ROLLBACK TO the proxy's savepoint through the unnamed portal,
+// which a failed autocommit unit leaves no client portal in, under the proxy's
+// statement name, closed first (a statement of the proxy's that failed in the unit
+// leaves it prepared) and after. The unit's ReadyForQuery goes to owner when it is
+// done.
 func (c *txConn) sendRecovery(owner *Session) error {
-	const name = "pgtestproxy_recover"
 	msgs := []struct {
 		p   pending
 		msg interface{ Encode([]byte) ([]byte, error) }
 	}{
-		{pending{msg: 'C'}, &pgproto3.Close{ObjectType: 'S', Name: name}},
-		{pending{msg: 'P'}, &pgproto3.Parse{Name: name, Query: sqlRollbackTo}},
-		{pending{msg: 'B'}, &pgproto3.Bind{PreparedStatement: name}},
+		{pending{msg: 'C'}, &pgproto3.Close{ObjectType: 'S', Name: spName}},
+		{pending{msg: 'P'}, &pgproto3.Parse{Name: spName, Query: sqlRollbackTo}},
+		{pending{msg: 'B'}, &pgproto3.Bind{PreparedStatement: spName}},
 		{pending{msg: 'E'}, &pgproto3.Execute{}},
+		{pending{msg: 'C'}, &pgproto3.Close{ObjectType: 'S', Name: spName}},
 		{pending{msg: 'S'}, syncMsg},
 	}
 	c.wmu.Lock()

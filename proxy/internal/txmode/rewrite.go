@@ -82,6 +82,7 @@ type planStmt struct {
 	raise    bool    // a DO block raising a message the proxy emulates
 	check    bool    // sqlCheckDeferred: the proxy cuts its context from what it raises
 	probe    bool    // sqlHasDeferrable: its row says whether to check deferred constraints
+	quiet    bool    // its notices are the proxy's (oncommit.go)
 	ch       *chanOp // the client's LISTEN, UNLISTEN or NOTIFY, run as written (notify.go)
 }
 
@@ -109,6 +110,7 @@ type txStmt struct {
 	ch       *chanOp         // LISTEN, UNLISTEN or NOTIFY, which the proxy carries out (notify.go)
 	local    localOp         // what it does to settings local to the transaction (locals.go)
 	txModes  sqllex.TxModes  // all its transaction modes (isolation.go)
+	temp     tempTable       // CREATE of a temporary table, whose ON COMMIT the proxy carries out (oncommit.go)
 
 	// notifyAt: a pg_notify call whose arguments its Bind gives (pgnotify.go).
 	notifyAt *sqllex.PgNotifyCall
@@ -222,6 +224,7 @@ func newTxStmt(st *sqllex.Statement) txStmt {
 		noTxCmd:  st.NoTxCommand,
 		ch:       newChanOp(st),
 		notifyAt: pgNotifyParams(st),
+		temp:     onCommitTable(kw, st.Text),
 		kind:     st.Kind,
 		tag:      st.Tag,
 		chain:    st.Chain,
@@ -266,6 +269,9 @@ type where struct {
 	deferred bool     // the lease may have deferrable constraints to check
 	implicit bool     // the statement is one of several of a query string: a plain server's implicit block
 	cursors  []string // the client's cursors without HOLD declared in the block
+
+	// atCommit is what a commit does with the session's temporary tables (oncommit.go).
+	atCommit []planStmt
 }
 
 // rewrite returns the server statements that stand for st in state s, or nil when st
@@ -292,9 +298,9 @@ func rewrite(t txStmt, s txState, w where) []planStmt {
 		}
 		// As a plain server does in an implicit transaction: warn, and commit what the
 		// unit did so far.
-		return []planStmt{warnPart(raiseWarning(pgerrcode.NoActiveSQLTransaction, "there is no transaction in progress")),
-			{sql: sqlRelease, role: roleCarrier, tag: t.tag, ok: effReleased},
-			{sql: sqlSavepoint, role: roleInfra, ok: effSavepoint}}
+		plan := append([]planStmt{warnPart(raiseWarning(pgerrcode.NoActiveSQLTransaction, "there is no transaction in progress"))}, w.atCommit...)
+		return append(plan, planStmt{sql: sqlRelease, role: roleCarrier, tag: t.tag, ok: effReleased},
+			planStmt{sql: sqlSavepoint, role: roleInfra, ok: effSavepoint})
 	case sqllex.Rollback:
 		return rewriteRollback(t, s)
 	case sqllex.Savepoint, sqllex.Release, sqllex.RollbackTo:
@@ -387,6 +393,7 @@ func rewriteCommit(t txStmt, s txState, w where) []planStmt {
 		plan = append(plan, checkPart(effAbandon))
 	}
 	plan = append(plan, closeCursors(w.cursors)...)
+	plan = append(plan, w.atCommit...)
 	if t.chain {
 		plan = append(plan, planStmt{sql: sqlRelease, role: rolePart, ok: effReleased, fail: effAbandon},
 			planStmt{sql: sqlSavepoint, role: roleCarrier, tag: t.tag, ok: effChained})

@@ -24,9 +24,12 @@ func (c *txClient) copyBody(n int) error {
 	return unexpectedEOF(err)
 }
 
-// inject sends a server statement of the proxy's, prepared once per backend: through
-// the unnamed portal at the start of a unit (the client can have no portal of its own
-// then), else through the proxy's portal.
+// inject sends a server statement of the proxy's: through the unnamed portal at the
+// start of a unit (the client can have no portal of its own then), else through the
+// proxy's portal. The statement is prepared under the proxy's name (never the unnamed
+// statement, which is the client's) and closed again, portal and statement, in the
+// same write, so that between units nothing of the proxy's is left for the client to
+// see in pg_prepared_statements or pg_cursors, or to DEALLOCATE.
 func (c *txClient) inject(ps planStmt, unnamed bool) error {
 	// Each message of the statement gets the statement's role and effects; only the
 	// Execute completes it, re-tagged if it is the carrier.
@@ -34,40 +37,60 @@ func (c *txClient) inject(ps planStmt, unnamed bool) error {
 	if p.role == roleCarrier {
 		p.role = rolePart
 	}
-	name, err := c.prepared(ps.sql, p)
-	if err != nil {
-		return err
-	}
 	portal := ""
 	if !unnamed {
 		portal = spName
-		p.msg = 'C'
-		if err := c.send(p, &pgproto3.Close{ObjectType: 'P', Name: portal}); err != nil {
+	}
+	if c.cn.be.leftover.Load() && !unnamed {
+		if err := c.closeProxy(p, portal); err != nil {
 			return err
 		}
 	}
-	p.msg = 'B'
-	if err := c.send(p, &pgproto3.Bind{DestinationPortal: portal, PreparedStatement: name}); err != nil {
+	if ps.role != roleInfra {
+		// An error of the statement's makes the server skip its Close up to the Sync;
+		// the next unit closes it (beginSQL). An error of the proxy's ends the lease.
+		c.cn.be.leftover.Store(true)
+	}
+	p.msg = 'P'
+	if err := c.send(p, &pgproto3.Parse{Name: spName, Query: ps.sql}); err != nil {
 		return err
 	}
-	p.msg, p.role, p.tag, p.ok, p.raise, p.check, p.probe = 'E', ps.role, ps.tag, ps.ok, ps.raise, ps.check, ps.probe
-	return c.send(p, &pgproto3.Execute{Portal: portal})
+	p.msg = 'B'
+	if err := c.send(p, &pgproto3.Bind{DestinationPortal: portal, PreparedStatement: spName}); err != nil {
+		return err
+	}
+	e := p
+	e.msg, e.role, e.tag, e.ok, e.raise, e.check, e.probe = 'E', ps.role, ps.tag, ps.ok, ps.raise, ps.check, ps.probe
+	e.quiet = ps.quiet
+	if err := c.send(e, &pgproto3.Execute{Portal: portal}); err != nil {
+		return err
+	}
+	return c.closeProxy(p, portal)
 }
 
-// prepared returns the name of the proxy's prepared statement for sql on the backend.
-// Unless the server confirmed it is prepared, it is (re)prepared first, with p's role:
-// a Parse the server skipped after an error, or a DEALLOCATE, leaves it unprepared.
-func (c *txClient) prepared(sql string, p pending) (string, error) {
-	ps := c.cn.be.prepStmt(sql)
-	if ps.isReady() {
-		return ps.name, nil
-	}
+// closeProxy closes the proxy's portal and statement. The unnamed portal is the
+// proxy's only at the start of a unit outside a block, where a plain server's client
+// has no portal left. A Close of what does not exist is no error.
+func (c *txClient) closeProxy(p pending, portal string) error {
 	p.msg = 'C'
-	if err := c.send(p, &pgproto3.Close{ObjectType: 'S', Name: ps.name}); err != nil {
-		return "", err
+	if err := c.send(p, &pgproto3.Close{ObjectType: 'P', Name: portal}); err != nil {
+		return err
 	}
-	p.msg, p.prep, p.prepGen = 'P', ps, c.cn.be.gen.Load()
-	return ps.name, c.send(p, &pgproto3.Parse{Name: ps.name, Query: ps.sql})
+	return c.send(p, &pgproto3.Close{ObjectType: 'S', Name: spName})
+}
+
+// closeLeftover closes, at the start of a unit, what a statement of the proxy's that
+// failed in an earlier unit left prepared (its Close was skipped with the rest of its
+// unit), before the client's first message can see it.
+func (c *txClient) closeLeftover() error {
+	if !c.cn.be.leftover.Load() {
+		return nil
+	}
+	if err := c.closeProxy(pending{role: rolePart}, spName); err != nil {
+		return err
+	}
+	c.cn.be.leftover.Store(false)
+	return nil
 }
 
 // send queues p and writes msg to the server.
@@ -115,4 +138,43 @@ func (c *txClient) flush() error {
 	c.cn.wmu.Lock()
 	defer c.cn.wmu.Unlock()
 	return c.cn.be.wr.Flush()
+}
+
+// openUnit sends the savepoint statements that open a unit, through the unnamed
+// portal. While the server's unnamed statement is not the client's (the unit begins
+// with a Query, which drops it anyway; the session's names are its own; or the client
+// has prepared none since its last Query), they use it too, which costs no Close
+// before a Query (it replaces the unnamed statement and portal) and one pair of Closes
+// otherwise; else each is prepared under the proxy's name (inject).
+func (c *txClient) openUnit(stmts []planStmt) error {
+	if c.unnamedLive && c.s.names == nil && c.msgType != 'Q' {
+		for _, ps := range stmts {
+			if err := c.inject(ps, true); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, ps := range stmts {
+		p := pending{msg: 'P', role: roleInfra, prefix: true}
+		if err := c.send(p, &pgproto3.Parse{Query: ps.sql}); err != nil {
+			return err
+		}
+		p.msg = 'B'
+		if err := c.send(p, &pgproto3.Bind{}); err != nil {
+			return err
+		}
+		p.msg, p.ok = 'E', ps.ok
+		if err := c.send(p, &pgproto3.Execute{}); err != nil {
+			return err
+		}
+	}
+	if c.msgType == 'Q' {
+		return nil
+	}
+	p := pending{msg: 'C', role: roleInfra, prefix: true}
+	if err := c.send(p, &pgproto3.Close{ObjectType: 'P'}); err != nil {
+		return err
+	}
+	return c.send(p, &pgproto3.Close{ObjectType: 'S'})
 }

@@ -140,9 +140,6 @@ func (c *txConn) onReply(typ byte, n int) error {
 			c.noteLocked(p.owner, cur.ch)
 		}
 		out = c.applyLocked(cur.ok)
-		if typ == '1' && p.prep != nil {
-			p.prep.setReady(p.prepGen)
-		}
 		c.popLocked()
 	}
 	return nil
@@ -167,7 +164,7 @@ func (c *txConn) onNotice(n int) error {
 	at := c.current()
 	cur := at.stmt
 	switch {
-	case cur.role == roleInfra:
+	case cur.role == roleInfra || cur.quiet:
 		return c.be.rd.skip(n)
 	case !cur.raise && !cur.check:
 		return c.forward(at.owner, 'N', n)

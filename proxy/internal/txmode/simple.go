@@ -2,7 +2,6 @@ package txmode
 
 import (
 	"slices"
-	"strings"
 
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -22,13 +21,13 @@ func (c *txClient) query(body []byte) error {
 	}
 	delete(c.stmts, "")
 	delete(c.portals, "")
+	c.unnamedLive = false // the server drops it at a Query
 	if c.s.names != nil {
 		c.s.names.forget('S', "")
 	}
 	if err := c.closePortals(false); err != nil {
 		return err
 	}
-	c.noteDeallocate(sql)
 	p := pending{msg: 'Q', work: true}
 	if c.skipMode {
 		return c.sendRaw(p, 'Q', body, true)
@@ -58,7 +57,7 @@ func (c *txClient) planQuery(sql string) (*queryPlan, bool, error) {
 		// The common case: one statement, rewritten or as written.
 		t := newTxStmt(&pieces[0])
 		c.noteDDL(t)
-		if t.ch == nil && !t.control() && !c.checkAtEnd() && !c.restoreAtEndNeeded(t) && (!t.noTx() || insteadOfNoTx(t, sql) == nil) {
+		if t.ch == nil && !t.control() && !c.checkAtEnd() && !c.restoreAtEndNeeded(t) && !c.commitsTemps() && (!t.noTx() || insteadOfNoTx(t, sql) == nil) {
 			_, err := c.rewrite(t, true)
 			return nil, t.noTx(), err
 		}
@@ -113,6 +112,10 @@ func (c *txClient) planQuery(sql string) (*queryPlan, bool, error) {
 		if ps, ok := c.restoreAtEnd(); ok {
 			qb.add(ps, len(sql))
 		}
+		for _, ps := range c.temps.atCommit(effNone) {
+			qb.add(ps, len(sql))
+		}
+		c.temps.committed()
 	}
 	if !c.st.block {
 		c.cursors = nil
@@ -134,6 +137,7 @@ func closed(last string) bool {
 func (c *txClient) noteDDL(t txStmt) {
 	if t.ddl {
 		c.cn.be.noteDDL()
+		c.noteTemp(t)
 	}
 }
 
@@ -174,12 +178,16 @@ func (c *txClient) rewrite(t txStmt, last bool) ([]planStmt, error) {
 		// When the server skips this unit, the rewrite does not matter.
 		c.failed, c.failedKnown = !skip && st.status == 'E', true
 	}
-	wasBlock := c.st.block
+	wasBlock, failed := c.st.block, c.failed
 	if t.cursor != "" && (c.st.block || c.implicit) {
 		c.cursors = append(c.cursors, t.cursor)
 	}
-	plan := rewrite(t, c.st, where{failed: c.failed, last: last, deferred: c.cn.be.deferrable.Load(),
-		implicit: c.implicit, cursors: c.cursors})
+	w := where{failed: c.failed, last: last, deferred: c.cn.be.deferrable.Load(),
+		implicit: c.implicit, cursors: c.cursors}
+	if t.kind == sqllex.Commit {
+		w.atCommit = c.temps.atCommit(effAbandon)
+	}
+	plan := rewrite(t, c.st, w)
 	if p := c.isolation(t, untouched); p != nil {
 		plan = p
 	}
@@ -188,6 +196,7 @@ func (c *txClient) rewrite(t txStmt, last bool) ([]planStmt, error) {
 		c.st.apply(ps.ok)
 	}
 	plan = c.readOnlyAfter(t, plan, wasBlock)
+	c.endTemps(t, wasBlock, failed, last)
 	if wasBlock && (t.kind == sqllex.Commit || t.kind == sqllex.Rollback || t.kind == sqllex.PrepareTransaction) {
 		c.cursors = nil // closed by the rewrite, or dropped by the rollback
 	}
@@ -196,12 +205,4 @@ func (c *txClient) rewrite(t txStmt, last bool) ([]planStmt, error) {
 		c.failed, c.failedKnown = false, true
 	}
 	return plan, nil
-}
-
-// noteDeallocate forgets the proxy's prepared statements when the client may have
-// deallocated them; they are prepared again under new names when needed.
-func (c *txClient) noteDeallocate(sql string) {
-	if strings.EqualFold(sqllex.Keyword(sql), "deallocate") {
-		c.cn.be.forgetPrepared()
-	}
 }
