@@ -106,7 +106,7 @@ func (l *load) session(ctx context.Context, url, mode string, id int) {
 // half-built clone has no table, a reused tx clone not reset has an earlier lease's
 // row), and takes a write.
 func (l *load) lease(ctx context.Context, url, mode, name string) error {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute) // longer than any --acquire-timeout here
 	defer cancel()
 	t0 := time.Now()
 	c, err := pgx.Connect(ctx, url)

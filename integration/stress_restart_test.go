@@ -29,7 +29,7 @@ func TestStressUpstreamRestart(t *testing.T) {
 	secs := stressKnob(envStressSeconds, 3)
 	u := newStressUpstream(t, sessions+100)
 	mig := migrationsDir(t)
-	p := startProxyProc(t, u.url("postgres"), mig, "--max-clones=64")
+	p := startProxyProc(t, u.url("postgres"), mig, stressCapacity(sessions)...)
 	l := startLoad(t, p, sessions)
 	waitLeases(t, l, 2*sessions)
 
