@@ -70,9 +70,18 @@ func newStressUpstream(t *testing.T, maxConnections int) *stressUpstream {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	u := &stressUpstream{t: t, cfg: pgserver.Config{DataDir: filepath.Join(dir, "data"), Port: port,
-		MaxConnections: maxConnections}}
+		MaxConnections: maxConnections,
+		// DDL in the server's log: what was created and dropped, when a scenario leaks.
+		Settings: map[string]string{"log_statement": "'ddl'", "log_line_prefix": "'%m [%p] '"}}}
 	u.start()
-	t.Cleanup(func() { u.srv.Close() })
+	t.Cleanup(func() {
+		u.srv.Close()
+		if logs := os.Getenv(envStressLogDir); logs != "" {
+			if b, err := os.ReadFile(filepath.Join(u.cfg.DataDir, "server.log")); err == nil {
+				_ = os.WriteFile(filepath.Join(logs, strings.ReplaceAll(t.Name(), "/", "_")+"-server.log"), b, 0o644)
+			}
+		}
+	})
 	return u
 }
 
