@@ -70,9 +70,18 @@ func newStressUpstream(t *testing.T, maxConnections int) *stressUpstream {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	u := &stressUpstream{t: t, cfg: pgserver.Config{DataDir: filepath.Join(dir, "data"), Port: port,
-		MaxConnections: maxConnections}}
+		MaxConnections: maxConnections,
+		// DDL in the server's log: what was created and dropped, when a scenario leaks.
+		Settings: map[string]string{"log_statement": "'ddl'", "log_line_prefix": "'%m [%p] '"}}}
 	u.start()
-	t.Cleanup(func() { u.srv.Close() })
+	t.Cleanup(func() {
+		u.srv.Close()
+		if logs := os.Getenv(envStressLogDir); logs != "" {
+			if b, err := os.ReadFile(filepath.Join(u.cfg.DataDir, "server.log")); err == nil {
+				_ = os.WriteFile(filepath.Join(logs, strings.ReplaceAll(t.Name(), "/", "_")+"-server.log"), b, 0o644)
+			}
+		}
+	})
 	return u
 }
 
@@ -97,6 +106,14 @@ func (u *stressUpstream) restart() time.Time {
 }
 
 func (u *stressUpstream) url(db string) string { return u.srv.ConnString(db) }
+
+// stressCapacity are the flags that make room for sessions clients (clones, sessions,
+// a wait for a clone longer than any client's), for a fault scenario whose clients must
+// get only the fault's SQLSTATEs, not 53300 for the clone rate of a loaded machine.
+func stressCapacity(sessions int) []string {
+	return []string{fmt.Sprintf("--max-clones=%d", sessions+16), fmt.Sprintf("--max-sessions=%d", 2*sessions+16),
+		"--acquire-timeout=4m"}
+}
 
 // proxyProc is a running `pgtestproxy serve` process.
 type proxyProc struct {
@@ -236,6 +253,13 @@ func gcRun(t *testing.T, upstream, migrations string, extra ...string) string {
 	t.Helper()
 	out, errs, code := command(t, nil, append([]string{"gc", "--upstream=" + upstream,
 		"--migrations=app=" + migrations, "--log-format=json"}, extra...)...)
+	if dir := os.Getenv(envStressLogDir); dir != "" {
+		name := filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_")+"-gc.log")
+		if f, err := os.OpenFile(name, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+			_, _ = f.WriteString(errs)
+			f.Close()
+		}
+	}
 	if code != 0 {
 		t.Fatalf("gc exited %d: %s", code, errs)
 	}

@@ -26,10 +26,10 @@ func TestStressKill9(t *testing.T) {
 	sessions := stressKnob(envStressSessions, 16)
 	u := newStressUpstream(t, sessions+100)
 	mig := migrationsDir(t)
-	a := startProxyProc(t, u.url("postgres"), mig, "--max-clones=64")
+	a := startProxyProc(t, u.url("postgres"), mig, stressCapacity(sessions)...)
+	pid := longQuery(t, a.url("db", "")) // before the load, whose db-mode clients queue for clones
 	l := startLoad(t, a, sessions)
 	waitLeases(t, l, 2*sessions)
-	pid := longQuery(t, a.url("db", ""))
 	waitFor(t, "the long query to run", time.Minute, func() bool {
 		return countRows(t, u, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND state = 'active' AND query LIKE 'SELECT pg_sleep%'", pid) == 1
 	})
@@ -47,7 +47,7 @@ func TestStressKill9(t *testing.T) {
 	})
 	allGone := time.Since(killed)
 
-	b := startProxyProc(t, u.url("postgres"), mig, "--max-clones=64")
+	b := startProxyProc(t, u.url("postgres"), mig, stressCapacity(sessions)...)
 	l2 := startLoad(t, b, sessions)
 	var gcs int
 	waitFor(t, "gc to reclaim the killed proxy's clones", reclaimBound, func() bool {

@@ -30,7 +30,7 @@ func TestStressSlowLoris(t *testing.T) {
 	sessions := stressKnob(envStressSessions, 16)
 	u := newStressUpstream(t, sessions+100)
 	mig := migrationsDir(t)
-	p := startProxyProc(t, u.url("postgres"), mig, "--max-clones=64", "--max-sessions=2000")
+	p := startProxyProc(t, u.url("postgres"), mig, stressCapacity(sessions)...)
 	l := startLoad(t, p, min(sessions, 32))
 	var wg sync.WaitGroup
 	var mu sync.Mutex

@@ -101,7 +101,12 @@ func (p *Pool) createClone(ctx context.Context, gen *generation, strategy string
 		sql += " STRATEGY " + strategy
 	}
 	began := time.Now()
-	_, err = p.admin.Exec(ctx, sql)
+	// The statement runs to its end, also when ctx ends (the pool closing): abandoned
+	// half-way, the server may still commit it after the clean-up below found no
+	// database to drop and forgot the row, leaving a database the catalog does not list.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dropTimeout)
+	_, err = p.admin.Exec(cctx, sql)
+	cancel()
 	took := time.Since(began)
 	if err == nil {
 		p.warmAndRecord(ctx, gen, name)

@@ -3,6 +3,7 @@ package proxy
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"github.com/jackc/pgerrcode"
 	"io"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
 	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 )
 
@@ -128,6 +130,9 @@ func (r *relay) upstreamToClient() (clean bool) {
 		case wire.IsInterrupted(err):
 			return true // the client direction ended: the client went away
 		default:
+			if r.frames.atBoundary() {
+				r.sayUpstreamLost(err)
+			}
 			return false
 		}
 	}
@@ -141,6 +146,19 @@ func (r *relay) sayShutdown() {
 	_ = r.client.SetWriteDeadline(time.Now().Add(wire.GoodbyeWriteTimeout))
 	if out.Flush(r.client) == nil {
 		r.stats.Error(pgerrcode.AdminShutdown)
+	}
+}
+
+// sayUpstreamLost tells the client, between two upstream messages, that its backend's
+// connection broke (a reset, say, after which the kernel keeps no FATAL the server
+// may have sent): FATAL 08006 rather than a dropped socket.
+func (r *relay) sayUpstreamLost(cause error) {
+	var out wire.MsgBuffer
+	out.Add(wire.ErrorResponse("FATAL", pgerr.New(pgerrcode.ConnectionFailure,
+		fmt.Sprintf("connection to the upstream lost: %v", cause))))
+	_ = r.client.SetWriteDeadline(time.Now().Add(wire.GoodbyeWriteTimeout))
+	if out.Flush(r.client) == nil {
+		r.stats.Error(pgerrcode.ConnectionFailure)
 	}
 }
 
