@@ -31,6 +31,8 @@ type Lease struct {
 	mode     leasemode.Mode
 	since    time.Time
 
+	countedDB bool // counted in gen.leasedDB (reuserate.go)
+
 	mu       sync.Mutex
 	kept     io.Closer // left by the previous tx lease, until Kept takes it
 	keep     io.Closer // to leave in the clone for the next tx lease
@@ -116,6 +118,9 @@ func (l *Lease) Release(ctx context.Context, clean bool) {
 			return
 		}
 		p.counters.clonesNotReused.Add(1)
+		if l.countedDB {
+			l.gen.judged(false)
+		}
 	}
 	p.retire(l)
 }
@@ -275,6 +280,9 @@ func (p *Pool) claim(ctx context.Context, tpl *template, gen *generation, mode l
 	delete(p.kept, name)
 	if mode == leasemode.Tx {
 		delete(p.pristine, name) // a tx lease's reset is not a db lease's evidence
+	} else if _, ok := p.pristine[name]; ok {
+		l.countedDB = true
+		gen.leasedDB.Add(1)
 	}
 	closed := p.closed
 	if !closed {

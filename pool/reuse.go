@@ -75,7 +75,11 @@ func (p *Pool) recycle(l *Lease) bool {
 		defer p.unbusy(l.name)
 		ctx, cancel := context.WithTimeout(context.Background(), dropTimeout)
 		defer cancel()
-		if p.judge(ctx, l, want) {
+		reused := p.judge(ctx, l, want)
+		if l.countedDB {
+			l.gen.judged(reused)
+		}
+		if reused {
 			p.counters.clonesReused.Add(1)
 			l.gen.signal()
 			return
