@@ -67,11 +67,14 @@ const clusterEvidenceSQL = `SELECT current_setting('track_counts')::bool, ROW(
 )::text FROM pg_database d WHERE d.datname = $1`
 
 // cloneEvidenceSQL reads, in the clone, what no row counter shows, and lists the
-// sequences, whose state a second statement reads.
+// sequences, whose state a second statement reads. The vacuum and analyze counts leave out
+// the shared catalogs (pg_database, pg_authid, …): theirs are the whole server's, moved
+// by autovacuum after CREATE and DROP DATABASE anywhere, and what they hold of the clone
+// is in the cluster part.
 const cloneEvidenceSQL = `SELECT current_setting('track_counts')::bool, ROW(
 	(SELECT array_agg(oid ORDER BY oid) FROM pg_largeobject_metadata),
 	(SELECT sum(pg_stat_get_vacuum_count(oid) + pg_stat_get_autovacuum_count(oid) + pg_stat_get_analyze_count(oid)
-		+ pg_stat_get_autoanalyze_count(oid)) FROM pg_class WHERE relkind IN ('r', 't', 'm', 'p'))
+		+ pg_stat_get_autoanalyze_count(oid)) FROM pg_class WHERE relkind IN ('r', 't', 'm', 'p') AND NOT relisshared)
 )::text, coalesce((SELECT array_agg(ARRAY[n.nspname, c.relname] ORDER BY c.oid)
 	FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'S'), '{}')`
 

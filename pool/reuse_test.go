@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
+	"github.com/pgtestproxy/pgtestproxy/internal/testpg"
 )
 
 // reuseSchema has something of every kind a lease can change: rows, a sequence of its
@@ -106,6 +107,31 @@ func TestReuseDetects(t *testing.T) {
 				t.Fatalf("%s: reused = %v, want %v", tc.sql, got, tc.reused)
 			}
 		})
+	}
+}
+
+// TestReuseIgnoresOtherDatabases: what happens elsewhere on the server during a
+// read-only lease — another database's writes, autovacuum or a VACUUM of the shared
+// catalogs (whose statistics every database sees) — does not count against the clone.
+func TestReuseIgnoresOtherDatabases(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	p := f.pool(f.config(map[string]Migrator{"": newMigDir(t, reuseSchema)}))
+	other := testpg.UniqueName(t, "reuse_other_")
+	execAdmin(t, f.admin, "CREATE DATABASE "+ident(other))
+	t.Cleanup(func() { execAdmin(t, f.admin, "DROP DATABASE IF EXISTS "+ident(other)) })
+	for _, elsewhere := range [][]string{{"VACUUM pg_database", "ANALYZE pg_authid", "VACUUM pg_shdepend"},
+		{"CREATE TABLE t (x int); INSERT INTO t VALUES (1)", "VACUUM t"}} {
+		l := acquire(t, p, "", leasemode.DB)
+		c := connect(t, l)
+		query(t, c, "SELECT * FROM users")
+		for _, sql := range elsewhere {
+			execAdmin(t, testpg.URL(t, other), sql)
+		}
+		c.Close(t.Context())
+		if !releaseOutcome(t, p, l, true) {
+			t.Fatalf("a read-only lease's clone was dropped after %q ran in another database", elsewhere)
+		}
 	}
 }
 
