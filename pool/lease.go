@@ -92,8 +92,8 @@ func (l *Lease) markReleased() bool {
 // Release ends the lease. A db-mode clone is judged in the background once its
 // backends have exited: back to the pool when clean is true and the server's evidence
 // shows it unchanged (reuse.go), dropped otherwise. A tx-mode clone goes back to the
-// pool when clean is true (with what Keep attached), and is dropped otherwise. Release is idempotent; ctx bounds only the catalog update, which has its
-// own deadline too.
+// pool when clean is true (with what Keep attached), and is dropped otherwise. Release
+// is idempotent; ctx bounds only the catalog update, which has its own deadline too.
 func (l *Lease) Release(ctx context.Context, clean bool) {
 	if !l.markReleased() {
 		return
