@@ -174,8 +174,8 @@ func (p *Pool) dropClone(ctx context.Context, name string) error {
 
 // dropDatabase drops a database the pool created: its name comes from the catalog, and
 // a name without the pool's prefix is refused whatever the catalog says. A template is
-// unsealed first, and the subscriptions a test left in it are dropped. It waits briefly for the database's backends to exit, then drops
-// WITH (FORCE).
+// unsealed first, and the subscriptions a test left in a clone are dropped. It waits
+// briefly for the database's backends to exit, then drops WITH (FORCE).
 func (p *Pool) dropDatabase(ctx context.Context, name string) error {
 	if !strings.HasPrefix(name, p.namePrefix()) {
 		return fmt.Errorf("refusing to drop database %q: it does not start with this pool's prefix %q", name, p.namePrefix())

@@ -35,7 +35,7 @@
 // of it (its pg_database row, settings, comment, labels, subscriptions, replication
 // slots, prepared transactions). The in-clone part is read once per template, through
 // its first clone's warming connection; the rest per clone. When a db-mode lease is
-// released clean, a background goroutine waits (up to 2s) until no backend is left in
+// released clean, a background goroutine waits (up to 5s) until no backend is left in
 // the clone (a backend flushes its statistics before it leaves pg_stat_activity),
 // reads the evidence again and, when it is equal and the template still current, marks
 // the clone ready; otherwise, or on any error, it drops it. A clone with no evidence (made

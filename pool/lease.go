@@ -31,6 +31,8 @@ type Lease struct {
 	mode     leasemode.Mode
 	since    time.Time
 
+	countedDB bool // counted in gen.leasedDB (reuserate.go)
+
 	mu       sync.Mutex
 	kept     io.Closer // left by the previous tx lease, until Kept takes it
 	keep     io.Closer // to leave in the clone for the next tx lease
@@ -91,8 +93,8 @@ func (l *Lease) markReleased() bool {
 // Release ends the lease. A db-mode clone is judged in the background once its
 // backends have exited: back to the pool when clean is true and the server's evidence
 // shows it unchanged (reuse.go), dropped otherwise. A tx-mode clone goes back to the
-// pool when clean is true (with what Keep attached), and is dropped otherwise. Release is idempotent; ctx bounds only the catalog update, which has its
-// own deadline too.
+// pool when clean is true (with what Keep attached), and is dropped otherwise. Release
+// is idempotent; ctx bounds only the catalog update, which has its own deadline too.
 func (l *Lease) Release(ctx context.Context, clean bool) {
 	if !l.markReleased() {
 		return
@@ -121,6 +123,9 @@ func (l *Lease) Release(ctx context.Context, clean bool) {
 			return
 		}
 		p.counters.clonesNotReused.Add(1)
+		if l.countedDB {
+			l.gen.judged(false)
+		}
 	}
 	p.retire(l)
 }
@@ -285,6 +290,9 @@ func (p *Pool) claim(ctx context.Context, tpl *template, gen *generation, mode l
 	delete(p.kept, name)
 	if mode == leasemode.Tx {
 		delete(p.pristine, name) // a tx lease's reset is not a db lease's evidence
+	} else if _, ok := p.pristine[name]; ok {
+		l.countedDB = true
+		gen.leasedDB.Add(1)
 	}
 	closed := p.closed
 	if !closed {

@@ -107,10 +107,12 @@ func (p *Pool) refill(ctx context.Context) {
 		}
 		// Tx-mode leases come back, so they count towards PoolSize; they never count
 		// towards the waiters, who need a clone now, not when a held lease ends.
+		// So do db-mode leases expected to leave their clones unchanged (reuserate.go).
 		building := c.creatingElsewhere + int(g.inflight.Load())
-		need := max(p.cfg.PoolSize-c.leasedTx, 0) + int(g.waiters.Load()) - c.ready - building
+		back := g.comingBack()
+		need := max(p.cfg.PoolSize-c.leasedTx-back, 0) + int(g.waiters.Load()) - c.ready - building
 		// db-mode waiters need clones without a kept backend, whatever tx mode holds.
-		need = max(need, p.cfg.PoolSize+int(g.dbWaiters.Load())-(c.ready-c.readyKept)-building)
+		need = max(need, max(p.cfg.PoolSize-back, 0)+int(g.dbWaiters.Load())-(c.ready-c.readyKept)-building)
 		for range need {
 			g.inflight.Add(1)
 			if !p.goBackground(func() { p.refillOne(g) }) {

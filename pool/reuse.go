@@ -10,8 +10,11 @@ import (
 
 // reuseExitWait bounds the wait for a released db-mode lease's backends to exit before
 // its clone is judged (their statistics are flushed as they exit); a backend still
-// there after it means the clone is dropped.
-const reuseExitWait = 2 * time.Second
+// there after it means the clone is dropped. An exiting backend is gone within
+// milliseconds on an idle server, but on a loaded one (tests under -race on two
+// cores) it can take seconds, and the wait costs nothing but the clone's absence from
+// the ready pool meanwhile.
+const reuseExitWait = 5 * time.Second
 
 // warmAndRecord warms a new clone of gen (see warm) and, when clones can be reused,
 // records its evidence. The in-clone part is read through the warming connection of
@@ -75,7 +78,11 @@ func (p *Pool) recycle(l *Lease) bool {
 		defer p.unbusy(l.name)
 		ctx, cancel := context.WithTimeout(context.Background(), dropTimeout)
 		defer cancel()
-		if p.judge(ctx, l, want) {
+		reused := p.judge(ctx, l, want)
+		if l.countedDB {
+			l.gen.judged(reused)
+		}
+		if reused {
 			p.counters.clonesReused.Add(1)
 			l.gen.signal()
 			return
@@ -100,6 +107,9 @@ func (p *Pool) judge(ctx context.Context, l *Lease, want string) bool {
 		got, err = p.evidence(ctx, l.name)
 	}
 	switch {
+	case errors.Is(err, errBackendsLeft):
+		log.Info("a released clone still has backends; dropping it", zap.Duration("waited", reuseExitWait))
+		return false
 	case err != nil:
 		log.Debug("judge a released clone: dropping it", zap.Error(err))
 		return false

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
+	"github.com/pgtestproxy/pgtestproxy/internal/testpg"
 )
 
 // reuseSchema has something of every kind a lease can change: rows, a sequence of its
@@ -109,6 +110,31 @@ func TestReuseDetects(t *testing.T) {
 	}
 }
 
+// TestReuseIgnoresOtherDatabases: what happens elsewhere on the server during a
+// read-only lease — another database's writes, autovacuum or a VACUUM of the shared
+// catalogs (whose statistics every database sees) — does not count against the clone.
+func TestReuseIgnoresOtherDatabases(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	p := f.pool(f.config(map[string]Migrator{"": newMigDir(t, reuseSchema)}))
+	other := testpg.UniqueName(t, "reuse_other_")
+	execAdmin(t, f.admin, "CREATE DATABASE "+ident(other))
+	t.Cleanup(func() { execAdmin(t, f.admin, "DROP DATABASE IF EXISTS "+ident(other)) })
+	for _, elsewhere := range [][]string{{"VACUUM pg_database", "ANALYZE pg_authid", "VACUUM pg_shdepend"},
+		{"CREATE TABLE t (x int); INSERT INTO t VALUES (1)", "VACUUM t"}} {
+		l := acquire(t, p, "", leasemode.DB)
+		c := connect(t, l)
+		query(t, c, "SELECT * FROM users")
+		for _, sql := range elsewhere {
+			execAdmin(t, testpg.URL(t, other), sql)
+		}
+		c.Close(t.Context())
+		if !releaseOutcome(t, p, l, true) {
+			t.Fatalf("a read-only lease's clone was dropped after %q ran in another database", elsewhere)
+		}
+	}
+}
+
 // TestReuseNotClean: a lease the proxy reports not clean is dropped, however it looks.
 func TestReuseNotClean(t *testing.T) {
 	t.Parallel()
@@ -154,7 +180,7 @@ func TestReuseAfterTxLease(t *testing.T) {
 		t.Cleanup(func() { l.Release(context.Background(), true) })
 	}
 	if l.Database() != name {
-		t.Skip("the tx lease's clone was not handed to a db lease within 10 leases")
+		t.Fatalf("the tx lease's clone %s was not handed to a db lease within 10 leases", name)
 	}
 	if releaseOutcome(t, p, l, true) {
 		t.Fatal("a clone a tx-mode lease used was reused by db mode")

@@ -83,6 +83,10 @@ type generation struct {
 	// inside is the in-clone part of a new clone's evidence (reuse.go): read from the
 	// first clone, the same in every clone, since each is a copy of the sealed template.
 	inside atomic.Pointer[string]
+	// leasedDB counts this process's db-mode leases of it whose clones have evidence
+	// and are not judged yet; reuseRate is the recent share of db-mode leases whose
+	// clones came back (reuserate.go).
+	leasedDB, reuseRate atomic.Int32
 
 	mu      sync.Mutex
 	notify  chan struct{} // closed when a clone becomes ready
