@@ -60,8 +60,9 @@ bench-go: ## run the go test benchmarks; each prints its ratio to a baseline mea
 fidelity: ## run pgx's own test suite directly and through each lease mode (FIDELITY_ARGS="--run TestConn --json out.json"); not part of test
 	cd fidelity && $(GO) run . $(FIDELITY_ARGS)
 
-lint: fmt-check staticcheck ## gofmt check, go vet and staticcheck (the product, bench/ and fidelity/)
+lint: fmt-check staticcheck ## gofmt check, go vet and staticcheck (the product, bench/ and fidelity/), a darwin build
 	$(GO) vet $(PKGS)
+	GOOS=darwin GOARCH=arm64 $(GO) build -o /dev/null ./cmd/pgtestproxy
 	cd bench && $(GO) vet ./...
 	cd fidelity && $(GO) vet ./...
 

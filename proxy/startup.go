@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
+	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 )
 
 // Startup packet limits and request codes (PostgreSQL's pqcomm.h).
@@ -197,4 +198,11 @@ func (s *Server) answerSSL(conn net.Conn) (net.Conn, error) {
 		return conn, &quietError{fmt.Errorf("tls handshake: %w", err)}
 	}
 	return tc, nil
+}
+
+// buffered reports whether the client has sent bytes the proxy has not read yet,
+// without reading them or waiting for any.
+func buffered(conn net.Conn) bool {
+	data, _ := wire.Unread(conn)
+	return data
 }

@@ -43,13 +43,13 @@ func newStatusLine(w io.Writer) *statusLine {
 	return s
 }
 
-// isTerminal reports whether w is a terminal (a tty that answers TCGETS).
+// isTerminal reports whether w is a terminal (a tty that answers the ioctl that reads its settings).
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	if !ok {
 		return false
 	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	_, err := unix.IoctlGetTermios(int(f.Fd()), ioctlGetTermios)
 	return err == nil
 }
 

@@ -3,7 +3,10 @@ package txmode
 import (
 	"context"
 	"fmt"
+	"net"
 	"time"
+
+	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 )
 
 // A client that closes a connection of a session key and opens the next at once can
@@ -83,4 +86,12 @@ func (c *txConn) departing() bool {
 		}
 	}
 	return false
+}
+
+// inputWaiting reports whether the client's socket has something the proxy has not
+// read yet: bytes, or the end of the stream (a client that closed). It takes nothing
+// from the socket and never waits.
+func inputWaiting(conn net.Conn) bool {
+	data, closed := wire.Unread(conn)
+	return data || closed
 }
