@@ -31,6 +31,7 @@ type load struct {
 	leases  map[string]int             // by mode
 	acquire map[string][]time.Duration // successful connects' times, by mode
 	errs    map[string]int             // "mode SQLSTATE" (or "mode none: …" for an error without one)
+	first   map[string]string          // the first error of each errs key, whole
 	bad     []string                   // clones that were not a clean, fully built copy of the template
 	end     time.Time                  // when the load was stopped
 
@@ -68,7 +69,7 @@ func (l *load) edit() {
 // startLoad starts sessions clients against the proxy, half in each mode.
 func startLoad(t *testing.T, p *proxyProc, sessions int) *load {
 	l := &load{start: time.Now(), stop: make(chan struct{}), leases: map[string]int{},
-		acquire: map[string][]time.Duration{}, errs: map[string]int{}}
+		acquire: map[string][]time.Duration{}, errs: map[string]int{}, first: map[string]string{}}
 	for i := range sessions {
 		mode := stressModes[i%len(stressModes)]
 		url := p.url(mode, "")
@@ -164,7 +165,11 @@ func (l *load) fail(mode string, err error) {
 		}
 		key = mode + " none: " + msg
 	}
-	l.record(func() { l.errs[key]++ })
+	l.record(func() {
+		if l.errs[key]++; l.errs[key] == 1 {
+			l.first[key] = err.Error()
+		}
+	})
 }
 
 // unexpected lists the errors whose SQLSTATE is not in allowed, and the bad clones.
@@ -175,7 +180,7 @@ func (l *load) unexpected(allowed ...string) []string {
 	for key, n := range l.errs {
 		_, code, _ := strings.Cut(key, " ")
 		if !slices.Contains(allowed, code) {
-			out = append(out, fmt.Sprintf("%s ×%d", key, n))
+			out = append(out, fmt.Sprintf("%s ×%d (first: %s)", key, n, l.first[key]))
 		}
 	}
 	sort.Strings(out)
