@@ -23,17 +23,20 @@ type txClient struct {
 	// failed says the client's block has failed; failedKnown that the pump knows it.
 	failed, failedKnown bool
 
-	inUnit    bool     // a unit (messages up to Sync, Query or FunctionCall) is open; it has the backend
-	skipMode  bool     // the server skips this unit up to its Sync: forward it as is
-	unitBlock bool     // the unit began in the client's block
-	unitCtl   bool     // the unit holds BEGIN, COMMIT or ROLLBACK
-	unitSQL   bool     // a message of the unit that runs SQL was sent
-	implicit  bool     // the statement being planned is one of several of a query string
-	stashed   bool     // the transaction may hold a stash of settings set locally (locals.go)
-	rw        rwState  // what ran in the proxy's savepoint since it was set (readonly.go)
-	cursors   []string // cursors without HOLD declared in the client's block or query string
-	msgType   byte     // the client message being handled
-	temps     tempTables
+	inUnit    bool // a unit (messages up to Sync, Query or FunctionCall) is open; it has the backend
+	skipMode  bool // the server skips this unit up to its Sync: forward it as is
+	unitBlock bool // the unit began in the client's block
+	unitCtl   bool // the unit holds BEGIN, COMMIT or ROLLBACK
+	unitSQL   bool // a message of the unit that runs SQL was sent
+	implicit  bool // the statement being planned is one of several of a query string
+	stashed   bool // the transaction may hold a stash of settings set locally (locals.go)
+	// blankQuery: the Query being begun holds no statement, so it ends unguarded as it
+	// begins (idle.go).
+	blankQuery bool
+	rw         rwState  // what ran in the proxy's savepoint since it was set (readonly.go)
+	cursors    []string // cursors without HOLD declared in the client's block or query string
+	msgType    byte     // the client message being handled
+	temps      tempTables
 	// unnamedLive: the client may have an unnamed prepared statement of its own on
 	// the server, which the proxy's statements must leave alone (send.go).
 	unnamedLive bool
@@ -283,6 +286,9 @@ func (c *txClient) sync(n int) error {
 			return err
 		}
 	}
+	if err := c.guardIdle(); err != nil {
+		return err
+	}
 	if err := c.send(pending{msg: 'S', work: c.unitSQL}, syncMsg); err != nil {
 		return err
 	}
@@ -328,6 +334,9 @@ func (c *txClient) abandon() error {
 		}
 	}
 	if c.inUnit {
+		if err := c.guardIdle(); err != nil {
+			return err
+		}
 		if err := c.send(pending{msg: 'S', work: c.unitSQL}, syncMsg); err != nil {
 			return err
 		}

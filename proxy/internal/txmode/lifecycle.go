@@ -9,8 +9,9 @@ import (
 
 // timeoutsOff turns off the server timeouts that would end the proxy's long
 // transaction: idle_in_transaction_session_timeout, and transaction_timeout (17+).
+// The client's idle_in_transaction_session_timeout is kept for it (idle.go).
 func (b *Backend) timeoutsOff() string {
-	s := "SET idle_in_transaction_session_timeout = 0"
+	s := sqlIdleStart
 	if b.major >= 17 {
 		s += ";SET transaction_timeout = 0"
 	}
@@ -35,8 +36,14 @@ func (b *Backend) start(ctx context.Context) error {
 	}
 	var seqs [][]string
 	tplDeferrable := false
+	idle := ""
 	status, err := b.run(ctx, queries, func(q int, row []string) {
 		switch q {
+		case 0:
+			if len(row) > 0 && idle == "" {
+				idle = row[0]
+			}
+			return
 		case 2:
 			tplDeferrable = len(row) == 1 && row[0] == "t"
 			return
@@ -56,6 +63,7 @@ func (b *Backend) start(ctx context.Context) error {
 		b.restore, b.snapped, b.tplDeferrable = restoreSequences(seqs), true, tplDeferrable
 	}
 	b.deferrable.Store(b.tplDeferrable)
+	b.idleOwn.Store(idle != "0")
 	b.relearn = false
 	b.untouched.Store(true)
 	b.iso.Store(0)
@@ -154,6 +162,13 @@ func (b *Backend) resetSession(ctx context.Context, st Startup) error {
 			q.WriteByte(';')
 		}
 		fmt.Fprintf(&q, "SELECT pg_catalog.set_config(%s, %s, false)", quoteLiteral(kv[0]), quoteLiteral(kv[1]))
+		if strings.EqualFold(kv[0], idleName) {
+			b.idleOwn.Store(true)
+		}
+	}
+	if q.Len() > 0 && b.idleOwn.Load() {
+		// The connection's own value, guarded afresh.
+		q.WriteString(";SELECT pg_catalog.set_config('" + spIdle + "', '', false);" + sqlIdleGuard)
 	}
 	if q.Len() == 0 {
 		return nil

@@ -95,6 +95,7 @@ func checkPart(fail effect) planStmt {
 // txStmt is what tx mode keeps of a client statement, for rewriting it now or when a
 // prepared statement is executed later.
 type txStmt struct {
+	idle     bool // it may set idle_in_transaction_session_timeout (idle.go)
 	kind     sqllex.Kind
 	tag      string
 	chain    bool
@@ -216,10 +217,12 @@ func newTxStmt(st *sqllex.Statement) txStmt {
 	others := st.Modes
 	others.ReadOnly = sqllex.Unset
 	inBlock, cursor := classifyBlockOnly(kw, st.Text)
+	local := classifyLocal(kw, st.Text)
 	return txStmt{
+		idle:     mentionsIdle(kw, st.Text, local),
 		inBlock:  inBlock,
 		cursor:   cursor,
-		local:    classifyLocal(kw, st.Text),
+		local:    local,
 		txModes:  st.Modes,
 		noTxCmd:  st.NoTxCommand,
 		ch:       newChanOp(st),
