@@ -141,6 +141,13 @@ func TestTxIdleTimeoutBlock(t *testing.T) {
 				r.exchange(t, q("BEGIN"))
 				r.exchange(t, q("SELECT 1"))
 				got := awaitFatal(t, r)
+				r = openRaw(t, u)
+				if !startup {
+					r.exchange(t, q("SET idle_in_transaction_session_timeout = '"+idleTimeout+"'"))
+				}
+				r.exchange(t, q("BEGIN"))
+				r.exchange(t, q("SELECT 1/0")) // a failed block is idle too
+				got += "\n" + awaitFatal(t, r)
 				if i == 0 {
 					want = got
 				} else if got != want {
@@ -164,4 +171,25 @@ func awaitFatal(t *testing.T, r *rawSession) string {
 		t.Fatalf("got %T, want the timeout's FATAL", msg)
 	}
 	return normalise(msg)
+}
+
+// On a shared session key, the connection whose block sits idle past its timeout is
+// ended with 25P03; the key's other connection goes on, on the same backend.
+func TestTxIdleTimeoutShared(t *testing.T) {
+	t.Parallel()
+	env := newDiffEnv(t)
+	u := proxyURL(env.s, "app", "mode=tx", "session=idle-shared")
+	idler, other := openRaw(t, withIdleOption(u)), openRaw(t, u)
+	pid := strings.Join(other.exchange(t, q("SELECT pg_backend_pid()")), "\n")
+	idler.exchange(t, q("BEGIN"))
+	idler.exchange(t, q("INSERT INTO items VALUES (10, 'x')"))
+	if got := awaitFatal(t, idler); !strings.Contains(got, "FATAL 25P03") {
+		t.Fatalf("the idle block got %s", got)
+	}
+	if got := strings.Join(other.exchange(t, q("SELECT pg_backend_pid()")), "\n"); got != pid {
+		t.Fatalf("the other connection: before %s, after %s", pid, got)
+	}
+	if got := strings.Join(other.exchange(t, q(countItems)), "\n"); !strings.Contains(got, "DataRow") {
+		t.Fatalf("the other connection: %s", got)
+	}
 }

@@ -88,6 +88,9 @@ func (c *txClient) run() error {
 // the client broke the protocol.
 func (c *txClient) readFailed(err error) error {
 	var own *pgerr.Error
+	if c.s.idleEnded.Load() {
+		return errClientDone // the proxy ended an idle block (idle.go)
+	}
 	if errors.As(err, &own) || wire.IsInterrupted(err) || c.cn.failed() != nil {
 		return err
 	}
@@ -198,7 +201,13 @@ func (c *txClient) beginSQL() error {
 			}
 		}
 	}
-	if c.skipMode || c.st.block {
+	if c.skipMode {
+		return nil
+	}
+	if c.st.block {
+		if first && !c.failed {
+			return c.unitIdle(false)
+		}
 		return nil
 	}
 	set := c.st.sp != spClean
@@ -236,7 +245,9 @@ func (c *txClient) openSavepoint(open []planStmt, first bool) error {
 // session's turn unless it is in a transaction block.
 func (c *txClient) endUnit() {
 	c.inUnit = false
-	c.cn.unitEnd(c.s, c.skipMode || !c.unitBlock || c.unitCtl || !c.st.block, c.st)
+	// A guarded lease's next unit in the block needs to know whether this one failed
+	// (idle.go).
+	c.cn.unitEnd(c.s, c.skipMode || !c.unitBlock || c.unitCtl || !c.st.block || c.cn.be.idleOwn.Load(), c.st)
 }
 
 // sync forwards a Sync, which ends the unit.

@@ -8,14 +8,18 @@ import (
 )
 
 // timeoutsOff turns off the server timeouts that would end the proxy's long
-// transaction: idle_in_transaction_session_timeout, and transaction_timeout (17+).
-// The client's idle_in_transaction_session_timeout is kept for it (idle.go).
+// transaction: idle_in_transaction_session_timeout, whose client value is kept for
+// it (idle.go), and transaction_timeout (17+).
 func (b *Backend) timeoutsOff() string {
-	s := sqlIdleStart
+	return b.txTimeoutOff() + sqlIdleStart
+}
+
+// txTimeoutOff turns off transaction_timeout (17+), before the transaction begins.
+func (b *Backend) txTimeoutOff() string {
 	if b.major >= 17 {
-		s += ";SET transaction_timeout = 0"
+		return "SET transaction_timeout = 0;"
 	}
-	return s
+	return ""
 }
 
 // start begins the lease's transaction and sets the proxy's savepoint; on the
@@ -23,7 +27,9 @@ func (b *Backend) timeoutsOff() string {
 func (b *Backend) start(ctx context.Context) error {
 	// READ WRITE: a client's default_transaction_read_only applies to its own
 	// transactions (readonly.go), never to the proxy's.
-	queries := []string{b.timeoutsOff() + ";BEGIN READ WRITE;" + sqlSavepoint}
+	// sqlIdleStart runs in the transaction: a SELECT before BEGIN READ WRITE would
+	// take a snapshot under a read-only default.
+	queries := []string{b.txTimeoutOff() + "BEGIN READ WRITE;" + sqlIdleStart + ";" + sqlSavepoint}
 	if !b.snapped {
 		// The proxy's own role reads every sequence, whatever the client's role may.
 		queries[0] += b.asProxy()

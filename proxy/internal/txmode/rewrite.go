@@ -83,6 +83,7 @@ type planStmt struct {
 	check    bool    // sqlCheckDeferred: the proxy cuts its context from what it raises
 	probe    bool    // sqlHasDeferrable: its row says whether to check deferred constraints
 	quiet    bool    // its notices are the proxy's (oncommit.go)
+	idle     bool    // sqlIdleGuard: its row is the client's timeout (idle.go)
 	ch       *chanOp // the client's LISTEN, UNLISTEN or NOTIFY, run as written (notify.go)
 }
 
