@@ -55,6 +55,22 @@ var idleCases = []struct {
 		run1("SHOW idle_in_transaction_session_timeout"),
 		q("RESET ALL"), q("SHOW idle_in_transaction_session_timeout"),
 	}},
+	{"blocks, savepoints and the extended protocol", true, script{
+		run1("BEGIN"), run1("SHOW idle_in_transaction_session_timeout"), run1("SELECT 1/0"),
+		run1("SHOW idle_in_transaction_session_timeout"), run1("ROLLBACK"), run1("SHOW idle_in_transaction_session_timeout"),
+		q("BEGIN; SAVEPOINT a; SET idle_in_transaction_session_timeout = '9s'; ROLLBACK TO a; SHOW idle_in_transaction_session_timeout"),
+		q("SET idle_in_transaction_session_timeout = '10s'"), q("SAVEPOINT b"), q("SELECT 1/0"), q("ROLLBACK TO b"),
+		q("SHOW idle_in_transaction_session_timeout"), q("COMMIT"), q("SHOW idle_in_transaction_session_timeout"),
+		ext(parse("", "BEGIN"), bind("", ""), execM(""), syncM(),
+			parse("", "SET idle_in_transaction_session_timeout = '11s'"), bind("", ""), execM(""), syncM(),
+			parse("", "SHOW idle_in_transaction_session_timeout"), bind("", ""), describe('P', ""), execM(""), syncM(),
+			parse("", "COMMIT"), bind("", ""), execM(""), syncM()),
+		q("SHOW idle_in_transaction_session_timeout; SELECT 1 -- a comment"),
+		q("SHOW idle_in_transaction_session_timeout"),
+		q("BEGIN"), q("SET LOCAL idle_in_transaction_session_timeout = '12s'"), q("SHOW idle_in_transaction_session_timeout"),
+		q("COMMIT"), q("SHOW idle_in_transaction_session_timeout"),
+		q("BEGIN; SET idle_in_transaction_session_timeout = '13s'; COMMIT; SELECT 1/0"), q("SHOW idle_in_transaction_session_timeout"),
+	}},
 }
 
 // A client's own idle_in_transaction_session_timeout reads back through tx mode as on
