@@ -209,3 +209,43 @@ func TestTxIdleTimeoutShared(t *testing.T) {
 		t.Fatalf("the other connection: %s", got)
 	}
 }
+
+// Every differential script behaves as on a plain server on a lease that guards its
+// client's idle_in_transaction_session_timeout (a long one, from the startup packet):
+// the guard and its undoing at every unit change nothing the client sees.
+func TestTxIdleGuardedMatchesPlainServer(t *testing.T) {
+	t.Parallel()
+	env := newDiffEnv(t)
+	opt := func(u string) string {
+		return u + "&options=" + strings.ReplaceAll(url.QueryEscape("-c idle_in_transaction_session_timeout=1h"), "+", "%20")
+	}
+	var all []struct {
+		name string
+		sc   script
+	}
+	for _, tc := range diffCases {
+		all = append(all, struct {
+			name string
+			sc   script
+		}{tc.name, tc.sc})
+	}
+	for _, cases := range [][]struct {
+		name string
+		sc   script
+	}{localCases, roCases, isoCases, onCommitCases, hideCases} {
+		all = append(all, cases...)
+	}
+	for _, tc := range all {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			plain, proxied := openRaw(t, opt(env.plainDB(t))), openRaw(t, opt(proxyURL(env.s, "app", "mode=tx")))
+			for i, st := range tc.sc {
+				want, got := plain.exchange(t, st), proxied.exchange(t, st)
+				if strings.Join(want, "\n") != strings.Join(got, "\n") {
+					t.Fatalf("step %d %s: replies differ\nplain server:\n  %s\nthrough the proxy:\n  %s",
+						i, describeStep(st), strings.Join(want, "\n  "), strings.Join(got, "\n  "))
+				}
+			}
+		})
+	}
+}

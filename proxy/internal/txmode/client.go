@@ -30,9 +30,9 @@ type txClient struct {
 	unitSQL   bool // a message of the unit that runs SQL was sent
 	implicit  bool // the statement being planned is one of several of a query string
 	stashed   bool // the transaction may hold a stash of settings set locally (locals.go)
-	// blankQuery: the Query being begun holds no statement, so it ends unguarded as it
-	// begins (idle.go).
-	blankQuery bool
+	// runGuarded: the Query being handled runs as the idle guard left the server,
+	// neither unguarded nor guarded (idle.go).
+	runGuarded bool
 	rw         rwState  // what ran in the proxy's savepoint since it was set (readonly.go)
 	cursors    []string // cursors without HOLD declared in the client's block or query string
 	msgType    byte     // the client message being handled

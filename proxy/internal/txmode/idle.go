@@ -2,6 +2,7 @@ package txmode
 
 import (
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgerrcode"
@@ -103,7 +104,7 @@ func (c *txClient) idleGuard() (planStmt, bool) {
 // unitIdle runs where a unit starts outside a client block: the client's statements
 // see its own value. A FunctionCall, which ends its unit at once, runs guarded.
 func (c *txClient) unitIdle(first bool) error {
-	if !c.cn.be.idleOwn.Load() || c.msgType == 'F' || c.blankQuery {
+	if !c.cn.be.idleOwn.Load() || c.msgType == 'F' || c.runGuarded {
 		return nil
 	}
 	return c.inject(planStmt{sql: sqlIdleUnguard, role: rolePart}, first)
@@ -121,14 +122,25 @@ func (c *txClient) guardIdle() error {
 	return nil
 }
 
-// blank reports whether a query string holds no statement (an empty query).
-func blank(sql string) bool {
+// guardedText reports whether a query string runs guarded: it holds no statement (an
+// empty query, which the guard would change), or an SQL-level PREPARE or DECLARE,
+// which would show the guard appended to the string in pg_prepared_statements or
+// pg_cursors, and nothing that may set the client's timeout (it then reads 0 there).
+func guardedText(sql string) bool {
+	named, idle, empty := false, false, true
 	for _, p := range sqllex.Split(sql) {
-		if p.Kind != sqllex.Empty {
-			return false
+		if p.Kind == sqllex.Empty {
+			continue
+		}
+		empty = false
+		t := newTxStmt(&p)
+		idle = idle || t.idle
+		if p.Kind == sqllex.Other {
+			kw := strings.ToLower(sqllex.Keyword(p.Text))
+			named = named || kw == "prepare" || kw == "declare"
 		}
 	}
-	return true
+	return empty || named && !idle
 }
 
 // idleWatch is a session's timer for its client's idle block. Under c.mu.

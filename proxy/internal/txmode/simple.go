@@ -16,10 +16,9 @@ func (c *txClient) query(body []byte) error {
 	if !ok {
 		return pgerr.New(pgerrcode.ProtocolViolation, "invalid Query message")
 	}
-	c.blankQuery = c.cn.be.idleOwn.Load() && blank(sql)
-	err := c.beginSQL()
-	c.blankQuery = false
-	if err != nil {
+	c.runGuarded = c.cn.be.idleOwn.Load() && guardedText(sql)
+	defer func() { c.runGuarded = false }()
+	if err := c.beginSQL(); err != nil {
 		return err
 	}
 	delete(c.stmts, "")
@@ -122,8 +121,11 @@ func (c *txClient) planQuery(sql string) (*queryPlan, bool, error) {
 		}
 		c.temps.committed()
 	}
-	if ps, ok := c.idleGuard(); ok && qb.stmts() > 0 && closed(pieces[len(pieces)-1].Text) {
+	if ps, ok := c.idleGuard(); ok && !c.runGuarded && qb.stmts() > 0 && closed(pieces[len(pieces)-1].Text) {
 		qb.b.WriteByte('\n') // the client's string may end in a comment
+		if qb.plan.checkAt == 0 {
+			qb.plan.endAt = qb.b.Len() + 1
+		}
 		qb.add(ps, len(sql))
 	}
 	if !c.st.block {
