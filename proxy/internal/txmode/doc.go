@@ -223,7 +223,8 @@
 // deleted (DELETE triggers fire) and an ON COMMIT DROP table cannot be dropped (25006);
 // a client's idle_in_transaction_session_timeout reads its pg_settings source as
 // session, a block failed inside a client's savepoint is also ended by the server's
-// own timeout (the lease's backend), a FunctionCall's function reads 0, and a value a
+// own timeout (the lease's backend), a FunctionCall's function and a query string with
+// an SQL-level PREPARE or DECLARE read 0, and a value a
 // template's routine sets without the client's statement naming it is not seen (idle.go);
 // on a connection without a session key,
 // named portals outlive the unit that made them (a shared session's portals are

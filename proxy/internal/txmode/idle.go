@@ -42,8 +42,9 @@ import (
 // Not covered: a block that failed inside a SAVEPOINT of the client's returns to the
 // value the savepoint began with, which is the client's, unguarded: the server's own
 // timeout then ends the lease's backend at the same time as the proxy's (for every
-// connection of a shared key). A FunctionCall message runs guarded (its function
-// reads 0). A routine of the template that sets the value, with a name that is not
+// connection of a shared key). A FunctionCall message, and a query string with an
+// SQL-level PREPARE or DECLARE and nothing that names the setting, run guarded (they
+// read 0). A routine of the template that sets the value, with a name that is not
 // written in the client's statement, is seen only if the value was not 0 already.
 
 // spIdle is the placeholder setting that holds the client's value while guarded.
