@@ -249,3 +249,23 @@ func TestTxIdleGuardedMatchesPlainServer(t *testing.T) {
 		})
 	}
 }
+
+// A connection of a session key that reconnects gets its own startup value, or the
+// server's, as a new connection to a plain server does.
+func TestTxIdleTimeoutReconnect(t *testing.T) {
+	t.Parallel()
+	env := newDiffEnv(t)
+	u := proxyURL(env.s, "app", "mode=tx", "session=idle-reconnect")
+	show := q("SHOW idle_in_transaction_session_timeout")
+	for i, tc := range []struct {
+		url, want string
+	}{{withIdleOption(u), idleTimeout}, {u, "0"}, {withIdleOption(u), idleTimeout}, {u, "0"}} {
+		r := openRaw(t, tc.url)
+		if got := strings.Join(r.exchange(t, show), "\n"); !strings.Contains(got, `DataRow "`+tc.want+`"`) {
+			t.Fatalf("connection %d: %s, want %s", i, got, tc.want)
+		}
+		r.fe.Send(&pgproto3.Terminate{})
+		_ = r.fe.Flush()
+		_ = r.conn.Close()
+	}
+}

@@ -228,3 +228,13 @@ func parseMillis(v string) (time.Duration, bool) {
 	}
 	return time.Duration(n) * unit, true
 }
+
+// idleStop stops the timer of a session that leaves.
+func (c *txConn) idleStop(s *Session) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s.idleW.timer != nil {
+		s.idleW.timer.Stop()
+		s.idleW.timer = nil
+	}
+}

@@ -78,6 +78,7 @@ func (s *Session) run() (clean bool) {
 	cl := newTxClient(s)
 	err := cl.run()
 	s.c.leaving(s)
+	s.c.idleStop(s)
 	var own *pgerr.Error
 	if errors.As(err, &own) { // the client broke the protocol
 		s.toClientFatal(wire.ErrorResponse("FATAL", own))
