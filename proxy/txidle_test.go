@@ -267,5 +267,8 @@ func TestTxIdleTimeoutReconnect(t *testing.T) {
 		r.fe.Send(&pgproto3.Terminate{})
 		_ = r.fe.Flush()
 		_ = r.conn.Close()
+		// Once the proxy has seen it leave, the next one is a new connection, not
+		// one that joins it.
+		waitFor(t, "the connection to leave", func() bool { return env.s.Stats().SessionsActive == 0 })
 	}
 }
