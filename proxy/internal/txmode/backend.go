@@ -50,6 +50,9 @@ type Backend struct {
 	// (locals.go); under mu.
 	routineLocals    []string
 	hasRoutineLocals atomic.Bool
+	// idleOwn: the client's idle_in_transaction_session_timeout may be other than 0,
+	// so units are guarded (idle.go).
+	idleOwn atomic.Bool
 
 	st       txState // where the lease's transaction stands between sessions
 	sessions int     // sessions that ran in the current lease

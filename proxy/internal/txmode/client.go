@@ -23,17 +23,20 @@ type txClient struct {
 	// failed says the client's block has failed; failedKnown that the pump knows it.
 	failed, failedKnown bool
 
-	inUnit    bool     // a unit (messages up to Sync, Query or FunctionCall) is open; it has the backend
-	skipMode  bool     // the server skips this unit up to its Sync: forward it as is
-	unitBlock bool     // the unit began in the client's block
-	unitCtl   bool     // the unit holds BEGIN, COMMIT or ROLLBACK
-	unitSQL   bool     // a message of the unit that runs SQL was sent
-	implicit  bool     // the statement being planned is one of several of a query string
-	stashed   bool     // the transaction may hold a stash of settings set locally (locals.go)
-	rw        rwState  // what ran in the proxy's savepoint since it was set (readonly.go)
-	cursors   []string // cursors without HOLD declared in the client's block or query string
-	msgType   byte     // the client message being handled
-	temps     tempTables
+	inUnit    bool // a unit (messages up to Sync, Query or FunctionCall) is open; it has the backend
+	skipMode  bool // the server skips this unit up to its Sync: forward it as is
+	unitBlock bool // the unit began in the client's block
+	unitCtl   bool // the unit holds BEGIN, COMMIT or ROLLBACK
+	unitSQL   bool // a message of the unit that runs SQL was sent
+	implicit  bool // the statement being planned is one of several of a query string
+	stashed   bool // the transaction may hold a stash of settings set locally (locals.go)
+	// runGuarded: the Query being handled runs as the idle guard left the server,
+	// neither unguarded nor guarded (idle.go).
+	runGuarded bool
+	rw         rwState  // what ran in the proxy's savepoint since it was set (readonly.go)
+	cursors    []string // cursors without HOLD declared in the client's block or query string
+	msgType    byte     // the client message being handled
+	temps      tempTables
 	// unnamedLive: the client may have an unnamed prepared statement of its own on
 	// the server, which the proxy's statements must leave alone (send.go).
 	unnamedLive bool
@@ -85,6 +88,9 @@ func (c *txClient) run() error {
 // the client broke the protocol.
 func (c *txClient) readFailed(err error) error {
 	var own *pgerr.Error
+	if c.s.idleEnded.Load() {
+		return errClientDone // the proxy ended an idle block (idle.go)
+	}
 	if errors.As(err, &own) || wire.IsInterrupted(err) || c.cn.failed() != nil {
 		return err
 	}
@@ -195,7 +201,13 @@ func (c *txClient) beginSQL() error {
 			}
 		}
 	}
-	if c.skipMode || c.st.block {
+	if c.skipMode {
+		return nil
+	}
+	if c.st.block {
+		if first && !c.failed {
+			return c.unitIdle(false)
+		}
 		return nil
 	}
 	set := c.st.sp != spClean
@@ -233,7 +245,9 @@ func (c *txClient) openSavepoint(open []planStmt, first bool) error {
 // session's turn unless it is in a transaction block.
 func (c *txClient) endUnit() {
 	c.inUnit = false
-	c.cn.unitEnd(c.s, c.skipMode || !c.unitBlock || c.unitCtl || !c.st.block, c.st)
+	// A guarded lease's next unit in the block needs to know whether this one failed
+	// (idle.go).
+	c.cn.unitEnd(c.s, c.skipMode || !c.unitBlock || c.unitCtl || !c.st.block || c.cn.be.idleOwn.Load(), c.st)
 }
 
 // sync forwards a Sync, which ends the unit.
@@ -283,6 +297,9 @@ func (c *txClient) sync(n int) error {
 			return err
 		}
 	}
+	if err := c.guardIdle(); err != nil {
+		return err
+	}
 	if err := c.send(pending{msg: 'S', work: c.unitSQL}, syncMsg); err != nil {
 		return err
 	}
@@ -328,6 +345,9 @@ func (c *txClient) abandon() error {
 		}
 	}
 	if c.inUnit {
+		if err := c.guardIdle(); err != nil {
+			return err
+		}
 		if err := c.send(pending{msg: 'S', work: c.unitSQL}, syncMsg); err != nil {
 			return err
 		}

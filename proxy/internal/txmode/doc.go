@@ -7,7 +7,8 @@
 //
 // The server's view. A lease is a clone and one backend connection. The lease starts
 // the proxy's transaction (BEGIN, with idle_in_transaction_session_timeout and, on
-// PostgreSQL 17+, transaction_timeout off) and sets the proxy's savepoint, named
+// PostgreSQL 17+, transaction_timeout off: the client's own idle timeout is the
+// proxy's to apply, idle.go) and sets the proxy's savepoint, named
 // pgtestproxy. Everything the client does runs inside that savepoint; the proxy keeps
 // one level of it and no more: the server's stack is
 //
@@ -53,6 +54,12 @@
 // end where the client's transaction, implicit block or autocommit statement commits:
 // the values they replace are kept on the server in a placeholder setting of the
 // proxy's and set back before the savepoint's release (locals.go).
+//
+// The client's idle_in_transaction_session_timeout (idle.go): once it may be other
+// than 0, every unit begins by setting it back from a placeholder setting of the
+// proxy's and ends by moving it there and setting 0, so the server never times the
+// proxy's transaction out between units while the client reads its own value; the
+// proxy times the client's idle block itself and ends that session with FATAL 25P03.
 //
 // Isolation levels: the lease's transaction is begun again at the level the lease's
 // first block asks for, while it is still empty (isolation.go).
@@ -214,9 +221,12 @@
 // named portal of the client's or a cursor WITH HOLD still reads cannot be truncated
 // (55006), and one with TRUNCATE triggers fires them; in a READ ONLY block, rows are
 // deleted (DELETE triggers fire) and an ON COMMIT DROP table cannot be dropped (25006);
-// a client's idle_in_transaction_session_timeout from its startup packet is overridden
-// (reads 0), and one it sets itself (or RESET ALL with a server default) turns the
-// proxy's protection off; on a connection without a session key,
+// a client's idle_in_transaction_session_timeout reads its pg_settings source as
+// session, a block failed inside a client's savepoint is also ended by the server's
+// own timeout (the lease's backend), a FunctionCall's function and a query string with
+// an SQL-level PREPARE or DECLARE read 0, and a value a
+// template's routine sets without the client's statement naming it is not seen (idle.go);
+// on a connection without a session key,
 // named portals outlive the unit that made them (a shared session's portals are
 // closed at the end of its autocommit unit, its unnamed one at a simple Query); now()
 // is the lease's start time; pg_notify() other than as a statement of its own

@@ -30,6 +30,7 @@ func (c *txClient) parse(body []byte) error {
 	c.unnamedLive = c.unnamedLive || name == "" && c.s.names == nil
 	st := sqllex.Classify(sql)
 	t := newTxStmt(&st)
+	c.noteIdle(t)
 	if t.control() || t.noTx() || t.copy || t.ddl || t.ch != nil || t.notifyAt != nil || t.local.any() {
 		c.stmts[name] = t
 	} else {

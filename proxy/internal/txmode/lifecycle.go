@@ -8,13 +8,18 @@ import (
 )
 
 // timeoutsOff turns off the server timeouts that would end the proxy's long
-// transaction: idle_in_transaction_session_timeout, and transaction_timeout (17+).
+// transaction: idle_in_transaction_session_timeout, whose client value is kept for
+// it (idle.go), and transaction_timeout (17+).
 func (b *Backend) timeoutsOff() string {
-	s := "SET idle_in_transaction_session_timeout = 0"
+	return b.txTimeoutOff() + sqlIdleStart
+}
+
+// txTimeoutOff turns off transaction_timeout (17+), before the transaction begins.
+func (b *Backend) txTimeoutOff() string {
 	if b.major >= 17 {
-		s += ";SET transaction_timeout = 0"
+		return "SET transaction_timeout = 0;"
 	}
-	return s
+	return ""
 }
 
 // start begins the lease's transaction and sets the proxy's savepoint; on the
@@ -22,7 +27,9 @@ func (b *Backend) timeoutsOff() string {
 func (b *Backend) start(ctx context.Context) error {
 	// READ WRITE: a client's default_transaction_read_only applies to its own
 	// transactions (readonly.go), never to the proxy's.
-	queries := []string{b.timeoutsOff() + ";BEGIN READ WRITE;" + sqlSavepoint}
+	// sqlIdleStart runs in the transaction: a SELECT before BEGIN READ WRITE would
+	// take a snapshot under a read-only default.
+	queries := []string{b.txTimeoutOff() + "BEGIN READ WRITE;" + sqlIdleStart + ";" + sqlSavepoint}
 	if !b.snapped {
 		// The proxy's own role reads every sequence, whatever the client's role may.
 		queries[0] += b.asProxy()
@@ -35,8 +42,14 @@ func (b *Backend) start(ctx context.Context) error {
 	}
 	var seqs [][]string
 	tplDeferrable := false
+	idle := ""
 	status, err := b.run(ctx, queries, func(q int, row []string) {
 		switch q {
+		case 0:
+			if len(row) > 0 && idle == "" {
+				idle = row[0]
+			}
+			return
 		case 2:
 			tplDeferrable = len(row) == 1 && row[0] == "t"
 			return
@@ -56,6 +69,7 @@ func (b *Backend) start(ctx context.Context) error {
 		b.restore, b.snapped, b.tplDeferrable = restoreSequences(seqs), true, tplDeferrable
 	}
 	b.deferrable.Store(b.tplDeferrable)
+	b.idleOwn.Store(idle != "0")
 	b.relearn = false
 	b.untouched.Store(true)
 	b.iso.Store(0)
@@ -154,6 +168,13 @@ func (b *Backend) resetSession(ctx context.Context, st Startup) error {
 			q.WriteByte(';')
 		}
 		fmt.Fprintf(&q, "SELECT pg_catalog.set_config(%s, %s, false)", quoteLiteral(kv[0]), quoteLiteral(kv[1]))
+		if strings.EqualFold(kv[0], idleName) {
+			b.idleOwn.Store(true)
+		}
+	}
+	if q.Len() > 0 && b.idleOwn.Load() {
+		// The connection's own value, guarded afresh.
+		q.WriteString(";SELECT pg_catalog.set_config('" + spIdle + "', '', false);" + sqlIdleGuard)
 	}
 	if q.Len() == 0 {
 		return nil

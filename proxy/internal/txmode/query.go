@@ -25,6 +25,9 @@ type queryPlan struct {
 	held     *pgproto3.CommandComplete
 	checkAt  int // 1 + the byte offset of the ';' before the unit's deferred check, if there is one
 	checkIdx int // the index of that check in stmts
+	// endAt: as checkAt, for the ';' before the idle guard (idle.go) when no check
+	// comes first.
+	endAt int
 }
 
 // endOfInput rewrites a syntax error the server reported at the ';' the proxy put
@@ -32,8 +35,12 @@ type queryPlan struct {
 // plain server reports.
 func (p *queryPlan) endOfInput(e *pgproto3.ErrorResponse) {
 	const near = ` at or near ";"`
-	if p.checkAt > 0 && e.Code == pgerrcode.SyntaxError && strings.HasSuffix(e.Message, near) &&
-		byteOffset(p.text, int(e.Position)-1) == p.checkAt-1 {
+	at := p.checkAt
+	if at == 0 {
+		at = p.endAt
+	}
+	if at > 0 && e.Code == pgerrcode.SyntaxError && strings.HasSuffix(e.Message, near) &&
+		byteOffset(p.text, int(e.Position)-1) == at-1 {
 		e.Message = strings.TrimSuffix(e.Message, near) + " at end of input"
 	}
 }

@@ -77,6 +77,9 @@ func (c *txClient) unitReadOnly(first bool) error {
 	if err := c.unitLocals(first); err != nil {
 		return err
 	}
+	if err := c.unitIdle(first); err != nil {
+		return err
+	}
 	if !c.cn.be.defaultRO.Load() {
 		return nil
 	}

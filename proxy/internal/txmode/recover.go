@@ -67,8 +67,16 @@ func (c *txConn) sendRecovery(owner *Session) error {
 		{pending{msg: 'B'}, &pgproto3.Bind{PreparedStatement: spName}},
 		{pending{msg: 'E'}, &pgproto3.Execute{}},
 		{pending{msg: 'C'}, &pgproto3.Close{ObjectType: 'S', Name: spName}},
-		{pending{msg: 'S'}, syncMsg},
 	}
+	if c.be.idleOwn.Load() {
+		// The rollback may return to the client's value (idle.go): guarded again.
+		msgs = append(msgs, msgs[1:]...)
+		msgs[5].msg = &pgproto3.Parse{Name: spName, Query: sqlIdleGuard}
+	}
+	msgs = append(msgs, struct {
+		p   pending
+		msg interface{ Encode([]byte) ([]byte, error) }
+	}{pending{msg: 'S'}, syncMsg})
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	for _, m := range msgs {

@@ -83,6 +83,7 @@ type planStmt struct {
 	check    bool    // sqlCheckDeferred: the proxy cuts its context from what it raises
 	probe    bool    // sqlHasDeferrable: its row says whether to check deferred constraints
 	quiet    bool    // its notices are the proxy's (oncommit.go)
+	idle     bool    // sqlIdleGuard: its row is the client's timeout (idle.go)
 	ch       *chanOp // the client's LISTEN, UNLISTEN or NOTIFY, run as written (notify.go)
 }
 
@@ -95,6 +96,7 @@ func checkPart(fail effect) planStmt {
 // txStmt is what tx mode keeps of a client statement, for rewriting it now or when a
 // prepared statement is executed later.
 type txStmt struct {
+	idle     bool // it may set idle_in_transaction_session_timeout (idle.go)
 	kind     sqllex.Kind
 	tag      string
 	chain    bool
@@ -216,10 +218,12 @@ func newTxStmt(st *sqllex.Statement) txStmt {
 	others := st.Modes
 	others.ReadOnly = sqllex.Unset
 	inBlock, cursor := classifyBlockOnly(kw, st.Text)
+	local := classifyLocal(kw, st.Text)
 	return txStmt{
+		idle:     mentionsIdle(kw, st.Text, local),
 		inBlock:  inBlock,
 		cursor:   cursor,
-		local:    classifyLocal(kw, st.Text),
+		local:    local,
 		txModes:  st.Modes,
 		noTxCmd:  st.NoTxCommand,
 		ch:       newChanOp(st),

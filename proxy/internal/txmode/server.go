@@ -95,6 +95,11 @@ func (c *txConn) onReply(typ byte, n int) error {
 		if err = c.be.rd.skip(n); err == nil {
 			owner.toClient(&pgproto3.CommandComplete{CommandTag: []byte(cur.tag)})
 		}
+	case typ == 'D' && cur.idle:
+		var body []byte
+		if body, err = c.be.rd.body(typ, n); err == nil {
+			c.noteIdle(owner, dataRow(body))
+		}
 	case typ == 'D' && cur.probe:
 		var body []byte
 		if body, err = c.be.rd.body(typ, n); err == nil {
@@ -290,6 +295,7 @@ func (c *txConn) onReady(n int) error {
 	c.unitsDone++
 	c.changed.Broadcast()
 	rfq := &pgproto3.ReadyForQuery{TxStatus: c.st.clientStatus(status)}
+	c.idleReadyLocked(owner, rfq.TxStatus)
 	c.mu.Unlock()
 	deliver(out)
 	owner.toClient(rfq)

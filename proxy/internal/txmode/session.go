@@ -61,6 +61,10 @@ type Session struct {
 	departed bool
 	// channels: under c.mu, the channels the client listens on (notify.go).
 	channels map[string]struct{}
+	// The client's idle_in_transaction_session_timeout (idle.go): idleEnded, the proxy
+	// ended the session for it; the rest under c.mu.
+	idleEnded atomic.Bool
+	idleW     idleWatch
 }
 
 func newTxSession(l *Lease, c *txConn, client net.Conn, names *txNames) *Session {
@@ -74,6 +78,7 @@ func (s *Session) run() (clean bool) {
 	cl := newTxClient(s)
 	err := cl.run()
 	s.c.leaving(s)
+	s.c.idleStop(s)
 	var own *pgerr.Error
 	if errors.As(err, &own) { // the client broke the protocol
 		s.toClientFatal(wire.ErrorResponse("FATAL", own))

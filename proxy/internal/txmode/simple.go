@@ -16,6 +16,8 @@ func (c *txClient) query(body []byte) error {
 	if !ok {
 		return pgerr.New(pgerrcode.ProtocolViolation, "invalid Query message")
 	}
+	c.runGuarded = c.cn.be.idleOwn.Load() && guardedText(sql)
+	defer func() { c.runGuarded = false }()
 	if err := c.beginSQL(); err != nil {
 		return err
 	}
@@ -57,7 +59,8 @@ func (c *txClient) planQuery(sql string) (*queryPlan, bool, error) {
 		// The common case: one statement, rewritten or as written.
 		t := newTxStmt(&pieces[0])
 		c.noteDDL(t)
-		if t.ch == nil && !t.control() && !c.checkAtEnd() && !c.restoreAtEndNeeded(t) && !c.commitsTemps() && (!t.noTx() || insteadOfNoTx(t, sql) == nil) {
+		c.noteIdle(t)
+		if !c.cn.be.idleOwn.Load() && t.ch == nil && !t.control() && !c.checkAtEnd() && !c.restoreAtEndNeeded(t) && !c.commitsTemps() && (!t.noTx() || insteadOfNoTx(t, sql) == nil) {
 			_, err := c.rewrite(t, true)
 			return nil, t.noTx(), err
 		}
@@ -80,6 +83,7 @@ func (c *txClient) planQuery(sql string) (*queryPlan, bool, error) {
 		}
 		t := newTxStmt(p)
 		c.noteDDL(t)
+		c.noteIdle(t)
 		plan, err := c.rewrite(t, lastReal(pieces, i))
 		if err != nil {
 			return nil, false, err
@@ -116,6 +120,13 @@ func (c *txClient) planQuery(sql string) (*queryPlan, bool, error) {
 			qb.add(ps, len(sql))
 		}
 		c.temps.committed()
+	}
+	if ps, ok := c.idleGuard(); ok && !c.runGuarded && qb.stmts() > 0 && closed(pieces[len(pieces)-1].Text) {
+		qb.b.WriteByte('\n') // the client's string may end in a comment
+		if qb.plan.checkAt == 0 {
+			qb.plan.endAt = qb.b.Len() + 1
+		}
+		qb.add(ps, len(sql))
 	}
 	if !c.st.block {
 		c.cursors = nil
