@@ -14,13 +14,13 @@ import (
 
 // A connection of a shared session key that waits for its turn while another
 // connection's transaction block holds the backend, idle, fails with 40P01 after the
-// server's deadlock_timeout instead of waiting forever (the other connection may well
+// server's deadlock_timeout (ten of them) instead of waiting forever (the other connection may well
 // be waiting for it), in both protocols; the block's connection goes on. A block busy
 // running a statement meanwhile is no deadlock: the waiter runs after it.
 func TestTxSharedDeadlock(t *testing.T) {
 	t.Parallel()
 	s := startProxy(t, Config{Provider: newTestProvider(t)})
-	url := modeURL(s, leasemode.Tx, "app", "session=deadlock", "deadlock_timeout=200ms")
+	url := modeURL(s, leasemode.Tx, "app", "session=deadlock", "deadlock_timeout=100ms")
 	a, b := connect(t, url), connect(t, url)
 	bounded := func() context.Context {
 		ctx, cancel := context.WithTimeout(testContext(t), 20*time.Second)
@@ -30,7 +30,7 @@ func TestTxSharedDeadlock(t *testing.T) {
 	wantDeadlock := func(what string, err error) {
 		t.Helper()
 		e := wantSQLState(t, err, "40P01")
-		if !strings.Contains(e.Detail, "another connection of the key") || !strings.Contains(e.Detail, "200ms") {
+		if !strings.Contains(e.Detail, "another connection of the key") || !strings.Contains(e.Detail, "waited 1s") {
 			t.Fatalf("%s: detail %q does not name the cause", what, e.Detail)
 		}
 	}
@@ -55,13 +55,13 @@ func TestTxSharedDeadlock(t *testing.T) {
 	mustExec(t, b, "INSERT INTO items VALUES (5, 'five')")
 	mustExec(t, b, "COMMIT")
 
-	// A block that runs a statement longer than deadlock_timeout keeps its turn; the
+	// A block that runs a statement longer than the wait (ten deadlock_timeouts) keeps its turn; the
 	// waiter runs once it ends.
 	db := currentDatabase(t, a)
 	mustExec(t, a, "BEGIN")
 	done := make(chan error, 1)
 	go func() {
-		_, err := a.Exec(bounded(), "SELECT pg_sleep(0.6); COMMIT")
+		_, err := a.Exec(bounded(), "SELECT pg_sleep(1.5); COMMIT")
 		done <- err
 	}()
 	admin, err := pgx.Connect(bounded(), testpg.AdminURL(t))
@@ -71,7 +71,7 @@ func TestTxSharedDeadlock(t *testing.T) {
 	defer admin.Close(context.Background())
 	waitFor(t, "the block's statement to run", func() bool {
 		var n int
-		_ = admin.QueryRow(bounded(), "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND state = 'active' AND query LIKE '%pg_sleep(0.6)%'",
+		_ = admin.QueryRow(bounded(), "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND state = 'active' AND query LIKE '%pg_sleep(1.5)%'",
 			db).Scan(&n)
 		return n > 0
 	})

@@ -18,13 +18,21 @@ import (
 // transaction block holds it until it ends. A connection whose block waits for another
 // connection of the key (for a lock the other would take, or for the other's next
 // statement) therefore waits forever where a plain server would either run the other
-// or detect the deadlock. The proxy detects it: a session that waits for its turn for
-// the backend's deadlock_timeout (read when the backend first opened the clone; 1s, the
-// server's default, when it cannot be read) while the holder sent nothing and nothing
-// of anyone's was pending (the holder's block is idle: its client waits) gets 40P01,
-// as the reply to the statement it waited to send; the holder goes on. A block that is
+// or detect the deadlock. The proxy cannot check for a deadlock as the server does
+// (it cannot see what the holder's client waits for), so it waits longer before it
+// decides: a session that waits for its turn for deadlockFactor times the backend's
+// deadlock_timeout (read when the backend first opened the clone; 1s, the server's
+// default, when it cannot be read) while the holder sent nothing and nothing of
+// anyone's was pending (the holder's block is idle: its client waits) gets 40P01, as
+// the reply to the statement it waited to send; the holder goes on. A block that is
 // merely slow between two statements for that long, while another connection of the key
-// waits, is taken for a deadlock too.
+// waits, is taken for a deadlock too. With the server's deadlock_timeout alone (1s),
+// pgx's own suite on one session key (parallel tests whose blocks are idle for a second
+// on a loaded machine) had 191 tests fail with 40P01 that only waited their turn.
+
+// deadlockFactor is how many of the server's deadlock_timeout a holder's idle block
+// must last before a waiting session of its key is refused with 40P01.
+const deadlockFactor = 10
 
 // defaultDeadlockTimeout is PostgreSQL's default deadlock_timeout.
 const defaultDeadlockTimeout = time.Second
@@ -42,12 +50,12 @@ func parseDeadlockTimeout(row []string) time.Duration {
 	return defaultDeadlockTimeout
 }
 
-// deadlockWait is the backend's deadlock_timeout, or the default.
+// deadlockWait is deadlockFactor times the backend's deadlock_timeout, or the default.
 func (b *Backend) deadlockWait() time.Duration {
 	if b.deadlockTimeout > 0 {
-		return b.deadlockTimeout
+		return deadlockFactor * b.deadlockTimeout
 	}
-	return defaultDeadlockTimeout
+	return deadlockFactor * defaultDeadlockTimeout
 }
 
 // deadlockError is what acquire fails with when it detected a deadlock.
