@@ -51,6 +51,12 @@ func ConnectUpstream(ctx context.Context, target Target, runtime map[string]stri
 		}
 		cfg.RuntimeParams[k] = v
 	}
+	dial := cfg.DialFunc
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
+	var dialed func() *handoverConn
+	cfg.DialFunc, dialed = dialHandover(dial)
 	ctx, cancel := context.WithTimeout(ctx, upstreamConnectTimeout)
 	defer cancel()
 	pc, err := pgconn.ConnectConfig(ctx, cfg)
@@ -61,6 +67,12 @@ func ConnectUpstream(ctx context.Context, target Target, runtime map[string]stri
 	if err != nil {
 		_ = pc.Close(ctx)
 		return nil, fmt.Errorf("take over upstream connection to %s: %w", target.Database(), err)
+	}
+	if h := dialed(); h != nil {
+		if err := h.handover(); err != nil {
+			_ = hc.Conn.Close()
+			return nil, fmt.Errorf("take over upstream connection to %s: %w", target.Database(), err)
+		}
 	}
 	return &Upstream{
 		Conn:     NewOnceConn(hc.Conn),
