@@ -236,8 +236,9 @@ func quantile(ds []time.Duration, q float64) string {
 
 // TestStressLoad runs the load for PGTESTPROXY_STRESS_SECONDS with
 // PGTESTPROXY_STRESS_SESSIONS sessions, half in each mode, on the real binary, and
-// prints leases/s, acquisition p50/p99 and errors per mode, the proxy's RSS and
-// goroutines. Only correctness is asserted: no error but the proxy's 53300 (a client
+// prints leases/s, acquisition p50/p99 and errors per mode, db mode's lease rate as a
+// ratio of the upstream's raw clone+drop rate (rawCloneRate, before the proxy starts),
+// the proxy's RSS and goroutines. Only correctness is asserted: no error but the proxy's 53300 (a client
 // past --max-clones or the upstream's connection budget, or no clone within
 // --acquire-timeout), no clone that is not a clean full copy of the template, and,
 // after the proxy stopped and a gc, no clone leased, being made or dropped, nor a
