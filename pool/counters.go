@@ -11,6 +11,7 @@ import (
 type counters struct {
 	clonesMade, clonesDropped, reclaimed, builds atomic.Int64
 	clonesReused, clonesNotReused                atomic.Int64
+	dbClaims                                     atomic.Int64 // db-mode claims' catalog round trips (wake.go)
 	cloneTime, buildTime                         histo.Histogram
 }
 

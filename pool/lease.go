@@ -153,7 +153,11 @@ func (p *Pool) putBack(ctx context.Context, l *Lease, keep io.Closer) bool {
 	tag, err := p.cat.Exec(ctx, `UPDATE migrated_dbs SET state = 'ready', kept_by = $2, mode = NULL, last_used = now()
 		WHERE datname = $1 AND state = 'leased' AND owner = $3`, l.name, keptBy, p.owner)
 	if err == nil && tag.RowsAffected() == 1 {
-		l.gen.signal()
+		if keep != nil {
+			l.gen.signalTx() // kept for tx mode: db-mode waiters cannot take it
+		} else {
+			l.gen.signal()
+		}
 		return true
 	}
 	p.mu.Lock()
@@ -208,7 +212,7 @@ func (p *Pool) claimOrWait(ctx context.Context, tpl *template, gen *generation, 
 	changed := tpl.changes()
 	nextHash := time.Now().Add(hashRecheck)
 	for {
-		ready := gen.ready()
+		ready := gen.readyFor(mode)
 		if gen.dead.Load() {
 			return nil, errTemplateGone
 		}
@@ -274,6 +278,9 @@ func (p *Pool) claim(ctx context.Context, tpl *template, gen *generation, mode l
 	q := claimDB
 	if mode == leasemode.Tx {
 		q = claimTx
+	}
+	if mode == leasemode.DB {
+		p.counters.dbClaims.Add(1)
 	}
 	var name string
 	err := p.cat.QueryRow(ctx, q, gen.datname, p.owner, string(mode), tpl.name).Scan(&name)

@@ -43,7 +43,7 @@ func (p *Pool) park(l *Lease, keep io.Closer) bool {
 	}
 	delete(p.leases, l.name)
 	p.parked[l.gen] = append(p.parked[l.gen], parkedClone{name: l.name, keep: keep})
-	l.gen.signal()
+	l.gen.signalTx()
 	return true
 }
 
@@ -134,7 +134,7 @@ func (p *Pool) ended(l *Lease) {
 	p.mu.Lock()
 	p.endingsOf(l.gen).leases--
 	p.mu.Unlock()
-	l.gen.signal()
+	l.gen.signalTx()
 }
 
 // unparkSoon is unpark, waiting (endingWait at most) while a lease of gen is ending.

@@ -90,11 +90,13 @@ type generation struct {
 
 	mu      sync.Mutex
 	notify  chan struct{} // closed when a clone becomes ready
+	dbReady chan struct{} // closed when a clone a db-mode lease may take becomes ready (wake.go)
 	backoff time.Time     // no refill before this (after a failure)
 }
 
 func newGeneration(hash, datname, template, strategy string) *generation {
-	return &generation{hash: hash, datname: datname, template: template, strategy: strategy, notify: make(chan struct{})}
+	return &generation{hash: hash, datname: datname, template: template, strategy: strategy, notify: make(chan struct{}),
+		dbReady: make(chan struct{})}
 }
 
 // ready returns a channel closed at the next signal.
@@ -109,6 +111,8 @@ func (g *generation) signal() {
 	g.mu.Lock()
 	close(g.notify)
 	g.notify = make(chan struct{})
+	close(g.dbReady)
+	g.dbReady = make(chan struct{})
 	g.mu.Unlock()
 }
 
