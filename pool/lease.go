@@ -182,16 +182,23 @@ func (p *Pool) retire(l *Lease) {
 		p.mu.Unlock()
 		return // Close drops it
 	}
+	p.afterLease(l, func(ctx context.Context) { p.dropAll(ctx, []string{l.name}) })
+}
+
+// afterLease takes l's clone out of the leases and runs end on it in the background,
+// the clone marked busy and Close waiting for it, within dropTimeout. p.mu is held, and
+// the caller has checked that the pool is not closed; afterLease unlocks it.
+func (p *Pool) afterLease(l *Lease, end func(ctx context.Context)) {
 	delete(p.leases, l.name)
 	p.busy[l.name]++
-	p.wg.Add(1) // under mu with the closed check: Close waits for this drop
+	p.wg.Add(1) // under mu with the closed check: Close waits for this
 	p.mu.Unlock()
 	go func() {
 		defer p.wg.Done()
 		defer p.unbusy(l.name)
 		ctx, cancel := context.WithTimeout(context.Background(), dropTimeout)
 		defer cancel()
-		p.dropAll(ctx, []string{l.name})
+		end(ctx)
 	}()
 }
 

@@ -69,15 +69,7 @@ func (p *Pool) recycle(l *Lease) bool {
 		p.mu.Unlock()
 		return false
 	}
-	delete(p.leases, l.name)
-	p.busy[l.name]++
-	p.wg.Add(1) // under mu with the closed check: Close waits for this
-	p.mu.Unlock()
-	go func() {
-		defer p.wg.Done()
-		defer p.unbusy(l.name)
-		ctx, cancel := context.WithTimeout(context.Background(), dropTimeout)
-		defer cancel()
+	p.afterLease(l, func(ctx context.Context) {
 		reused := p.judge(ctx, l, want)
 		if l.countedDB {
 			l.gen.judged(reused)
@@ -89,7 +81,7 @@ func (p *Pool) recycle(l *Lease) bool {
 		}
 		p.counters.clonesNotReused.Add(1)
 		p.dropAll(ctx, []string{l.name})
-	}()
+	})
 	return true
 }
 
