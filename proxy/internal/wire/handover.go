@@ -76,6 +76,19 @@ func (c *handoverConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// released returns the socket the proxy reads from now: conn itself, where it is this
+// handoverConn, is the bare socket when no stale Read left bytes to hand on, so that
+// the relay's reads take no lock; conn is returned as it is otherwise (a TLS layer
+// above this socket, or bytes pending).
+func (c *handoverConn) released(conn net.Conn) net.Conn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if conn == net.Conn(c) && len(c.pending) == 0 {
+		return c.Conn
+	}
+	return conn
+}
+
 // handover makes the connection the proxy's: a Read of pgconn's still in progress is
 // ended (a read deadline in the past) and what it got is kept for the proxy's reads.
 func (c *handoverConn) handover() error {

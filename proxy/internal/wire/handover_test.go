@@ -32,39 +32,8 @@ func (w slowWriter) Write(p []byte) (int, error) {
 // and as tx-mode lease starts that never finished). A scripted server, so the answer
 // is there before the write returns.
 func TestConnectUpstreamKeepsFirstReply(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-		be := pgproto3.NewBackend(c, c)
-		if _, err := be.ReceiveStartupMessage(); err != nil {
-			return
-		}
-		be.Send(&pgproto3.AuthenticationOk{})
-		be.Send(&pgproto3.BackendKeyData{ProcessID: 42, SecretKey: []byte{0, 0, 0, 7}})
-		be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
-		if be.Flush() != nil {
-			return
-		}
-		if msg, err := be.Receive(); err != nil {
-			return
-		} else if _, ok := msg.(*pgproto3.Query); !ok {
-			return
-		}
-		be.Send(&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")})
-		be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
-		_ = be.Flush()
-		_, _ = be.Receive() // until the client closes
-	}()
-	cfg, err := pgconn.ParseConfig("postgres://u@" + l.Addr().String() + "/clone?sslmode=disable")
+	addr := serveOneQuery(t)
+	cfg, err := pgconn.ParseConfig("postgres://u@" + addr + "/clone?sslmode=disable")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,5 +63,63 @@ func TestConnectUpstreamKeepsFirstReply(t *testing.T) {
 	}
 	if _, ok := msg.(*pgproto3.CommandComplete); !ok {
 		t.Fatalf("first reply %T, want CommandComplete", msg)
+	}
+}
+
+// serveOneQuery is a scripted server for one connection: trust start-up, then one
+// Query answered with CommandComplete and ReadyForQuery. It returns its address.
+func serveOneQuery(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+		be := pgproto3.NewBackend(c, c)
+		if _, err := be.ReceiveStartupMessage(); err != nil {
+			return
+		}
+		be.Send(&pgproto3.AuthenticationOk{})
+		be.Send(&pgproto3.BackendKeyData{ProcessID: 42, SecretKey: []byte{0, 0, 0, 7}})
+		be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+		if be.Flush() != nil {
+			return
+		}
+		if msg, err := be.Receive(); err != nil {
+			return
+		} else if _, ok := msg.(*pgproto3.Query); !ok {
+			return
+		}
+		be.Send(&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")})
+		be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+		_ = be.Flush()
+		_, _ = be.Receive() // until the client closes
+	}()
+	return l.Addr().String()
+}
+
+// TestConnectUpstreamBareSocket: with no stale read to hand on, the proxy reads the
+// bare socket, not the handover wrapper (whose lock would be on every relayed read).
+func TestConnectUpstreamBareSocket(t *testing.T) {
+	cfg, err := pgconn.ParseConfig("postgres://u@" + serveOneQuery(t) + "/clone?sslmode=disable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	up, err := ConnectUpstream(ctx, target{cfg}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Conn.Close()
+	if _, wrapped := up.Conn.(*OnceConn).Conn.(*handoverConn); wrapped {
+		t.Fatal("the upstream connection is still the handover wrapper")
 	}
 }

@@ -68,14 +68,16 @@ func ConnectUpstream(ctx context.Context, target Target, runtime map[string]stri
 		_ = pc.Close(ctx)
 		return nil, fmt.Errorf("take over upstream connection to %s: %w", target.Database(), err)
 	}
+	conn := hc.Conn
 	if h := dialed(); h != nil {
 		if err := h.handover(); err != nil {
 			_ = hc.Conn.Close()
 			return nil, fmt.Errorf("take over upstream connection to %s: %w", target.Database(), err)
 		}
+		conn = h.released(conn)
 	}
 	return &Upstream{
-		Conn:     NewOnceConn(hc.Conn),
+		Conn:     NewOnceConn(conn),
 		Params:   hc.ParameterStatuses,
 		TxStatus: hc.TxStatus,
 		Cancel:   NewCancelTarget(hc, hc.Config),
