@@ -7,53 +7,78 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"github.com/pgtestproxy/pgtestproxy/internal/testpg"
 )
 
 // A connection of a shared session key that waits for its turn while another
-// connection's transaction block holds the backend, idle, fails with 40P01 after the
-// server's deadlock_timeout (ten of them) instead of waiting forever (the other connection may well
-// be waiting for it), in both protocols; the block's connection goes on. A block busy
+// connection's transaction block holds the backend, idle, is not left waiting forever
+// (the other connection may well be waiting for it): after ten of the server's
+// deadlock_timeouts the idle block's connection is the victim, with FATAL 40P01, its
+// block rolled back, and the waiter's statement runs, in both protocols. A block busy
 // running a statement meanwhile is no deadlock: the waiter runs after it.
 func TestTxSharedDeadlock(t *testing.T) {
 	t.Parallel()
 	s := startProxy(t, Config{Provider: newTestProvider(t)})
 	url := modeURL(s, leasemode.Tx, "app", "session=deadlock", "deadlock_timeout=100ms")
-	a, b := connect(t, url), connect(t, url)
 	bounded := func() context.Context {
 		ctx, cancel := context.WithTimeout(testContext(t), 20*time.Second)
 		t.Cleanup(cancel)
 		return ctx
 	}
-	wantDeadlock := func(what string, err error) {
+	// wantVictim checks that the idle block's connection was ended for the deadlock.
+	wantVictim := func(what string, victim *rawSession) {
 		t.Helper()
-		e := wantSQLState(t, err, "40P01")
-		if !strings.Contains(e.Detail, "another connection of the key") || !strings.Contains(e.Detail, "waited 1s") {
-			t.Fatalf("%s: detail %q does not name the cause", what, e.Detail)
+		_ = victim.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		msg, err := victim.fe.Receive()
+		e, ok := msg.(*pgproto3.ErrorResponse)
+		if err != nil || !ok {
+			t.Fatalf("%s: the idle block's connection got %T, %v; want FATAL 40P01", what, msg, err)
 		}
+		if e.Severity != "FATAL" || e.Code != "40P01" || !strings.Contains(e.Detail, "another connection of the key") ||
+			!strings.Contains(e.Detail, "idle for 1s") {
+			t.Fatalf("%s: %s %s %q %q; want FATAL 40P01 naming the cause", what, e.Severity, e.Code, e.Message, e.Detail)
+		}
+	}
+	name := func(c *pgx.Conn) string {
+		t.Helper()
+		var n string
+		if err := c.QueryRow(bounded(), "SELECT name FROM items WHERE id = $1", 1).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
 	}
 
 	// A's block holds a row lock B's statement needs; A waits for B before it commits.
-	mustExec(t, a, "BEGIN")
-	mustExec(t, a, "UPDATE items SET name = 'a' WHERE id = 1")
-	_, err := b.Exec(bounded(), "UPDATE items SET name = 'b' WHERE id = 1") // simple protocol
-	wantDeadlock("simple protocol", err)
-	_, err = b.Exec(bounded(), "UPDATE items SET name = $1 WHERE id = 1", "b") // extended protocol
-	wantDeadlock("extended protocol", err)
-	mustExec(t, a, "COMMIT")
-	var name string
-	if err := b.QueryRow(bounded(), "SELECT name FROM items WHERE id = $1", 1).Scan(&name); err != nil || name != "a" {
-		t.Fatalf("after the deadlock: %q, %v; want a's committed row", name, err)
+	b := connect(t, url)
+	for _, proto := range []struct {
+		what string
+		exec func() error
+	}{
+		{"simple protocol", func() error { _, err := b.Exec(bounded(), "UPDATE items SET name = 'b' WHERE id = 1"); return err }},
+		{"extended protocol", func() error { _, err := b.Exec(bounded(), "UPDATE items SET name = $1 WHERE id = 1", "b"); return err }},
+	} {
+		a := openRaw(t, url)
+		a.exchange(t, q("BEGIN"))
+		a.exchange(t, q("UPDATE items SET name = 'a' WHERE id = 1"))
+		if err := proto.exec(); err != nil {
+			t.Fatalf("%s: the waiter failed: %v", proto.what, err)
+		}
+		wantVictim(proto.what, a)
+		if got := name(b); got != "b" {
+			t.Fatalf("%s: name %q after the deadlock; want b (a's block rolled back)", proto.what, got)
+		}
 	}
 
 	// B's block waits for A's work, which waits for its turn.
-	mustExec(t, b, "BEGIN")
-	_, err = a.Exec(bounded(), "INSERT INTO items VALUES (4, 'four')")
-	wantDeadlock("waiting for a block", err)
-	mustExec(t, b, "INSERT INTO items VALUES (5, 'five')")
-	mustExec(t, b, "COMMIT")
+	a := connect(t, url)
+	blk := openRaw(t, url)
+	blk.exchange(t, q("BEGIN"))
+	blk.exchange(t, q("INSERT INTO items VALUES (5, 'five')"))
+	mustExec(t, a, "INSERT INTO items VALUES (4, 'four')")
+	wantVictim("waiting for a block", blk)
 
 	// A block that runs a statement longer than the wait (ten deadlock_timeouts) keeps its turn; the
 	// waiter runs once it ends.

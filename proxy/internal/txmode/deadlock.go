@@ -20,15 +20,21 @@ import (
 // statement) therefore waits forever where a plain server would either run the other
 // or detect the deadlock. The proxy cannot check for a deadlock as the server does
 // (it cannot see what the holder's client waits for), so it waits longer before it
-// decides: a session that waits for its turn for deadlockFactor times the backend's
-// deadlock_timeout (read when the backend first opened the clone; 1s, the server's
-// default, when it cannot be read) while the holder sent nothing and nothing of
-// anyone's was pending (the holder's block is idle: its client waits) gets 40P01, as
-// the reply to the statement it waited to send; the holder goes on. A block that is
-// merely slow between two statements for that long, while another connection of the key
-// waits, is taken for a deadlock too. With the server's deadlock_timeout alone (1s),
-// pgx's own suite on one session key (parallel tests whose blocks are idle for a second
-// on a loaded machine) had 191 tests fail with 40P01 that only waited their turn.
+// decides: when a session has waited for its turn for deadlockFactor times the
+// backend's deadlock_timeout (read when the backend first opened the clone; 1s, the
+// server's default, when it cannot be read) while the holder sent nothing and nothing
+// of anyone's was pending (the holder's block is idle: its client waits), the holder
+// is the deadlock's victim: its client gets FATAL 40P01 and its session ends, as a
+// plain server ends a session whose block idles past
+// idle_in_transaction_session_timeout (idle.go); its block is rolled back and the
+// waiters go on. The holder is the one connection every waiter waits for, so ending
+// it resolves the deadlock with one victim, where failing the waiters would fail
+// every connection of the key that happened to be waiting (pgx's suite on one key:
+// 69 tests of other packages failed with 40P01 behind one test whose block waited for
+// its own second connection). A block that is merely slow between two statements for
+// that long, while another connection of the key waits, is taken for a deadlock too.
+// A holder whose client is not between messages (it sent part of one) is not ended:
+// the waiter gets 40P01 for the statement it waited to send instead.
 
 // deadlockFactor is how many of the server's deadlock_timeout a holder's idle block
 // must last before a waiting session of its key is refused with 40P01.
@@ -96,16 +102,44 @@ func (c *txConn) deadlocked(s *Session, w *deadlockWatch) error {
 		w.timer.Reset(c.be.deadlockWait())
 		return nil
 	}
-	holder := "?"
-	if c.holder.client != nil {
-		holder = c.holder.client.RemoteAddr().String()
+	h := c.holder
+	if h.idle.Load() && !h.left {
+		if !h.deadlockEnded {
+			h.deadlockEnded = true
+			go h.endIdle(c.deadlockFatal(s))
+		}
+		w.due, w.mark = false, now
+		w.timer.Reset(c.be.deadlockWait())
+		return nil
 	}
 	return &deadlockError{&pgerr.Error{Code: pgerrcode.DeadlockDetected, Message: "deadlock detected",
 		Detail: fmt.Sprintf("This connection waited %s for its turn on the backend its session key's connections share; "+
 			"another connection of the key (client %s) holds it with a transaction block that was idle all that time, "+
-			"so that connection is waiting for this one.", c.be.deadlockWait(), holder),
-		Hint: "Connections sharing a tx-mode session key take turns on one backend, and a transaction block holds it until " +
-			"it ends: end the block before waiting for another connection of the key, or give them different session keys (or use mode=db)."}}
+			"so that connection is waiting for this one.", c.be.deadlockWait(), clientAddr(h)),
+		Hint: deadlockHint}}
+}
+
+// deadlockHint is the advice of both deadlock errors.
+const deadlockHint = "Connections sharing a tx-mode session key take turns on one backend, and a transaction block holds it until " +
+	"it ends: end the block before waiting for another connection of the key, or give them different session keys (or use mode=db)."
+
+// deadlockFatal is what ends the holder of a deadlocked backend; waiter is the
+// session that waited. c.mu is held.
+func (c *txConn) deadlockFatal(waiter *Session) *pgproto3.ErrorResponse {
+	return wire.ErrorResponse("FATAL", &pgerr.Error{Code: pgerrcode.DeadlockDetected,
+		Message: "terminating connection due to a deadlock with another connection of its tx-mode session key",
+		Detail: fmt.Sprintf("This connection's transaction block held the backend its session key's connections share, idle for %s, "+
+			"while another connection of the key (client %s) waited for its turn; the block was rolled back so that the others can go on.",
+			c.be.deadlockWait(), clientAddr(waiter)),
+		Hint: deadlockHint})
+}
+
+// clientAddr names a session's client in a message.
+func clientAddr(s *Session) string {
+	if s == nil || s.client == nil {
+		return "?"
+	}
+	return s.client.RemoteAddr().String()
 }
 
 // failDeadlocked answers the client's request that waited for its turn with the

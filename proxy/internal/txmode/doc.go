@@ -175,9 +175,10 @@
 // statement that is a call of pg_notify and nothing else, with constants or parameters
 // (pgnotify.go), is noted as the NOTIFY it amounts to.
 //
-// Connections of a session key that wait for each other (deadlock.go): a session that
-// waits for its turn for ten times the backend's deadlock_timeout while the holder's
-// block is idle gets 40P01 as the reply to the request it waited to send. A reconnect at once
+// Connections of a session key that wait for each other (deadlock.go): when a session
+// has waited for its turn for ten times the backend's deadlock_timeout while the
+// holder's block is idle, the holder is ended with FATAL 40P01 (its block rolled back)
+// and the waiters go on. A reconnect at once
 // (depart.go) waits, for at most a second, for the sessions whose clients have sent
 // input not yet read (a Terminate, say), so that it gets the per-connection reset; that
 // reset sets the server's defaults for the settings of the backend's startup packet
@@ -237,7 +238,8 @@
 // request to the backend (the request is still unread, or queued behind another
 // connection's work on a shared backend) is dropped, as a late one is, so the request
 // then runs to its end; a transaction block idle for ten deadlock_timeouts while another
-// connection of its key waits for its turn is taken for a deadlock (deadlock.go); a
+// connection of its key waits for its turn is taken for a deadlock, and its connection
+// ended (deadlock.go); a
 // client's own RESET ALL on a later connection of a session key returns to the first
 // connection's startup settings; SQL-level PREPARE names are shared by those connections.
 package txmode

@@ -204,9 +204,15 @@ func (c *txConn) idleFire(s *Session, mark int) {
 	if !ok {
 		return
 	}
-	s.idleEnded.Store(true)
-	s.toClientFatal(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL",
+	s.endIdle(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL",
 		Code: pgerrcode.IdleInTransactionSessionTimeout, Message: "terminating connection due to idle-in-transaction timeout"})
+}
+
+// endIdle ends a session whose client is idle in its block with the final error e:
+// the session leaves as its client would, its block rolled back.
+func (s *Session) endIdle(e *pgproto3.ErrorResponse) {
+	s.idleEnded.Store(true)
+	s.toClientFatal(e)
 	wire.Interrupt(s.client)
 }
 

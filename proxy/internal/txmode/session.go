@@ -65,6 +65,9 @@ type Session struct {
 	// ended the session for it; the rest under c.mu.
 	idleEnded atomic.Bool
 	idleW     idleWatch
+	// deadlockEnded: under c.mu, the session's idle block was found to deadlock the
+	// key's backend and the session is being ended for it (deadlock.go).
+	deadlockEnded bool
 }
 
 func newTxSession(l *Lease, c *txConn, client net.Conn, names *txNames) *Session {
