@@ -40,7 +40,7 @@ type Startup struct {
 
 // Greet completes the client's start-up on the lease's backend: its parameters, the
 // key the proxy issued for cancel requests, and ReadyForQuery.
-func (s *Session) Greet(out *wire.MsgBuffer, key wire.BackendKey) { s.c.be.greet(out, key) }
+func (s *Session) Greet(out *wire.MsgBuffer, key wire.BackendKey) { s.c.be.greet(out, key, s) }
 
 // Abandon detaches a session that never ran (its client left during start-up); the
 // backend stays fit.

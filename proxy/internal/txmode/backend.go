@@ -26,6 +26,7 @@ type Backend struct {
 	wr      *bufio.Writer
 	pmu     sync.Mutex
 	params  map[string]string // the server's ParameterStatus values, kept current; under pmu
+	base    map[string]string // the kept settings as the lease began (ownsettings.go); under pmu
 	runtime map[string]string // the startup parameters it was opened with
 	cancel  *wire.CancelTarget
 	// watchConfig reaches the clone for watching the backend's activity (watch.go).
@@ -202,10 +203,11 @@ func (b *Backend) noteParam(body []byte) {
 
 // greet completes a client's start-up on the backend: its parameters, the key the
 // proxy issued for cancel requests, and ReadyForQuery.
-func (b *Backend) greet(out *wire.MsgBuffer, key wire.BackendKey) {
+func (b *Backend) greet(out *wire.MsgBuffer, key wire.BackendKey, s *Session) {
 	b.pmu.Lock()
-	defer b.pmu.Unlock()
-	wire.Greet(out, b.params, key, 'I')
+	params := maps.Clone(b.params)
+	b.pmu.Unlock()
+	wire.Greet(out, s.greetParams(params), key, 'I')
 }
 
 // Close ends the backend connection (politely, with Terminate). It is what the pool

@@ -210,11 +210,21 @@ func (c *txClient) beginSQL() error {
 		}
 		return nil
 	}
+	restore := ""
+	if first {
+		restore = c.s.ownRestore(c.cn.be)
+	}
 	set := c.st.sp != spClean
-	if set {
-		open := []planStmt{{sql: sqlSavepoint, role: roleInfra, ok: effSavepoint}}
+	if set || restore != "" {
+		var open []planStmt
 		if c.st.sp == spDirty {
-			open = []planStmt{{sql: sqlRelease, role: roleInfra}, open[0]}
+			open = append(open, planStmt{sql: sqlRelease, role: roleInfra})
+		}
+		if restore != "" {
+			open = append(open, planStmt{sql: restore, role: roleInfra})
+		}
+		if set {
+			open = append(open, planStmt{sql: sqlSavepoint, role: roleInfra, ok: effSavepoint})
 		}
 		c.st.sp = spClean
 		if err := c.openSavepoint(open, first); err != nil {

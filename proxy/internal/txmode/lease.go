@@ -96,6 +96,7 @@ func (l *Lease) Attach(ctx context.Context, client net.Conn, st Startup) (*Sessi
 		if err := l.prepare(ctx, st); err != nil {
 			return nil, err
 		}
+		l.be.snapBase()
 		l.conn = newTxConn(l.guard, l.log, l.be)
 	}
 	l.users++
@@ -106,6 +107,9 @@ func (l *Lease) Attach(ctx context.Context, client net.Conn, st Startup) (*Sessi
 		names = newTxNames(l.ids)
 	}
 	s := newTxSession(l, l.conn, client, names)
+	if l.shared {
+		s.seedOwn(l.be)
+	}
 	l.conn.join(s)
 	return s, nil
 }

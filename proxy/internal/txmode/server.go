@@ -58,7 +58,9 @@ func (c *txConn) onServer(typ byte, n int) error {
 			return err
 		}
 		c.be.noteParam(body)
-		c.current().owner.toClientRaw(typ, body)
+		owner := c.current().owner
+		owner.toClientRaw(typ, body)
+		owner.noteOwn(body)
 		return nil
 	case 'A': // NotificationResponse
 		return c.forward(c.current().owner, typ, n)

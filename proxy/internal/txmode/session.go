@@ -68,6 +68,8 @@ type Session struct {
 	// deadlockEnded: under c.mu, the session's idle block was found to deadlock the
 	// key's backend and the session is being ended for it (deadlock.go).
 	deadlockEnded bool
+	// own: the settings kept per connection of a shared lease (ownsettings.go).
+	own ownSettings
 }
 
 func newTxSession(l *Lease, c *txConn, client net.Conn, names *txNames) *Session {

@@ -1,0 +1,78 @@
+package proxy
+
+import (
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
+)
+
+// Connections sharing a tx-mode session key keep their own reported settings: what
+// one SETs (time zone, string quoting, date style, encoding, application name) the
+// others do not see, as on a plain server where each has its own backend; a
+// connection's rollback and its failed statements keep its own values right; and the
+// driver's view (ParameterStatus) matches what the server uses.
+func TestTxSharedOwnSettings(t *testing.T) {
+	t.Parallel()
+	s := startProxy(t, Config{Provider: newTestProvider(t)})
+	url := modeURL(s, leasemode.Tx, "app", "session=own-settings")
+	a, b := connect(t, url), connect(t, url)
+	show := func(c *pgx.Conn, name string) string {
+		t.Helper()
+		var v string
+		if err := c.QueryRow(testContext(t), "SELECT current_setting($1)", name).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	base := map[string]string{}
+	for _, n := range []string{"TimeZone", "DateStyle", "standard_conforming_strings", "application_name", "IntervalStyle"} {
+		base[n] = show(b, n)
+	}
+
+	mustExec(t, a, "SET TimeZone = 'America/New_York'")
+	mustExec(t, a, "SET DateStyle = 'German'")
+	mustExec(t, a, "SET standard_conforming_strings = off")
+	mustExec(t, a, "SET application_name = 'conn-a'")
+	mustExec(t, a, "SET IntervalStyle = 'sql_standard'")
+	for n, want := range base {
+		if got := show(b, n); got != want {
+			t.Fatalf("b's %s is %q after a's SET; want its own %q", n, got, want)
+		}
+	}
+	mustExec(t, b, "SET TimeZone = 'Asia/Tokyo'")
+	for n, want := range map[string]string{"TimeZone": "America/New_York", "DateStyle": "German, DMY",
+		"standard_conforming_strings": "off", "application_name": "conn-a", "IntervalStyle": "sql_standard"} {
+		if got := show(a, n); got != want {
+			t.Fatalf("a's %s is %q; want its own %q", n, got, want)
+		}
+		if got := a.PgConn().ParameterStatus(n); got != want {
+			t.Fatalf("a's driver has %s = %q; want %q", n, got, want)
+		}
+	}
+
+	// A rolled-back SET in a's block, and a failed statement of b's right after a
+	// restore, keep each connection's value.
+	mustExec(t, a, "BEGIN")
+	mustExec(t, a, "SET TimeZone = 'Europe/Paris'")
+	mustExec(t, a, "ROLLBACK")
+	if _, err := b.Exec(testContext(t), "SELECT 1/0"); err == nil {
+		t.Fatal("1/0 succeeded")
+	}
+	if got := show(b, "TimeZone"); got != "Asia/Tokyo" {
+		t.Fatalf("b's TimeZone is %q after its failed statement; want Asia/Tokyo", got)
+	}
+	if got := show(a, "TimeZone"); got != "America/New_York" {
+		t.Fatalf("a's TimeZone is %q after its rolled-back SET; want America/New_York", got)
+	}
+	if got := b.PgConn().ParameterStatus("TimeZone"); got != "Asia/Tokyo" {
+		t.Fatalf("b's driver has TimeZone = %q; want Asia/Tokyo", got)
+	}
+
+	// A connection that joins later starts with the lease's values, not a's or b's.
+	c := connect(t, url)
+	if got, want := show(c, "TimeZone"), base["TimeZone"]; got != want || c.PgConn().ParameterStatus("TimeZone") != want {
+		t.Fatalf("a joining connection's TimeZone is %q (driver %q); want %q", got, c.PgConn().ParameterStatus("TimeZone"), want)
+	}
+}
