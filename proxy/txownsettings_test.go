@@ -70,9 +70,16 @@ func TestTxSharedOwnSettings(t *testing.T) {
 		t.Fatalf("b's driver has TimeZone = %q; want Asia/Tokyo", got)
 	}
 
-	// A connection that joins later starts with the lease's values, not a's or b's.
-	c := connect(t, url)
+	// A connection that joins later starts with the lease's values, not a's or b's, and
+	// with its own application_name.
+	c := connect(t, url+"&application_name=conn-c")
 	if got, want := show(c, "TimeZone"), base["TimeZone"]; got != want || c.PgConn().ParameterStatus("TimeZone") != want {
 		t.Fatalf("a joining connection's TimeZone is %q (driver %q); want %q", got, c.PgConn().ParameterStatus("TimeZone"), want)
+	}
+	if got := show(c, "application_name"); got != "conn-c" || c.PgConn().ParameterStatus("application_name") != "conn-c" {
+		t.Fatalf("a joining connection's application_name is %q (driver %q); want conn-c", got, c.PgConn().ParameterStatus("application_name"))
+	}
+	if got := show(a, "application_name"); got != "conn-a" {
+		t.Fatalf("a's application_name is %q after c joined; want conn-a", got)
 	}
 }

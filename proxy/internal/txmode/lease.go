@@ -92,7 +92,8 @@ func (l *Lease) Attach(ctx context.Context, client net.Conn, st Startup) (*Sessi
 			Message: "the tx-mode session's transaction was lost: " + cause.Error(),
 			Hint:    "The lease ends when its connections close; the next lease gets a fresh clone."}}
 	}
-	if l.conn == nil {
+	joiner := l.conn != nil
+	if !joiner {
 		if err := l.prepare(ctx, st); err != nil {
 			return nil, err
 		}
@@ -108,7 +109,7 @@ func (l *Lease) Attach(ctx context.Context, client net.Conn, st Startup) (*Sessi
 	}
 	s := newTxSession(l, l.conn, client, names)
 	if l.shared {
-		s.seedOwn(l.be)
+		s.seedOwn(l.be, joiner, st)
 	}
 	l.conn.join(s)
 	return s, nil

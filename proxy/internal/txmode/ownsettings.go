@@ -27,8 +27,8 @@ import (
 // Not covered: settings the server does not report (search_path, work_mem, …), which
 // the connections of a key share as they share temporary tables; a connection that
 // joins while others are attached gets the first connection's values of these
-// settings, not its own startup packet's (its other startup settings apply only when
-// the lease had no connection: Lease.Attach).
+// settings but application_name, not its own startup packet's (its other startup
+// settings apply only when the lease had no connection: Lease.Attach).
 
 // ownNames are the reported settings kept per connection, as the server names them.
 var ownNames = []string{"application_name", "client_encoding", "DateStyle", "IntervalStyle", "TimeZone", "standard_conforming_strings"}
@@ -69,16 +69,27 @@ func (b *Backend) snapBase() {
 }
 
 // seedOwn starts keeping s's own settings on a shared lease, from the backend's values
-// as the lease began.
-func (s *Session) seedOwn(b *Backend) {
+// as the lease began; a session that joins others takes its startup packet's
+// application_name (any value is valid, so setting it cannot fail; the other kept
+// settings of a joiner's startup packet, which the server would have to check, are
+// not applied).
+func (s *Session) seedOwn(b *Backend, joiner bool, st Startup) {
 	b.pmu.Lock()
 	base := b.base
 	if base == nil {
 		base = keptParams(b.params)
 	}
 	b.pmu.Unlock()
+	vals := maps.Clone(base)
+	if joiner {
+		for _, kv := range st.Settings {
+			if strings.EqualFold(kv[0], "application_name") {
+				vals["application_name"] = kv[1]
+			}
+		}
+	}
 	s.own.mu.Lock()
-	s.own.vals = maps.Clone(base)
+	s.own.vals = vals
 	s.own.mu.Unlock()
 }
 
