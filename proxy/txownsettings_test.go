@@ -14,6 +14,7 @@ import (
 // connection's rollback and its failed statements keep its own values right; and the
 // driver's view (ParameterStatus) matches what the server uses.
 func TestTxSharedOwnSettings(t *testing.T) {
+	// (search_path: TestTxSharedOwnSearchPath)
 	t.Parallel()
 	s := startProxy(t, Config{Provider: newTestProvider(t)})
 	url := modeURL(s, leasemode.Tx, "app", "session=own-settings")
@@ -81,5 +82,62 @@ func TestTxSharedOwnSettings(t *testing.T) {
 	}
 	if got := show(a, "application_name"); got != "conn-a" {
 		t.Fatalf("a's application_name is %q after c joined; want conn-a", got)
+	}
+}
+
+// Connections sharing a tx-mode session key keep their own search_path, which the
+// server does not report: one connection's SET (simple protocol), set_config (extended
+// protocol), SET in a rolled-back block and RESET leave the others' as on a plain
+// server, where each connection has its own.
+func TestTxSharedOwnSearchPath(t *testing.T) {
+	t.Parallel()
+	s := startProxy(t, Config{Provider: newTestProvider(t)})
+	url := modeURL(s, leasemode.Tx, "app", "session=own-path")
+	a, b := connect(t, url), connect(t, url)
+	path := func(c *pgx.Conn) string {
+		t.Helper()
+		var v string
+		if err := c.QueryRow(testContext(t), "SHOW search_path").Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	base := path(b)
+
+	mustExec(t, a, "SET search_path TO nowhere")
+	if got := path(b); got != base {
+		t.Fatalf("b's search_path is %q after a's SET; want %q", got, base)
+	}
+	mustExec(t, b, "CREATE TABLE own_path_t (x int)") // no schema to create in under a's path
+	if got := path(a); got != "nowhere" {
+		t.Fatalf("a's search_path is %q; want nowhere", got)
+	}
+	mustExec(t, b, "SELECT pg_catalog.set_config('search_path', $1, false)", "public, nowhere_b")
+	if got := path(a); got != "nowhere" {
+		t.Fatalf("a's search_path is %q after b's set_config; want nowhere", got)
+	}
+	if got := path(b); got != "public, nowhere_b" {
+		t.Fatalf("b's search_path is %q; want public, nowhere_b", got)
+	}
+
+	mustExec(t, a, "BEGIN")
+	mustExec(t, a, "SET search_path TO elsewhere")
+	mustExec(t, a, "ROLLBACK")
+	if got := path(b); got != "public, nowhere_b" {
+		t.Fatalf("b's search_path is %q after a's rolled-back SET; want public, nowhere_b", got)
+	}
+	if got := path(a); got != "nowhere" {
+		t.Fatalf("a's search_path is %q after its rolled-back SET; want nowhere", got)
+	}
+	mustExec(t, b, "RESET search_path")
+	if got := path(a); got != "nowhere" {
+		t.Fatalf("a's search_path is %q after b's RESET; want nowhere", got)
+	}
+	if got := path(b); got != base {
+		t.Fatalf("b's search_path is %q after its RESET; want %q", got, base)
+	}
+	// A connection that joins later has the lease's.
+	if got := path(connect(t, url)); got != base {
+		t.Fatalf("a joining connection's search_path is %q; want %q", got, base)
 	}
 }

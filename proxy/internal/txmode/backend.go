@@ -27,6 +27,7 @@ type Backend struct {
 	pmu     sync.Mutex
 	params  map[string]string // the server's ParameterStatus values, kept current; under pmu
 	base    map[string]string // the kept settings as the lease began (ownsettings.go); under pmu
+	path    backendPath       // its search_path (ownpath.go); under pmu
 	runtime map[string]string // the startup parameters it was opened with
 	cancel  *wire.CancelTarget
 	// watchConfig reaches the clone for watching the backend's activity (watch.go).

@@ -28,8 +28,11 @@ type txClient struct {
 	unitBlock bool // the unit began in the client's block
 	unitCtl   bool // the unit holds BEGIN, COMMIT or ROLLBACK
 	unitSQL   bool // a message of the unit that runs SQL was sent
-	implicit  bool // the statement being planned is one of several of a query string
-	stashed   bool // the transaction may hold a stash of settings set locally (locals.go)
+	// pathMention: a statement of the session's since its block began, or in this
+	// unit, may have set search_path (ownpath.go).
+	pathMention bool
+	implicit    bool // the statement being planned is one of several of a query string
+	stashed     bool // the transaction may hold a stash of settings set locally (locals.go)
 	// runGuarded: the Query being handled runs as the idle guard left the server,
 	// neither unguarded nor guarded (idle.go).
 	runGuarded bool
@@ -214,18 +217,18 @@ func (c *txClient) beginSQL() error {
 	if first {
 		restore = c.s.ownRestore(c.cn.be)
 	}
-	set := c.st.sp != spClean
-	if set || restore != "" {
+	// A restore of the session's own settings (ownsettings.go) goes outside the
+	// savepoint, so that no rollback of the unit's undoes it.
+	set := c.st.sp != spClean || restore != ""
+	if set {
 		var open []planStmt
-		if c.st.sp == spDirty {
+		if c.st.sp != spNone {
 			open = append(open, planStmt{sql: sqlRelease, role: roleInfra})
 		}
 		if restore != "" {
 			open = append(open, planStmt{sql: restore, role: roleInfra})
 		}
-		if set {
-			open = append(open, planStmt{sql: sqlSavepoint, role: roleInfra, ok: effSavepoint})
-		}
+		open = append(open, planStmt{sql: sqlSavepoint, role: roleInfra, ok: effSavepoint})
 		c.st.sp = spClean
 		if err := c.openSavepoint(open, first); err != nil {
 			return err
@@ -291,6 +294,11 @@ func (c *txClient) sync(n int) error {
 	}
 	if c.unitSQL && !c.skipMode && !c.st.block {
 		if ps, ok := c.restoreAtEnd(); ok {
+			if err := c.inject(ps, false); err != nil {
+				return err
+			}
+		}
+		if ps, ok := c.pathRead(); ok {
 			if err := c.inject(ps, false); err != nil {
 				return err
 			}

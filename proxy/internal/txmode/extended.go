@@ -31,7 +31,8 @@ func (c *txClient) parse(body []byte) error {
 	st := sqllex.Classify(sql)
 	t := newTxStmt(&st)
 	c.noteIdle(t)
-	if t.control() || t.noTx() || t.copy || t.ddl || t.ch != nil || t.notifyAt != nil || t.local.any() {
+	c.notePath(t)
+	if t.control() || t.noTx() || t.copy || t.ddl || t.ch != nil || t.notifyAt != nil || t.local.any() || t.path {
 		c.stmts[name] = t
 	} else {
 		delete(c.stmts, name)
@@ -123,6 +124,7 @@ func (c *txClient) bind(n int) error {
 			}
 			t.ch = bindNotify(t.notifyAt, params)
 		}
+		c.notePath(t) // each execution may set it
 		c.portals[portalName] = t
 	} else {
 		delete(c.portals, portalName)

@@ -24,7 +24,7 @@ import (
 // reports the value to that connection, which already has it. pgbouncer keeps the same
 // settings per client for the same reason.
 //
-// Not covered: settings the server does not report (search_path, work_mem, …), which
+// Not covered: settings the server does not report but search_path (ownpath.go), which
 // the connections of a key share as they share temporary tables; a connection that
 // joins while others are attached gets the first connection's values of these
 // settings but application_name, not its own startup packet's (its other startup
@@ -47,6 +47,7 @@ func ownName(name string) string {
 type ownSettings struct {
 	mu   sync.Mutex
 	vals map[string]string // nil: not kept (the lease is not shared)
+	path ownPath           // ownpath.go
 }
 
 // keptParams returns the kept settings of params.
@@ -66,6 +67,7 @@ func (b *Backend) snapBase() {
 	b.pmu.Lock()
 	defer b.pmu.Unlock()
 	b.base = keptParams(b.params)
+	b.path = backendPath{}
 }
 
 // seedOwn starts keeping s's own settings on a shared lease, from the backend's values
@@ -137,6 +139,9 @@ func (s *Session) ownRestore(b *Backend) string {
 		if v, ok := s.own.vals[n]; ok && b.params[n] != v {
 			sets = append(sets, "pg_catalog.set_config("+quoteLiteral(n)+", "+quoteLiteral(v)+", false)")
 		}
+	}
+	if p := s.pathRestore(b); p != "" {
+		sets = append(sets, p)
 	}
 	b.pmu.Unlock()
 	if len(sets) == 0 {

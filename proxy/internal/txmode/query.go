@@ -25,8 +25,8 @@ type queryPlan struct {
 	held     *pgproto3.CommandComplete
 	checkAt  int // 1 + the byte offset of the ';' before the unit's deferred check, if there is one
 	checkIdx int // the index of that check in stmts
-	// endAt: as checkAt, for the ';' before the idle guard (idle.go) when no check
-	// comes first.
+	// endAt: as checkAt, for the ';' before the first statement of the proxy's after
+	// the client's (the search_path read, the idle guard) when no check comes first.
 	endAt int
 }
 
@@ -134,6 +134,16 @@ func (qb *queryBuilder) add(ps planStmt, end int) {
 	qb.b.WriteString(ps.sql)
 	qb.plan.segs = append(qb.plan.segs, segment{newStart: start, newEnd: qb.b.Len(), origStart: end, origEnd: end})
 	qb.plan.stmts = append(qb.plan.stmts, ps)
+}
+
+// end adds a statement of the proxy's after the client's last one, on a line of its
+// own (the client's string may end in a comment).
+func (qb *queryBuilder) end(ps planStmt, end int) {
+	qb.b.WriteByte('\n')
+	if qb.plan.checkAt == 0 && qb.plan.endAt == 0 {
+		qb.plan.endAt = qb.b.Len() + 1
+	}
+	qb.add(ps, end)
 }
 
 func (qb *queryBuilder) sep() {

@@ -14,6 +14,7 @@ type pending struct {
 	probe    bool   // sqlHasDeferrable: its row sets the backend's deferrable flag
 	quiet    bool   // its notices are the proxy's
 	idle     bool   // sqlIdleGuard: its row is the client's timeout (idle.go)
+	path     bool   // sqlPathRead: its row is the session's search_path (ownpath.go)
 	hint     bool   // a 25001 error gets the mode=db hint
 	work     bool   // 'S','Q','F': the unit this message ends ran SQL
 	recovery bool   // part of the proxy's recovery after a failed autocommit unit
@@ -42,7 +43,7 @@ func (p *pending) current() planStmt {
 		return *p.plan.stmt()
 	}
 	return planStmt{role: p.role, tag: p.tag, ok: p.ok, fail: p.fail, raise: p.raise, check: p.check, probe: p.probe,
-		quiet: p.quiet, ch: p.ch, idle: p.idle}
+		quiet: p.quiet, ch: p.ch, idle: p.idle, path: p.path}
 }
 
 // completes reports whether typ is the reply that completes message msg (errors aside).

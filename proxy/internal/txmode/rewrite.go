@@ -84,6 +84,7 @@ type planStmt struct {
 	probe    bool    // sqlHasDeferrable: its row says whether to check deferred constraints
 	quiet    bool    // its notices are the proxy's (oncommit.go)
 	idle     bool    // sqlIdleGuard: its row is the client's timeout (idle.go)
+	path     bool    // sqlPathRead: its row is the session's search_path (ownpath.go)
 	ch       *chanOp // the client's LISTEN, UNLISTEN or NOTIFY, run as written (notify.go)
 }
 
@@ -97,6 +98,7 @@ func checkPart(fail effect) planStmt {
 // prepared statement is executed later.
 type txStmt struct {
 	idle     bool // it may set idle_in_transaction_session_timeout (idle.go)
+	path     bool // it may set search_path (ownpath.go)
 	kind     sqllex.Kind
 	tag      string
 	chain    bool
@@ -221,6 +223,7 @@ func newTxStmt(st *sqllex.Statement) txStmt {
 	local := classifyLocal(kw, st.Text)
 	return txStmt{
 		idle:     mentionsIdle(kw, st.Text, local),
+		path:     mentionsPath(kw, st.Text),
 		inBlock:  inBlock,
 		cursor:   cursor,
 		local:    local,

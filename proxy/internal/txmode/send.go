@@ -61,7 +61,7 @@ func (c *txClient) inject(ps planStmt, unnamed bool) error {
 	}
 	e := p
 	e.msg, e.role, e.tag, e.ok, e.raise, e.check, e.probe = 'E', ps.role, ps.tag, ps.ok, ps.raise, ps.check, ps.probe
-	e.quiet, e.idle = ps.quiet, ps.idle
+	e.quiet, e.idle, e.path = ps.quiet, ps.idle, ps.path
 	if err := c.send(e, &pgproto3.Execute{Portal: portal}); err != nil {
 		return err
 	}

@@ -102,6 +102,11 @@ func (c *txConn) onReply(typ byte, n int) error {
 		if body, err = c.be.rd.body(typ, n); err == nil {
 			c.noteIdle(owner, dataRow(body))
 		}
+	case typ == 'D' && cur.path:
+		var body []byte
+		if body, err = c.be.rd.body(typ, n); err == nil {
+			c.notePathRow(owner, dataRow(body))
+		}
 	case typ == 'D' && cur.probe:
 		var body []byte
 		if body, err = c.be.rd.body(typ, n); err == nil {

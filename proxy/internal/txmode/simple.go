@@ -60,7 +60,8 @@ func (c *txClient) planQuery(sql string) (*queryPlan, bool, error) {
 		t := newTxStmt(&pieces[0])
 		c.noteDDL(t)
 		c.noteIdle(t)
-		if !c.cn.be.idleOwn.Load() && t.ch == nil && !t.control() && !c.checkAtEnd() && !c.restoreAtEndNeeded(t) && !c.commitsTemps() && (!t.noTx() || insteadOfNoTx(t, sql) == nil) {
+		c.notePath(t)
+		if !c.cn.be.idleOwn.Load() && !c.pathMention && t.ch == nil && !t.control() && !c.checkAtEnd() && !c.restoreAtEndNeeded(t) && !c.commitsTemps() && (!t.noTx() || insteadOfNoTx(t, sql) == nil) {
 			_, err := c.rewrite(t, true)
 			return nil, t.noTx(), err
 		}
@@ -84,6 +85,7 @@ func (c *txClient) planQuery(sql string) (*queryPlan, bool, error) {
 		t := newTxStmt(p)
 		c.noteDDL(t)
 		c.noteIdle(t)
+		c.notePath(t)
 		plan, err := c.rewrite(t, lastReal(pieces, i))
 		if err != nil {
 			return nil, false, err
@@ -121,12 +123,13 @@ func (c *txClient) planQuery(sql string) (*queryPlan, bool, error) {
 		}
 		c.temps.committed()
 	}
-	if ps, ok := c.idleGuard(); ok && !c.runGuarded && qb.stmts() > 0 && closed(pieces[len(pieces)-1].Text) {
-		qb.b.WriteByte('\n') // the client's string may end in a comment
-		if qb.plan.checkAt == 0 {
-			qb.plan.endAt = qb.b.Len() + 1
+	if qb.stmts() > 0 && closed(pieces[len(pieces)-1].Text) {
+		if ps, ok := c.pathRead(); ok {
+			qb.end(ps, len(sql))
 		}
-		qb.add(ps, len(sql))
+		if ps, ok := c.idleGuard(); ok && !c.runGuarded {
+			qb.end(ps, len(sql))
+		}
 	}
 	if !c.st.block {
 		c.cursors = nil
