@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
@@ -40,6 +41,8 @@ func (c *txClient) parse(body []byte) error {
 	query := sql
 	if stand := standIn(t); stand != "" {
 		query = stand
+	} else if server, ok := c.deallocServer(t.dealloc); ok {
+		query = "DEALLOCATE " + pgx.Identifier{server}.Sanitize()
 	}
 	if query == sql && c.s.names == nil {
 		return c.sendRaw(pending{msg: 'P'}, 'P', body, false)

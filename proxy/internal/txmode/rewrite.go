@@ -97,8 +97,9 @@ func checkPart(fail effect) planStmt {
 // txStmt is what tx mode keeps of a client statement, for rewriting it now or when a
 // prepared statement is executed later.
 type txStmt struct {
-	idle     bool // it may set idle_in_transaction_session_timeout (idle.go)
-	path     bool // it may set search_path (ownpath.go)
+	idle     bool   // it may set idle_in_transaction_session_timeout (idle.go)
+	path     bool   // it may set search_path (ownpath.go)
+	dealloc  string // DEALLOCATE's statement name, deallocAll for ALL (deallocate.go)
 	kind     sqllex.Kind
 	tag      string
 	chain    bool
@@ -224,6 +225,7 @@ func newTxStmt(st *sqllex.Statement) txStmt {
 	return txStmt{
 		idle:     mentionsIdle(kw, st.Text, local),
 		path:     mentionsPath(kw, st.Text),
+		dealloc:  deallocName(kw, st.Text),
 		inBlock:  inBlock,
 		cursor:   cursor,
 		local:    local,

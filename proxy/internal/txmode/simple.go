@@ -61,7 +61,7 @@ func (c *txClient) planQuery(sql string) (*queryPlan, bool, error) {
 		c.noteDDL(t)
 		c.noteIdle(t)
 		c.notePath(t)
-		if !c.cn.be.idleOwn.Load() && !c.pathMention && t.ch == nil && !t.control() && !c.checkAtEnd() && !c.restoreAtEndNeeded(t) && !c.commitsTemps() && (!t.noTx() || insteadOfNoTx(t, sql) == nil) {
+		if !c.cn.be.idleOwn.Load() && !c.pathMention && t.dealloc == "" && t.ch == nil && !t.control() && !c.checkAtEnd() && !c.restoreAtEndNeeded(t) && !c.commitsTemps() && (!t.noTx() || insteadOfNoTx(t, sql) == nil) {
 			_, err := c.rewrite(t, true)
 			return nil, t.noTx(), err
 		}
@@ -180,6 +180,9 @@ func (c *txClient) rewrite(t txStmt, last bool) ([]planStmt, error) {
 	}
 	untouched := c.cn.be.untouched.Load()
 	c.noteRan(t)
+	if p := c.deallocate(t); p != nil {
+		return p, nil
+	}
 	if !t.control() {
 		return c.withLocals(t, nil), nil
 	}
