@@ -8,19 +8,25 @@ import (
 )
 
 // The rewrite of any query string, in any state (with or without deferrable
-// constraints to check), never panics, is a query string the
+// constraints to check), on a shared session key, never panics, is a query string the
 // server splits into exactly the statements the plan expects replies for, and maps
 // every error position back into the client's string.
 func FuzzTxPlanQuery(f *testing.F) {
 	for _, s := range []string{"BEGIN", "COMMIT; SELECT 1", "begin; savepoint a; rollback to a; commit and chain",
 		"SELECT 'é'; END; ABORT; ;", "PREPARE TRANSACTION 'x'; SET TRANSACTION READ ONLY", "/* */ start transaction read only, deferrable",
-		"CREATE FUNCTION f() RETURNS int BEGIN ATOMIC SELECT 1; END; COMMIT", "SELECT $$;$$; ROLLBACK", "release pgtestproxy"} {
+		"CREATE FUNCTION f() RETURNS int BEGIN ATOMIC SELECT 1; END; COMMIT", "SELECT $$;$$; ROLLBACK", "release pgtestproxy",
+		"DEALLOCATE ps; deallocate prepare \"ps\"; DEALLOCATE ALL", "SET search_path TO x -- c", "reset all; set schema 'y'"} {
 		f.Add(s, false, false, false)
 		f.Add(s, true, true, false)
 		f.Add(s, false, false, true)
 	}
 	f.Fuzz(func(t *testing.T, sql string, block, failed, deferred bool) {
-		c := &txClient{cn: &txConn{be: &Backend{}}, st: txState{block: block, sp: spClean}, failed: failed, failedKnown: true}
+		// A session of a shared key, with statements of its own (deallocate.go).
+		s := &Session{names: newTxNames(1)}
+		s.names.define('S', "ps")
+		s.names.define('S', "")
+		c := &txClient{s: s, cn: &txConn{be: &Backend{}}, st: txState{block: block, sp: spClean}, failed: failed, failedKnown: true,
+			stmts: map[string]txStmt{}}
 		c.cn.be.deferrable.Store(deferred)
 		plan, _, err := c.planQuery(sql)
 		if err != nil {
