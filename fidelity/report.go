@@ -28,12 +28,14 @@ type report struct {
 
 // runReport is one row of the table and its failures.
 type runReport struct {
-	Name     string        `json:"name"`
-	Label    string        `json:"label"`
-	Passed   int           `json:"passed_of_baseline"`
-	Total    counts        `json:"total"`
-	Duration time.Duration `json:"duration_ns"`
-	Groups   []*causeGroup `json:"fail_only_here"`
+	Name     string         `json:"name"`
+	Label    string         `json:"label"`
+	Passed   int            `json:"passed_of_baseline"`
+	Total    counts         `json:"total"`
+	Duration time.Duration  `json:"duration_ns"`
+	Groups   []*causeGroup  `json:"fail_only_here"`
+	Kinds    map[string]int `json:"kinds,omitempty"` // failures by kind (kinds.go)
+	Other    []string       `json:"other,omitempty"` // the failures of no kind, with their causes
 }
 
 // counts are a run's results over all its tests.
@@ -84,6 +86,14 @@ func buildReport(results []*runResult) *report {
 			for _, p := range []string{subtestFailed, parentFailed} {
 				c = strings.TrimPrefix(c, p)
 			}
+			if rr.Kinds == nil {
+				rr.Kinds = map[string]int{}
+			}
+			kind := kindOf(res, id, c)
+			rr.Kinds[kind]++
+			if kind == otherKind {
+				rr.Other = append(rr.Other, id+": "+c)
+			}
 			key := normalise(c)
 			g := groups[key]
 			if g == nil {
@@ -114,6 +124,7 @@ func (rep *report) print(w io.Writer, header string, listMax int) {
 	for _, rr := range rep.Runs[1:] {
 		n := rep.Baseline - rr.Passed
 		fmt.Fprintf(w, "\n## %s: %d tests pass directly but not through the proxy\n", rr.Label, n)
+		printKinds(w, rr)
 		for _, g := range rr.Groups {
 			fmt.Fprintf(w, "\n[%d] %s\n", len(g.Tests), g.Cause)
 			for i, id := range g.Tests {

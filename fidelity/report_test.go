@@ -109,3 +109,22 @@ func TestCommandBound(t *testing.T) {
 		}
 	}
 }
+
+func TestKindOf(t *testing.T) {
+	res := &runResult{Tests: map[string]*testResult{
+		"p.TestA": {Action: "fail", Output: []string{"    a_test.go:1: Exec unexpectedly failed with create temporary table foo(\n",
+			"id int): ERROR: relation \"foo\" already exists (SQLSTATE 42P07)\n"}},
+		"p.TestB": {Action: "fail", Output: []string{"    a_test.go:1: conn.Query failed: FATAL: terminating connection due to administrator command (SQLSTATE 57P01)\n"}},
+		"p.TestC": {Action: "fail", Output: []string{"    a_test.go:1: Expected to be in isolation level serializable but was read committed\n"}},
+		"p.TestD": {Action: "fail", Output: []string{"    a_test.go:1: Begin failed: ERROR: deadlock detected (SQLSTATE 40P01)\n"}},
+		"p.TestE": {Action: "fail", Output: []string{"    a_test.go:1: Not equal: expected: \"pgx\" actual  : \"\"\n"}},
+	}}
+	for id, want := range map[string]string{
+		"p.TestA": "same table name as a parallel test (42P07)", "p.TestB": "backend terminated by a test (57P01)",
+		"p.TestC": "isolation level", "p.TestD": "deadlock between two connections of the key (40P01)", "p.TestE": otherKind,
+	} {
+		if got := kindOf(res, id, causeOf(res, id)); got != want {
+			t.Errorf("%s: kind %q, want %q", id, got, want)
+		}
+	}
+}
