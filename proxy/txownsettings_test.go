@@ -83,6 +83,19 @@ func TestTxSharedOwnSettings(t *testing.T) {
 	if got := show(a, "application_name"); got != "conn-a" {
 		t.Fatalf("a's application_name is %q after c joined; want conn-a", got)
 	}
+
+	// And with its own default_transaction_read_only: its transactions are read-only,
+	// the others' are not.
+	ro := connect(t, url+"&default_transaction_read_only=on")
+	if got := show(ro, "transaction_read_only"); got != "on" {
+		t.Fatalf("a joining read-only connection's transaction_read_only is %q; want on", got)
+	}
+	_, err := ro.Exec(testContext(t), "INSERT INTO items VALUES (40, 'ro')")
+	wantSQLState(t, err, "25006")
+	mustExec(t, b, "INSERT INTO items VALUES (41, 'rw')")
+	if got := show(ro, "default_transaction_read_only"); got != "on" {
+		t.Fatalf("the read-only connection's default_transaction_read_only is %q after b's insert; want on", got)
+	}
 }
 
 // Connections sharing a tx-mode session key keep their own search_path, which the

@@ -11,7 +11,8 @@ import (
 // The connections of a key share one backend, and so its settings: what one sets, the
 // others would see. For the settings the server reports (ParameterStatus) and a client
 // library reads back or depends on — its encoding, how strings are quoted, the date,
-// interval and time zone formats, its application name — the proxy keeps each
+// interval and time zone formats, its application name, whether its transactions are
+// read-only by default (readonly.go) — the proxy keeps each
 // connection's own value, as the server reported it to that connection: a connection
 // starts with the values the backend had when the lease (or its reset for a new
 // connection) began, which are the first connection's startup settings, and then
@@ -27,11 +28,13 @@ import (
 // Not covered: settings the server does not report but search_path (ownpath.go), which
 // the connections of a key share as they share temporary tables; a connection that
 // joins while others are attached gets the first connection's values of these
-// settings but application_name, not its own startup packet's (its other startup
+// settings but application_name and default_transaction_read_only, not its own
+// startup packet's (its other startup
 // settings apply only when the lease had no connection: Lease.Attach).
 
 // ownNames are the reported settings kept per connection, as the server names them.
-var ownNames = []string{"application_name", "client_encoding", "DateStyle", "IntervalStyle", "TimeZone", "standard_conforming_strings"}
+var ownNames = []string{"application_name", "client_encoding", "DateStyle", "IntervalStyle", "TimeZone", "standard_conforming_strings",
+	"default_transaction_read_only"}
 
 // ownName returns the server's name of a kept setting, or "" for another.
 func ownName(name string) string {
@@ -85,8 +88,13 @@ func (s *Session) seedOwn(b *Backend, joiner bool, st Startup) {
 	vals := maps.Clone(base)
 	if joiner {
 		for _, kv := range st.Settings {
-			if strings.EqualFold(kv[0], "application_name") {
+			switch {
+			case strings.EqualFold(kv[0], "application_name"):
 				vals["application_name"] = kv[1]
+			case strings.EqualFold(kv[0], "default_transaction_read_only"):
+				if v, ok := boolSetting(kv[1]); ok {
+					vals["default_transaction_read_only"] = v
+				}
 			}
 		}
 	}
@@ -125,6 +133,18 @@ func (s *Session) greetParams(params map[string]string) map[string]string {
 	return out
 }
 
+// boolSetting returns a boolean setting's value as the server shows it, if v is one
+// the server takes.
+func boolSetting(v string) (string, bool) {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "on", "true", "yes", "1", "t", "y":
+		return "on", true
+	case "off", "false", "no", "0", "f", "n":
+		return "off", true
+	}
+	return "", false
+}
+
 // ownRestore returns the statement that sets the backend's kept settings that differ
 // from s's own back to s's, or "" when none differs.
 func (s *Session) ownRestore(b *Backend) string {
@@ -138,6 +158,9 @@ func (s *Session) ownRestore(b *Backend) string {
 	for _, n := range ownNames {
 		if v, ok := s.own.vals[n]; ok && b.params[n] != v {
 			sets = append(sets, "pg_catalog.set_config("+quoteLiteral(n)+", "+quoteLiteral(v)+", false)")
+			// The unit's read-only savepoint (readonly.go) follows the value now, not
+			// when the server reports it after the unit.
+			b.noteReadOnly(n, v)
 		}
 	}
 	if p := s.pathRestore(b); p != "" {
