@@ -271,3 +271,20 @@ func TestTxStatementTimeout(t *testing.T) {
 	env.compareWith(t, url.Values{"options": {"-c statement_timeout=100ms"}}, sc)
 	env.compareWith(t, url.Values{"statement_timeout": {"100ms"}}, sc)
 }
+
+// A routine of the template that sets a setting locally, called by an autocommit
+// statement or in a block, has it end with the client's transaction, as on a plain
+// server (routines the lease creates: localCases).
+func TestTxLocalSettingsTemplateRoutine(t *testing.T) {
+	t.Parallel()
+	env := newDiffEnv(t)
+	testpg.Exec(t, testpg.URL(t, env.tpl), `CREATE FUNCTION tpl_setwm() RETURNS text LANGUAGE plpgsql AS
+		$$BEGIN SET LOCAL work_mem = '21MB'; RETURN current_setting('work_mem'); END$$;
+		CREATE FUNCTION tpl_claims(v text) RETURNS text LANGUAGE sql AS $$SELECT set_config('myapp.tplclaims', v, true)$$`)
+	env.compare(t, script{
+		q("SHOW work_mem"), q("SELECT tpl_setwm()"), q("SHOW work_mem"),
+		q("BEGIN"), q("SELECT tpl_setwm()"), q("SHOW work_mem"), q("COMMIT"), q("SHOW work_mem"),
+		q("SELECT tpl_claims('c1')"), q("SELECT current_setting('myapp.tplclaims', true)"),
+		run1("SELECT tpl_setwm()"), q("SHOW work_mem"),
+	})
+}

@@ -51,6 +51,7 @@ type Backend struct {
 	// routineLocals: the settings routines created in the lease may set locally
 	// (locals.go); under mu.
 	routineLocals    []string
+	tplLocals        []string // what the template's routines may set locally (locals.go)
 	hasRoutineLocals atomic.Bool
 	// idleOwn: the client's idle_in_transaction_session_timeout may be other than 0,
 	// so units are guarded (idle.go).

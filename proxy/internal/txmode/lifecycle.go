@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 )
 
@@ -35,7 +36,7 @@ func (b *Backend) start(ctx context.Context) error {
 		queries[0] += b.asProxy()
 		queries = append(queries, `SELECT pg_catalog.format('%I.%I', schemaname, sequencename),
 			coalesce(last_value, start_value), last_value IS NOT NULL FROM pg_catalog.pg_sequences`,
-			sqlHasDeferrable, sqlDeadlockTimeout)
+			sqlHasDeferrable, sqlDeadlockTimeout, sqlTemplateLocals)
 		if b.runtime["role"] != "" {
 			queries = append(queries, "RESET ROLE")
 		}
@@ -56,6 +57,11 @@ func (b *Backend) start(ctx context.Context) error {
 		case 3:
 			b.deadlockTimeout = parseDeadlockTimeout(row)
 			return
+		case 4:
+			if len(row) == 1 {
+				b.tplLocals = bodyLocals(row[0])
+			}
+			return
 		}
 		seqs = append(seqs, row)
 	})
@@ -74,9 +80,9 @@ func (b *Backend) start(ctx context.Context) error {
 	b.untouched.Store(true)
 	b.iso.Store(0)
 	b.mu.Lock()
-	b.routineLocals = nil // the lease's rollback drops its routines
+	b.routineLocals = slices.Clone(b.tplLocals) // the lease's rollback drops its own routines
 	b.mu.Unlock()
-	b.hasRoutineLocals.Store(false)
+	b.hasRoutineLocals.Store(len(b.tplLocals) > 0)
 	b.st, b.sessions = txState{sp: spClean, status: 'T'}, 0
 	return nil
 }

@@ -28,11 +28,21 @@ import (
 // setting pg_settings lists), also in a DO block's body. A CREATE FUNCTION or
 // PROCEDURE whose body does either makes every later transaction of the lease stash
 // those settings at its start, so that a call from anywhere is covered. Statements
-// that do neither cost nothing, and so do leases without such routines.
+// that do neither cost nothing, and so do leases without such routines. The
+// template's own routines are read once per backend, at its first lease
+// (sqlTemplateLocals): what their bodies may set locally is stashed by every
+// transaction of every lease on it.
 //
 // SET CONSTRAINTS ALL would leave the proxy's transaction with a state that applies to
 // constraints created later in the lease; the proxy sets every deferrable constraint by
 // name instead, and the commit's deferred check (sqlCheckDeferred) sets them back.
+
+// sqlTemplateLocals returns the bodies of the clone's own routines (not the system's)
+// that may set a setting locally, for bodyLocals.
+const sqlTemplateLocals = `SELECT pg_catalog.string_agg(p.prosrc, E'\n') FROM pg_catalog.pg_proc p ` +
+	`WHERE p.pronamespace OPERATOR(pg_catalog.<>) 'pg_catalog'::pg_catalog.regnamespace ` +
+	`AND p.pronamespace OPERATOR(pg_catalog.<>) 'information_schema'::pg_catalog.regnamespace ` +
+	`AND (p.prosrc OPERATOR(pg_catalog.~*) 'set\s+local\s' OR p.prosrc OPERATOR(pg_catalog.~*) 'set_config\s*\(')`
 
 // spLocal is the placeholder setting that holds the stash.
 const spLocal = "pgtestproxy.local"
