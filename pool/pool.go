@@ -50,11 +50,15 @@ type Pool struct {
 	budget        budget
 	counters      counters
 
-	ctx     context.Context // background work; cancelled by Close
-	cancel  context.CancelFunc
-	closing chan struct{}
-	wg      sync.WaitGroup
-	once    sync.Once
+	ctx    context.Context // background work; cancelled by Close
+	cancel context.CancelFunc
+	// dropCtx: background drops; cancelled by Close once they are done, or at its
+	// drain bound (drain.go)
+	dropCtx    context.Context
+	dropCancel context.CancelFunc
+	closing    chan struct{}
+	wg         sync.WaitGroup
+	once       sync.Once
 
 	mu     sync.Mutex
 	closed bool
@@ -114,6 +118,7 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 		return nil, err
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.dropCtx, p.dropCancel = context.WithCancel(context.Background())
 	p.wg.Add(3)
 	go p.refillLoop()
 	go p.maintainLoop()
@@ -254,8 +259,8 @@ func (p *Pool) goBackground(f func()) bool {
 	return true
 }
 
-// Close stops the background work and waits for it, drops the clones of leases still
-// out (nobody will release them now), closes kept resources and releases the owner lock.
+// Close stops the background work and waits for it (finishing, within drainTimeout,
+// the drops already queued: drain.go), drops the clones of leases still out (nobody will release them now), closes kept resources and releases the owner lock.
 // Ready clones stay for the next process. Close is idempotent.
 func (p *Pool) Close() error {
 	p.once.Do(func() {
@@ -264,7 +269,7 @@ func (p *Pool) Close() error {
 		close(p.closing)
 		p.mu.Unlock()
 		p.cancel()
-		p.wg.Wait()
+		p.drain()
 
 		ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
 		defer cancel()

@@ -162,7 +162,7 @@ func (p *Pool) pause(g *generation, d time.Duration) {
 // evictFor makes room under the cap for a template with waiters by dropping the least
 // recently used ready clone of another template.
 func (p *Pool) evictFor(g *generation) bool {
-	ctx, cancel := context.WithTimeout(p.ctx, dropTimeout)
+	ctx, cancel := p.dropContext()
 	defer cancel()
 	var name string
 	err := p.cat.QueryRow(ctx, `UPDATE migrated_dbs SET state = 'dropping', owner = $2, kept_by = NULL
@@ -185,7 +185,7 @@ func (p *Pool) evictFor(g *generation) bool {
 // those without a backend this process kept, and the rest among those with one.
 func (p *Pool) trim(g *generation, n, free int) {
 	defer g.trimming.Store(false)
-	ctx, cancel := context.WithTimeout(p.ctx, dropTimeout)
+	ctx, cancel := p.dropContext()
 	defer cancel()
 	var names []string
 	for _, pick := range []struct {
