@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -72,10 +73,15 @@ func (l *load) edit() {
 
 // startLoad starts sessions clients against the proxy, half in each mode.
 func startLoad(t *testing.T, p *proxyProc, sessions int) *load {
+	return startLoadModes(t, p, sessions, stressModes)
+}
+
+// startLoadModes starts sessions clients against the proxy: session i in modes[i%len].
+func startLoadModes(t *testing.T, p *proxyProc, sessions int, modes []string) *load {
 	l := &load{start: time.Now(), stop: make(chan struct{}), leases: map[string]int{},
 		acquire: map[string][]time.Duration{}, errs: map[string]int{}, first: map[string]string{}}
 	for i := range sessions {
-		mode := stressModes[i%len(stressModes)]
+		mode := modes[i%len(modes)]
 		url := p.url(mode, "")
 		l.wg.Go(func() { l.session(t.Context(), url, mode, i) })
 	}
@@ -239,11 +245,16 @@ func quantile(ds []time.Duration, q float64) string {
 	return s[min(len(s)-1, int(q*float64(len(s))))].Round(time.Millisecond).String()
 }
 
+// envStressRefill, when set, is the proxy's --refill-parallelism in TestStressLoad.
+const envStressRefill = "PGTESTPROXY_STRESS_REFILL_PARALLELISM"
+
 // TestStressLoad runs the load for PGTESTPROXY_STRESS_SECONDS with
-// PGTESTPROXY_STRESS_SESSIONS sessions, half in each mode, on the real binary, and
-// prints leases/s, acquisition p50/p99 and errors per mode, db mode's lease rate as a
-// ratio of the upstream's raw clone+drop rate (rawCloneRate, before the proxy starts),
-// the proxy's RSS and goroutines. Only correctness is asserted: no error but the proxy's 53300 (a client
+// PGTESTPROXY_STRESS_SESSIONS sessions, half in each mode, on the real binary, after
+// a phase half as long with only its tx-mode sessions, and prints leases/s, acquisition
+// p50/p99 and errors per mode, db mode's lease rate as a ratio of the upstream's raw
+// clone+drop rate (rawCloneRate, before the proxy starts), tx mode's mixed rate as a
+// ratio of its rate alone, the clones being made in SHOW POOLS' samples, the proxy's
+// RSS and goroutines. Only correctness is asserted: no error but the proxy's 53300 (a client
 // past --max-clones or the upstream's connection budget, or no clone within
 // --acquire-timeout), no clone that is not a clean full copy of the template, no clone
 // left for gc by the proxy's clean stop, and, after it and a gc, no clone leased, being
@@ -255,29 +266,60 @@ func TestStressLoad(t *testing.T) {
 	u := newStressUpstream(t, sessions+100)
 	raw, rawLine := rawCloneRate(t, u, rawCloneSeconds*time.Second)
 	mig := migrationsDir(t)
-	p := startProxyProc(t, u.url("postgres"), mig, fmt.Sprintf("--max-clones=%d", sessions+16),
+	args := []string{fmt.Sprintf("--max-clones=%d", sessions+16),
 		// A session counts against --max-sessions until the proxy has ended its lease,
 		// after its client left: leave room for those, so the cap is not what is measured.
-		fmt.Sprintf("--max-sessions=%d", 2*sessions+16))
+		fmt.Sprintf("--max-sessions=%d", 2*sessions+16)}
+	if n := stressKnob(envStressRefill, 0); n > 0 {
+		args = append(args, fmt.Sprintf("--refill-parallelism=%d", n))
+	}
+	p := startProxyProc(t, u.url("postgres"), mig, args...)
 	idleRSS := p.rssMiB()
+	// One lease first, so the template's build is in neither phase.
+	if err := (&load{leases: map[string]int{}, acquire: map[string][]time.Duration{}}).lease(t.Context(), p.url("tx", ""), "tx", "warm"); err != nil {
+		t.Fatal(err)
+	}
+	alone := startLoadModes(t, p, sessions/2, []string{"tx"})
+	aloneSecs := max(1, secs/2)
+	<-time.After(time.Duration(aloneSecs) * time.Second) // the phase's length, as the load's below
+	alone.halt()
+	txAlone := alone.rate("tx")
+	xacts0, at0 := catalogXacts(t, u), time.Now()
 	l := startLoad(t, p, sessions)
 	peak := idleRSS
+	var creating []int // SHOW POOLS' creating column, summed over templates, each second
 	tick := time.NewTicker(time.Second)
 	for deadline := time.After(time.Duration(secs) * time.Second); deadline != nil; {
 		select {
 		case <-tick.C:
 			peak = max(peak, p.rssMiB())
+			n := 0
+			for _, row := range p.console("SHOW POOLS") {
+				k, _ := strconv.Atoi(row["creating"])
+				n += k
+			}
+			creating = append(creating, n)
 		case <-deadline:
 			deadline = nil
 		}
 	}
 	tick.Stop()
 	underLoad := p.goroutines()
+	xacts1, at1 := catalogXacts(t, u), time.Now()
 	l.halt()
 	t.Logf("load %d sessions × %ds: %s", sessions, secs, l.figures())
-	dbRate := l.rate("db")
-	t.Logf("load %d sessions: db mode %.1f leases/s = %.2f × the %s (the goal is ≥ 0.8×; printed, not asserted)",
-		sessions, dbRate, dbRate/raw, rawLine)
+	t.Logf("load %d sessions: alone first, %d tx sessions × %ds: %s", sessions, sessions/2, aloneSecs, alone.figures())
+	dbRate, txRate := l.rate("db"), l.rate("tx")
+	t.Logf("load %d sessions: db mode %.1f leases/s = %.2f × the %s; tx mode %.1f leases/s mixed = %.2f × its %.1f/s alone "+
+		"(the goals are ≥ 0.8× both; printed, not asserted); clones being made, each second: %v",
+		sessions, dbRate, dbRate/raw, rawLine, txRate, txRate/txAlone, txAlone, creating)
+	stats, tpls := p.console("SHOW STATS"), p.console("SHOW TEMPLATES")
+	strategy := ""
+	for _, row := range tpls {
+		strategy += row["strategy"]
+	}
+	t.Logf("load %d sessions: catalog %.0f transactions/s under the mixed load; CREATE DATABASE (%s) p50 %s ms, p99 %s ms",
+		sessions, float64(xacts1-xacts0)/at1.Sub(at0).Seconds(), strategy, stats[0]["clone_p50_ms"], stats[0]["clone_p99_ms"])
 	after := p.goroutines()
 	drained := waitFor(t, "the leases to end after the load", 2*time.Minute, func() bool {
 		return len(p.console("SHOW LEASES")) == 0
@@ -285,7 +327,7 @@ func TestStressLoad(t *testing.T) {
 	t.Logf("load %d sessions: proxy RSS %.1f MiB idle, %.1f MiB peak, %.1f MiB after; goroutines %s under load, %s as it stopped, "+
 		"%s once its leases had ended (%s later)", sessions, idleRSS, peak, p.rssMiB(), underLoad, after, p.goroutines(),
 		drained.Round(time.Millisecond))
-	if bad := l.unexpected("53300"); len(bad) > 0 {
+	if bad := append(alone.unexpected("53300"), l.unexpected("53300")...); len(bad) > 0 {
 		t.Errorf("unexpected under load: %s", strings.Join(bad, "; "))
 	}
 	p.stop()
@@ -299,4 +341,23 @@ func TestStressLoad(t *testing.T) {
 	if c.leaked != 0 {
 		t.Errorf("%d clones leaked after stop + gc: %s", c.leaked, c.detail)
 	}
+}
+
+// catalogXacts is the transactions the proxy's catalog database has committed and
+// rolled back (the server's statistics, flushed within a second or so).
+func catalogXacts(t *testing.T, u *stressUpstream) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	c, err := pgx.Connect(ctx, u.url("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	var n int64
+	if err := c.QueryRow(ctx, `SELECT coalesce(sum(xact_commit + xact_rollback), 0)::bigint FROM pg_stat_database
+		WHERE datname = 'pgtestproxy'`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
