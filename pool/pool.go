@@ -49,6 +49,7 @@ type Pool struct {
 	refillFailing bool // the last refill scan failed; owned by the refill loop
 	budget        budget
 	counters      counters
+	peers         atomic.Int64 // other pools alive on the catalog, at the last heartbeat (poll.go)
 
 	ctx    context.Context // background work; cancelled by Close
 	cancel context.CancelFunc
@@ -150,7 +151,11 @@ func (p *Pool) connect(ctx context.Context) error {
 	if err := p.learnBudget(ctx); err != nil {
 		return err
 	}
-	return p.register(ctx, p.lockC)
+	if err := p.register(ctx, p.lockC); err != nil {
+		return err
+	}
+	p.countPeers(ctx)
+	return nil
 }
 
 func (p *Pool) newPgxPool(maxConns int32) (*pgxpool.Pool, error) {
