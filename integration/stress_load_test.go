@@ -279,10 +279,12 @@ func TestStressLoad(t *testing.T) {
 	if err := (&load{leases: map[string]int{}, acquire: map[string][]time.Duration{}}).lease(t.Context(), p.url("tx", ""), "tx", "warm"); err != nil {
 		t.Fatal(err)
 	}
+	work0 := readServerWork(t, u)
 	alone := startLoadModes(t, p, sessions/2, []string{"tx"})
 	aloneSecs := max(1, secs/2)
 	<-time.After(time.Duration(aloneSecs) * time.Second) // the phase's length, as the load's below
 	alone.halt()
+	work1 := readServerWork(t, u)
 	txAlone := alone.rate("tx")
 	xacts0, at0 := catalogXacts(t, u), time.Now()
 	l := startLoad(t, p, sessions)
@@ -306,6 +308,7 @@ func TestStressLoad(t *testing.T) {
 	tick.Stop()
 	underLoad := p.goroutines()
 	xacts1, at1 := catalogXacts(t, u), time.Now()
+	work2 := readServerWork(t, u)
 	l.halt()
 	t.Logf("load %d sessions × %ds: %s", sessions, secs, l.figures())
 	t.Logf("load %d sessions: alone first, %d tx sessions × %ds: %s", sessions, sessions/2, aloneSecs, alone.figures())
@@ -320,6 +323,7 @@ func TestStressLoad(t *testing.T) {
 	}
 	t.Logf("load %d sessions: catalog %.0f transactions/s under the mixed load; CREATE DATABASE (%s) p50 %s ms, p99 %s ms",
 		sessions, float64(xacts1-xacts0)/at1.Sub(at0).Seconds(), strategy, stats[0]["clone_p50_ms"], stats[0]["clone_p99_ms"])
+	t.Logf("load %d sessions: the server's work, tx alone: %s; mixed: %s", sessions, work1.since(work0), work2.since(work1))
 	after := p.goroutines()
 	drained := waitFor(t, "the leases to end after the load", 2*time.Minute, func() bool {
 		return len(p.console("SHOW LEASES")) == 0
@@ -360,4 +364,36 @@ func catalogXacts(t *testing.T, u *stressUpstream) int64 {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// serverWork is what the upstream did that costs every session: checkpoints (CREATE
+// DATABASE … STRATEGY FILE_COPY requests two), WAL, and the full-page images a write
+// to a page makes in WAL after each checkpoint.
+type serverWork struct {
+	at                    time.Time
+	checkpoints, fpi, wal int64
+}
+
+func readServerWork(t *testing.T, u *stressUpstream) serverWork {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	c, err := pgx.Connect(ctx, u.url("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	w := serverWork{at: time.Now()}
+	if err := c.QueryRow(ctx, `SELECT (SELECT checkpoints_req + checkpoints_timed FROM pg_stat_bgwriter),
+		wal_fpi, wal_bytes::bigint FROM pg_stat_wal`).Scan(&w.checkpoints, &w.fpi, &w.wal); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// since is the work done since w0, per second.
+func (w serverWork) since(w0 serverWork) string {
+	s := w.at.Sub(w0.at).Seconds()
+	return fmt.Sprintf("%.1f checkpoints/s, %.0f full-page images/s, %.1f MiB WAL/s",
+		float64(w.checkpoints-w0.checkpoints)/s, float64(w.fpi-w0.fpi)/s, float64(w.wal-w0.wal)/s/(1<<20))
 }
