@@ -210,6 +210,7 @@ func (p *Pool) claimOrWait(ctx context.Context, tpl *template, gen *generation, 
 		return l, err
 	}
 	gen.waiters.Add(1)
+	defer p.kickRefill() // after the counts below: the refill sees this waiter gone
 	defer gen.waiters.Add(-1)
 	if mode == leasemode.DB {
 		gen.dbWaiters.Add(1)

@@ -47,7 +47,8 @@ type counts struct {
 // per waiting Acquire; and, for db mode, PoolSize plus one per db-mode waiter among the
 // ready clones without a backend kept for tx mode. It trims, least recently used first,
 // the ready clones beyond PoolSize of each kind (with a kept backend, and without one
-// plus the waiters), left by a burst or by tx-mode leases coming back.
+// plus the waiters), left by a burst or by tx-mode leases coming back. Creations queued
+// beyond what is needed now (for waiters who have left) quit before they start.
 func (p *Pool) refill(ctx context.Context) {
 	gens := p.active()
 	if len(gens) == 0 {
@@ -113,6 +114,9 @@ func (p *Pool) refill(ctx context.Context) {
 		need := max(p.cfg.PoolSize-c.leasedTx-back, 0) + int(g.waiters.Load()) - c.ready - building
 		// db-mode waiters need clones without a kept backend, whatever tx mode holds.
 		need = max(need, max(p.cfg.PoolSize-back, 0)+int(g.dbWaiters.Load())-(c.ready-c.readyKept)-building)
+		// More queued than needed (the waiters they were for have left, or got clones
+		// from elsewhere): that many quit before they create.
+		g.surplus.Store(int32(max(0, -need)))
 		for range need {
 			g.inflight.Add(1)
 			if !p.goBackground(func() { p.refillOne(g) }) {
@@ -132,7 +136,7 @@ func (p *Pool) refillOne(g *generation) {
 		return
 	}
 	defer func() { <-p.createSem }()
-	if g.dead.Load() {
+	if g.dead.Load() || g.takeSurplus() {
 		return
 	}
 	_, err := p.createClone(p.ctx, g, "")
@@ -150,6 +154,20 @@ func (p *Pool) refillOne(g *generation) {
 	default:
 		p.pause(g, failureBackoff)
 		p.log.Warn("refill clone", zap.String("template", g.template), zap.String("database", g.datname), zap.Error(err))
+	}
+}
+
+// takeSurplus reports whether a queued creation of g is no longer needed, counting it
+// off the surplus.
+func (g *generation) takeSurplus() bool {
+	for {
+		n := g.surplus.Load()
+		if n <= 0 {
+			return false
+		}
+		if g.surplus.CompareAndSwap(n, n-1) {
+			return true
+		}
 	}
 }
 

@@ -76,6 +76,7 @@ type generation struct {
 	// holding a backend this process kept for tx leases.
 	dbWaiters atomic.Int32
 	inflight  atomic.Int32 // clones this process is creating
+	surplus   atomic.Int32 // of those, queued ones no longer needed: they quit (refill.go)
 	lastUsed  atomic.Int64 // unix nanos of the last Acquire
 	flushed   atomic.Int64 // lastUsed as last written to the catalog
 	dead      atomic.Bool  // the template database vanished
