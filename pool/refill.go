@@ -117,6 +117,9 @@ func (p *Pool) refill(ctx context.Context) {
 		// More queued than needed (the waiters they were for have left, or got clones
 		// from elsewhere): that many quit before they create.
 		g.surplus.Store(int32(max(0, -need)))
+		if g.dbWaiters.Load() == 0 {
+			g.roomMade.Store(0) // whatever room was made, nobody waits for it now
+		}
 		for range need {
 			g.inflight.Add(1)
 			if !p.goBackground(func() { p.refillOne(g) }) {
@@ -142,12 +145,13 @@ func (p *Pool) refillOne(g *generation) {
 	_, err := p.createClone(p.ctx, g, "")
 	switch {
 	case err == nil:
+		g.tookRoom()
 		if !p.inUse(g) { // replaced while this clone was being made
 			p.retireReady(g)
 		}
 	case errors.Is(err, errAtCap):
 		p.pause(g, capBackoff)
-		if g.waiters.Load() > 0 && p.evictFor(g) {
+		if g.waiters.Load() > 0 && p.evictFor(g) || g.dbWaiters.Load() > 0 && p.evictKept(g) {
 			p.kickRefill()
 		}
 	case p.ctx.Err() != nil:
