@@ -235,6 +235,19 @@ func (l *load) rate(mode string) float64 {
 	return float64(n) / l.end.Sub(l.start).Seconds()
 }
 
+// rateBetween is mode's leases per second made between from and to.
+func (l *load) rateBetween(mode string, from, to time.Time) float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, d := range l.done {
+		if d.mode == mode && d.at.After(from) && !d.at.After(to) {
+			n++
+		}
+	}
+	return float64(n) / to.Sub(from).Seconds()
+}
+
 // quantile of ds (rounded to the millisecond), or "-" for none.
 func quantile(ds []time.Duration, q float64) string {
 	if len(ds) == 0 {
@@ -250,9 +263,10 @@ const envStressRefill = "PGTESTPROXY_STRESS_REFILL_PARALLELISM"
 
 // TestStressLoad runs the load for PGTESTPROXY_STRESS_SECONDS with
 // PGTESTPROXY_STRESS_SESSIONS sessions, half in each mode, on the real binary, after
-// a phase half as long with only its tx-mode sessions, and prints leases/s, acquisition
-// p50/p99 and errors per mode, db mode's lease rate as a ratio of the upstream's raw
-// clone+drop rate (rawCloneRate, before the proxy starts), tx mode's mixed rate as a
+// a phase half as long with only its tx-mode sessions, warmed (then the raw clone+drop
+// loop runs while they go on), and prints leases/s, acquisition p50/p99 and errors per mode,
+// db mode's lease rate as a ratio of the upstream's raw clone+drop rate (rawCloneRate,
+// before the proxy starts, and under the tx sessions' load), tx mode's mixed rate as a
 // ratio of its rate alone, the clones being made in SHOW POOLS' samples, the proxy's
 // RSS and goroutines. Only correctness is asserted: no error but the proxy's 53300 (a client
 // past --max-clones or the upstream's connection budget, or no clone within
@@ -281,11 +295,16 @@ func TestStressLoad(t *testing.T) {
 	}
 	work0 := readServerWork(t, u)
 	alone := startLoadModes(t, p, sessions/2, []string{"tx"})
+	waitLeases(t, alone, 2*(sessions/2)) // warmed: every session's clone made
 	aloneSecs := max(1, secs/2)
+	from := time.Now()
 	<-time.After(time.Duration(aloneSecs) * time.Second) // the phase's length, as the load's below
-	alone.halt()
+	txAlone := alone.rateBetween("tx", from, time.Now())
 	work1 := readServerWork(t, u)
-	txAlone := alone.rate("tx")
+	// The raw loop again, while the tx sessions run on: what the server can clone and
+	// drop under the load db mode shares it with below.
+	rawBusy, rawBusyLine := rawCloneRate(t, u, rawCloneSeconds*time.Second)
+	alone.halt()
 	xacts0, at0 := catalogXacts(t, u), time.Now()
 	l := startLoad(t, p, sessions)
 	peak := idleRSS
@@ -311,7 +330,10 @@ func TestStressLoad(t *testing.T) {
 	work2 := readServerWork(t, u)
 	l.halt()
 	t.Logf("load %d sessions × %ds: %s", sessions, secs, l.figures())
-	t.Logf("load %d sessions: alone first, %d tx sessions × %ds: %s", sessions, sessions/2, aloneSecs, alone.figures())
+	t.Logf("load %d sessions: alone first, %d tx sessions, warmed, then %ds measured, then the raw loop below: %s",
+		sessions, sessions/2, aloneSecs, alone.figures())
+	t.Logf("load %d sessions: db mode %.1f leases/s = %.2f × the %s, while those tx sessions ran",
+		sessions, l.rate("db"), l.rate("db")/rawBusy, rawBusyLine)
 	dbRate, txRate := l.rate("db"), l.rate("tx")
 	t.Logf("load %d sessions: db mode %.1f leases/s = %.2f × the %s; tx mode %.1f leases/s mixed = %.2f × its %.1f/s alone "+
 		"(the goals are ≥ 0.8× both; printed, not asserted); clones being made, each second: %v",
