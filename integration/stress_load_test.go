@@ -293,11 +293,10 @@ func TestStressLoad(t *testing.T) {
 	if err := (&load{leases: map[string]int{}, acquire: map[string][]time.Duration{}}).lease(t.Context(), p.url("tx", ""), "tx", "warm"); err != nil {
 		t.Fatal(err)
 	}
-	work0 := readServerWork(t, u)
 	alone := startLoadModes(t, p, sessions/2, []string{"tx"})
 	waitLeases(t, alone, 2*(sessions/2)) // warmed: every session's clone made
 	aloneSecs := max(1, secs/2)
-	from := time.Now()
+	work0, from := readServerWork(t, u), time.Now()
 	<-time.After(time.Duration(aloneSecs) * time.Second) // the phase's length, as the load's below
 	txAlone := alone.rateBetween("tx", from, time.Now())
 	work1 := readServerWork(t, u)
