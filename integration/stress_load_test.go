@@ -389,7 +389,10 @@ func catalogXacts(t *testing.T, u *stressUpstream) int64 {
 
 // serverWork is what the upstream did that costs every session: checkpoints (CREATE
 // DATABASE … STRATEGY FILE_COPY requests two), WAL, and the full-page images a write
-// to a page makes in WAL after each checkpoint.
+// to a page makes in WAL after each checkpoint (and every page a WAL_LOG clone copies).
+// PostgreSQL 15 backends flush their WAL counts up to 10 s late when idle (the proxy's
+// admin connections that made the warm-up's clones), so a phase's figures hold some
+// of the work before it.
 type serverWork struct {
 	at                    time.Time
 	checkpoints, fpi, wal int64

@@ -59,7 +59,7 @@ func rawCloneRate(t *testing.T, u *stressUpstream, d time.Duration) (float64, st
 		rate := float64(n) / time.Since(start).Seconds()
 		best = max(best, rate)
 		parts = append(parts, fmt.Sprintf("%s %.1f/s (create %s, drop %s on average)", strategy, rate,
-			(creates / time.Duration(n)).Round(time.Millisecond), (drops / time.Duration(n)).Round(time.Millisecond)))
+			(creates/time.Duration(n)).Round(time.Millisecond), (drops/time.Duration(n)).Round(time.Millisecond)))
 	}
 	return best, "raw clone+drop on one connection: " + strings.Join(parts, ", ")
 }
