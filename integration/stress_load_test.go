@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -72,10 +73,15 @@ func (l *load) edit() {
 
 // startLoad starts sessions clients against the proxy, half in each mode.
 func startLoad(t *testing.T, p *proxyProc, sessions int) *load {
+	return startLoadModes(t, p, sessions, stressModes)
+}
+
+// startLoadModes starts sessions clients against the proxy: session i in modes[i%len].
+func startLoadModes(t *testing.T, p *proxyProc, sessions int, modes []string) *load {
 	l := &load{start: time.Now(), stop: make(chan struct{}), leases: map[string]int{},
 		acquire: map[string][]time.Duration{}, errs: map[string]int{}, first: map[string]string{}}
 	for i := range sessions {
-		mode := stressModes[i%len(stressModes)]
+		mode := modes[i%len(modes)]
 		url := p.url(mode, "")
 		l.wg.Go(func() { l.session(t.Context(), url, mode, i) })
 	}
@@ -229,6 +235,19 @@ func (l *load) rate(mode string) float64 {
 	return float64(n) / l.end.Sub(l.start).Seconds()
 }
 
+// rateBetween is mode's leases per second made between from and to.
+func (l *load) rateBetween(mode string, from, to time.Time) float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, d := range l.done {
+		if d.mode == mode && d.at.After(from) && !d.at.After(to) {
+			n++
+		}
+	}
+	return float64(n) / to.Sub(from).Seconds()
+}
+
 // quantile of ds (rounded to the millisecond), or "-" for none.
 func quantile(ds []time.Duration, q float64) string {
 	if len(ds) == 0 {
@@ -239,15 +258,21 @@ func quantile(ds []time.Duration, q float64) string {
 	return s[min(len(s)-1, int(q*float64(len(s))))].Round(time.Millisecond).String()
 }
 
+// envStressRefill, when set, is the proxy's --refill-parallelism in TestStressLoad.
+const envStressRefill = "PGTESTPROXY_STRESS_REFILL_PARALLELISM"
+
 // TestStressLoad runs the load for PGTESTPROXY_STRESS_SECONDS with
-// PGTESTPROXY_STRESS_SESSIONS sessions, half in each mode, on the real binary, and
-// prints leases/s, acquisition p50/p99 and errors per mode, db mode's lease rate as a
-// ratio of the upstream's raw clone+drop rate (rawCloneRate, before the proxy starts),
-// the proxy's RSS and goroutines. Only correctness is asserted: no error but the proxy's 53300 (a client
+// PGTESTPROXY_STRESS_SESSIONS sessions, half in each mode, on the real binary, after
+// a phase half as long with only its tx-mode sessions, warmed (then the raw clone+drop
+// loop runs while they go on), and prints leases/s, acquisition p50/p99 and errors per mode,
+// db mode's lease rate as a ratio of the upstream's raw clone+drop rate (rawCloneRate,
+// before the proxy starts, and under the tx sessions' load), tx mode's mixed rate as a
+// ratio of its rate alone, the clones being made in SHOW POOLS' samples, the proxy's
+// RSS and goroutines. Only correctness is asserted: no error but the proxy's 53300 (a client
 // past --max-clones or the upstream's connection budget, or no clone within
-// --acquire-timeout), no clone that is not a clean full copy of the template, and,
-// after the proxy stopped and a gc, no clone leased, being made or dropped, nor a
-// database the catalog does not list.
+// --acquire-timeout), no clone that is not a clean full copy of the template, no clone
+// left for gc by the proxy's clean stop, and, after it and a gc, no clone leased, being
+// made or dropped, nor a database the catalog does not list.
 func TestStressLoad(t *testing.T) {
 	t.Parallel()
 	sessions := stressKnob(envStressSessions, 16)
@@ -255,29 +280,71 @@ func TestStressLoad(t *testing.T) {
 	u := newStressUpstream(t, sessions+100)
 	raw, rawLine := rawCloneRate(t, u, rawCloneSeconds*time.Second)
 	mig := migrationsDir(t)
-	p := startProxyProc(t, u.url("postgres"), mig, fmt.Sprintf("--max-clones=%d", sessions+16),
+	args := []string{fmt.Sprintf("--max-clones=%d", sessions+16),
 		// A session counts against --max-sessions until the proxy has ended its lease,
 		// after its client left: leave room for those, so the cap is not what is measured.
-		fmt.Sprintf("--max-sessions=%d", 2*sessions+16))
+		fmt.Sprintf("--max-sessions=%d", 2*sessions+16)}
+	if n := stressKnob(envStressRefill, 0); n > 0 {
+		args = append(args, fmt.Sprintf("--refill-parallelism=%d", n))
+	}
+	p := startProxyProc(t, u.url("postgres"), mig, args...)
 	idleRSS := p.rssMiB()
+	// One lease first, so the template's build is in neither phase.
+	if err := (&load{leases: map[string]int{}, acquire: map[string][]time.Duration{}}).lease(t.Context(), p.url("tx", ""), "tx", "warm"); err != nil {
+		t.Fatal(err)
+	}
+	alone := startLoadModes(t, p, sessions/2, []string{"tx"})
+	waitLeases(t, alone, 2*(sessions/2)) // warmed: every session's clone made
+	aloneSecs := max(1, secs/2)
+	work0, from := readServerWork(t, u), time.Now()
+	<-time.After(time.Duration(aloneSecs) * time.Second) // the phase's length, as the load's below
+	txAlone := alone.rateBetween("tx", from, time.Now())
+	work1 := readServerWork(t, u)
+	// The raw loop again, while the tx sessions run on: what the server can clone and
+	// drop under the load db mode shares it with below.
+	rawBusy, rawBusyLine := rawCloneRate(t, u, rawCloneSeconds*time.Second)
+	alone.halt()
+	xacts0, at0 := catalogXacts(t, u), time.Now()
 	l := startLoad(t, p, sessions)
 	peak := idleRSS
+	var creating []int // SHOW POOLS' creating column, summed over templates, each second
 	tick := time.NewTicker(time.Second)
 	for deadline := time.After(time.Duration(secs) * time.Second); deadline != nil; {
 		select {
 		case <-tick.C:
 			peak = max(peak, p.rssMiB())
+			n := 0
+			for _, row := range p.console("SHOW POOLS") {
+				k, _ := strconv.Atoi(row["creating"])
+				n += k
+			}
+			creating = append(creating, n)
 		case <-deadline:
 			deadline = nil
 		}
 	}
 	tick.Stop()
 	underLoad := p.goroutines()
+	xacts1, at1 := catalogXacts(t, u), time.Now()
+	work2 := readServerWork(t, u)
 	l.halt()
 	t.Logf("load %d sessions × %ds: %s", sessions, secs, l.figures())
-	dbRate := l.rate("db")
-	t.Logf("load %d sessions: db mode %.1f leases/s = %.2f × the %s (the goal is ≥ 0.8×; printed, not asserted)",
-		sessions, dbRate, dbRate/raw, rawLine)
+	t.Logf("load %d sessions: alone first, %d tx sessions, warmed, then %ds measured, then the raw loop below: %s",
+		sessions, sessions/2, aloneSecs, alone.figures())
+	t.Logf("load %d sessions: db mode %.1f leases/s = %.2f × the %s, while those tx sessions ran",
+		sessions, l.rate("db"), l.rate("db")/rawBusy, rawBusyLine)
+	dbRate, txRate := l.rate("db"), l.rate("tx")
+	t.Logf("load %d sessions: db mode %.1f leases/s = %.2f × the %s; tx mode %.1f leases/s mixed = %.2f × its %.1f/s alone "+
+		"(the goals are ≥ 0.8× both; printed, not asserted); clones being made, each second: %v",
+		sessions, dbRate, dbRate/raw, rawLine, txRate, txRate/txAlone, txAlone, creating)
+	stats, tpls := p.console("SHOW STATS"), p.console("SHOW TEMPLATES")
+	strategy := ""
+	for _, row := range tpls {
+		strategy += row["strategy"]
+	}
+	t.Logf("load %d sessions: catalog %.0f transactions/s under the mixed load; CREATE DATABASE (%s) p50 %s ms, p99 %s ms",
+		sessions, float64(xacts1-xacts0)/at1.Sub(at0).Seconds(), strategy, stats[0]["clone_p50_ms"], stats[0]["clone_p99_ms"])
+	t.Logf("load %d sessions: the server's work, tx alone: %s; mixed: %s", sessions, work1.since(work0), work2.since(work1))
 	after := p.goroutines()
 	drained := waitFor(t, "the leases to end after the load", 2*time.Minute, func() bool {
 		return len(p.console("SHOW LEASES")) == 0
@@ -285,14 +352,72 @@ func TestStressLoad(t *testing.T) {
 	t.Logf("load %d sessions: proxy RSS %.1f MiB idle, %.1f MiB peak, %.1f MiB after; goroutines %s under load, %s as it stopped, "+
 		"%s once its leases had ended (%s later)", sessions, idleRSS, peak, p.rssMiB(), underLoad, after, p.goroutines(),
 		drained.Round(time.Millisecond))
-	if bad := l.unexpected("53300"); len(bad) > 0 {
+	if bad := append(alone.unexpected("53300"), l.unexpected("53300")...); len(bad) > 0 {
 		t.Errorf("unexpected under load: %s", strings.Join(bad, "; "))
 	}
 	p.stop()
+	// A clean stop finishes the drops it queued: nothing is left for the next gc.
+	if atStop := census(t, u); atStop.leaked != 0 {
+		t.Errorf("%d clones left for gc by a clean stop: %s", atStop.leaked, atStop.detail)
+	}
 	gc := gcRun(t, u.url("postgres"), mig)
 	c := census(t, u)
 	t.Logf("load %d sessions: after stop + gc (%s): %d clones ready (the warm pool), %d leaked", sessions, gc, c.ready, c.leaked)
 	if c.leaked != 0 {
 		t.Errorf("%d clones leaked after stop + gc: %s", c.leaked, c.detail)
 	}
+}
+
+// catalogXacts is the transactions the proxy's catalog database has committed and
+// rolled back (the server's statistics, flushed within a second or so).
+func catalogXacts(t *testing.T, u *stressUpstream) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	c, err := pgx.Connect(ctx, u.url("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	var n int64
+	if err := c.QueryRow(ctx, `SELECT coalesce(sum(xact_commit + xact_rollback), 0)::bigint FROM pg_stat_database
+		WHERE datname = 'pgtestproxy'`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// serverWork is what the upstream did that costs every session: checkpoints (CREATE
+// DATABASE … STRATEGY FILE_COPY requests two), WAL, and the full-page images a write
+// to a page makes in WAL after each checkpoint (and every page a WAL_LOG clone copies).
+// PostgreSQL 15 backends flush their WAL counts up to 10 s late when idle (the proxy's
+// admin connections that made the warm-up's clones), so a phase's figures hold some
+// of the work before it.
+type serverWork struct {
+	at                    time.Time
+	checkpoints, fpi, wal int64
+}
+
+func readServerWork(t *testing.T, u *stressUpstream) serverWork {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	c, err := pgx.Connect(ctx, u.url("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	w := serverWork{at: time.Now()}
+	if err := c.QueryRow(ctx, `SELECT (SELECT checkpoints_req + checkpoints_timed FROM pg_stat_bgwriter),
+		wal_fpi, wal_bytes::bigint FROM pg_stat_wal`).Scan(&w.checkpoints, &w.fpi, &w.wal); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// since is the work done since w0, per second.
+func (w serverWork) since(w0 serverWork) string {
+	s := w.at.Sub(w0.at).Seconds()
+	return fmt.Sprintf("%.1f checkpoints/s, %.0f full-page images/s, %.1f MiB WAL/s",
+		float64(w.checkpoints-w0.checkpoints)/s, float64(w.fpi-w0.fpi)/s, float64(w.wal-w0.wal)/s/(1<<20))
 }

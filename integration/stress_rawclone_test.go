@@ -46,15 +46,20 @@ func rawCloneRate(t *testing.T, u *stressUpstream, d time.Duration) (float64, st
 	var parts []string
 	for _, strategy := range []string{"WAL_LOG", "FILE_COPY"} {
 		n := 0
+		var creates, drops time.Duration
 		start := time.Now()
 		for time.Since(start) < d {
+			t0 := time.Now()
 			exec("CREATE DATABASE " + clone + " TEMPLATE " + tpl + " STRATEGY " + strategy)
+			t1 := time.Now()
 			exec("DROP DATABASE " + clone)
+			creates, drops = creates+t1.Sub(t0), drops+time.Since(t1)
 			n++
 		}
 		rate := float64(n) / time.Since(start).Seconds()
 		best = max(best, rate)
-		parts = append(parts, fmt.Sprintf("%s %.1f/s", strategy, rate))
+		parts = append(parts, fmt.Sprintf("%s %.1f/s (create %s, drop %s on average)", strategy, rate,
+			(creates/time.Duration(n)).Round(time.Millisecond), (drops/time.Duration(n)).Round(time.Millisecond)))
 	}
 	return best, "raw clone+drop on one connection: " + strings.Join(parts, ", ")
 }

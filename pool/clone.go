@@ -300,24 +300,28 @@ const (
 )
 
 // retryDrop retries a failed drop in the background, with backoff, until the clone is
-// gone or the pool closes (the next pool's GC reclaims it then).
+// gone or Close's drain ends (the next pool's GC reclaims it then). Once Close has begun
+// it retries in the caller's goroutine, which Close's drain waits for.
 func (p *Pool) retryDrop(name string, cause error) {
+	if p.dropCtx.Err() != nil {
+		return // the drain is over: the next GC reclaims it
+	}
 	p.log.Warn("drop clone failed; retrying", zap.String("clone", name), zap.Error(cause))
 	p.markBusy(name) // GC leaves it to the retry
-	if !p.goBackground(func() {
+	retry := func() {
 		defer p.unbusy(name)
 		for wait := dropRetryFirst; ; wait = min(2*wait, dropRetryMax) {
 			select {
-			case <-p.ctx.Done():
+			case <-p.dropCtx.Done():
 				return
 			case <-time.After(wait):
 			}
 			select {
 			case p.dropSem <- struct{}{}:
-			case <-p.ctx.Done():
+			case <-p.dropCtx.Done():
 				return
 			}
-			ctx, cancel := context.WithTimeout(p.ctx, dropTimeout)
+			ctx, cancel := p.dropContext()
 			err := p.dropClone(ctx, name)
 			cancel()
 			<-p.dropSem
@@ -327,8 +331,9 @@ func (p *Pool) retryDrop(name string, cause error) {
 				return
 			}
 		}
-	}) {
-		p.unbusy(name)
+	}
+	if !p.goBackground(retry) {
+		retry()
 	}
 }
 

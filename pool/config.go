@@ -86,7 +86,7 @@ type Config struct {
 	AcquireTimeout time.Duration
 
 	// RefillParallelism bounds how many clones are created (and, separately, dropped)
-	// at once. Default 2.
+	// at once. Default DefaultRefillParallelism.
 	RefillParallelism int
 
 	// TTL is how long a template or an idle clone may go unused before GC drops it.
@@ -142,6 +142,9 @@ type Config struct {
 	catalogVersion int
 }
 
+// DefaultRefillParallelism is RefillParallelism's default.
+const DefaultRefillParallelism = 2
+
 var prefixRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,31}$`)
 
 // withDefaults returns c with zero fields set to their defaults.
@@ -164,7 +167,7 @@ func (c Config) withDefaults() Config {
 		c.MaxClones = 64
 	}
 	if c.RefillParallelism == 0 {
-		c.RefillParallelism = 2
+		c.RefillParallelism = DefaultRefillParallelism
 	}
 	if c.ConnectionReserve == 0 {
 		c.ConnectionReserve = 2*c.RefillParallelism + 4

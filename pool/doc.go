@@ -94,7 +94,15 @@
 // GC, which also drops templates and idle clones unused for TTL. The pool drops only
 // databases that are in its catalog and carry its name prefix. A failed drop is retried
 // in the background with backoff (100ms up to 5s) until the clone is gone or the pool
-// closes; GC reports only what it dropped.
+// closes; GC reports only what it dropped. Close finishes the drops already queued (a
+// trim, released leases, retries) within 15s before it returns, so a clean stop leaves
+// no clone dropping for the next GC (drain.go).
+//
+// Refill. Every template keeps PoolSize clones ready, plus one per waiting Acquire,
+// creating RefillParallelism at once (2; dropping as many at once besides). Creations
+// queued for waiters who left before they started quit instead. A waiting Acquire is
+// woken by every clone this process readies and polls the catalog every 50ms only
+// while another pool is alive on it, else every second (poll.go).
 //
 // Connection budget. New reads the upstream's max_connections minus
 // superuser_reserved_connections (and reserved_connections on 16+). Acquire counts the

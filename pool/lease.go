@@ -16,7 +16,7 @@ import (
 )
 
 // pollInterval is how often a waiting Acquire looks for clones made by other processes
-// (clones this process makes wake it at once).
+// (clones this process makes wake it at once), while there are any (poll.go).
 const pollInterval = 50 * time.Millisecond
 
 // releaseTimeout bounds the catalog update Release makes.
@@ -210,6 +210,7 @@ func (p *Pool) claimOrWait(ctx context.Context, tpl *template, gen *generation, 
 		return l, err
 	}
 	gen.waiters.Add(1)
+	defer p.kickRefill() // after the counts below: the refill sees this waiter gone
 	defer gen.waiters.Add(-1)
 	if mode == leasemode.DB {
 		gen.dbWaiters.Add(1)
@@ -237,7 +238,7 @@ func (p *Pool) claimOrWait(ctx context.Context, tpl *template, gen *generation, 
 		case <-ready:
 		case <-changed:
 			changed = tpl.changes()
-		case <-time.After(pollInterval):
+		case <-time.After(p.pollEvery()):
 		case <-timeout:
 			return nil, pgerr.New(pgerrcode.TooManyConnections, fmt.Sprintf(
 				"no clone of template %q (%s) became ready within %v (pool size %d, at most %d clones)",

@@ -84,6 +84,7 @@ func (p *Pool) heartbeat(ctx context.Context) error {
 	if p.lockC != nil {
 		tag, err := p.lockC.Exec(ctx, `UPDATE owners SET heartbeat = now() WHERE id = $1`, p.owner)
 		if err == nil && tag.RowsAffected() == 1 {
+			p.countPeers(ctx)
 			return nil
 		}
 		if err == nil { // the row went (forgotten while the lock was lost): register again

@@ -49,12 +49,17 @@ type Pool struct {
 	refillFailing bool // the last refill scan failed; owned by the refill loop
 	budget        budget
 	counters      counters
+	peers         atomic.Int64 // other pools alive on the catalog, at the last heartbeat (poll.go)
 
-	ctx     context.Context // background work; cancelled by Close
-	cancel  context.CancelFunc
-	closing chan struct{}
-	wg      sync.WaitGroup
-	once    sync.Once
+	ctx    context.Context // background work; cancelled by Close
+	cancel context.CancelFunc
+	// dropCtx: background drops; cancelled by Close once they are done, or at its
+	// drain bound (drain.go)
+	dropCtx    context.Context
+	dropCancel context.CancelFunc
+	closing    chan struct{}
+	wg         sync.WaitGroup
+	once       sync.Once
 
 	mu     sync.Mutex
 	closed bool
@@ -114,6 +119,7 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 		return nil, err
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.dropCtx, p.dropCancel = context.WithCancel(context.Background())
 	p.wg.Add(3)
 	go p.refillLoop()
 	go p.maintainLoop()
@@ -145,7 +151,11 @@ func (p *Pool) connect(ctx context.Context) error {
 	if err := p.learnBudget(ctx); err != nil {
 		return err
 	}
-	return p.register(ctx, p.lockC)
+	if err := p.register(ctx, p.lockC); err != nil {
+		return err
+	}
+	p.countPeers(ctx)
+	return nil
 }
 
 func (p *Pool) newPgxPool(maxConns int32) (*pgxpool.Pool, error) {
@@ -254,8 +264,8 @@ func (p *Pool) goBackground(f func()) bool {
 	return true
 }
 
-// Close stops the background work and waits for it, drops the clones of leases still
-// out (nobody will release them now), closes kept resources and releases the owner lock.
+// Close stops the background work and waits for it (finishing, within drainTimeout,
+// the drops already queued: drain.go), drops the clones of leases still out (nobody will release them now), closes kept resources and releases the owner lock.
 // Ready clones stay for the next process. Close is idempotent.
 func (p *Pool) Close() error {
 	p.once.Do(func() {
@@ -264,7 +274,7 @@ func (p *Pool) Close() error {
 		close(p.closing)
 		p.mu.Unlock()
 		p.cancel()
-		p.wg.Wait()
+		p.drain()
 
 		ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
 		defer cancel()

@@ -47,7 +47,8 @@ type counts struct {
 // per waiting Acquire; and, for db mode, PoolSize plus one per db-mode waiter among the
 // ready clones without a backend kept for tx mode. It trims, least recently used first,
 // the ready clones beyond PoolSize of each kind (with a kept backend, and without one
-// plus the waiters), left by a burst or by tx-mode leases coming back.
+// plus the waiters), left by a burst or by tx-mode leases coming back. Creations queued
+// beyond what is needed now (for waiters who have left) quit before they start.
 func (p *Pool) refill(ctx context.Context) {
 	gens := p.active()
 	if len(gens) == 0 {
@@ -113,6 +114,12 @@ func (p *Pool) refill(ctx context.Context) {
 		need := max(p.cfg.PoolSize-c.leasedTx-back, 0) + int(g.waiters.Load()) - c.ready - building
 		// db-mode waiters need clones without a kept backend, whatever tx mode holds.
 		need = max(need, max(p.cfg.PoolSize-back, 0)+int(g.dbWaiters.Load())-(c.ready-c.readyKept)-building)
+		// More queued than needed (the waiters they were for have left, or got clones
+		// from elsewhere): that many quit before they create.
+		g.surplus.Store(int32(max(0, -need)))
+		if g.dbWaiters.Load() == 0 {
+			g.roomMade.Store(0) // whatever room was made, nobody waits for it now
+		}
 		for range need {
 			g.inflight.Add(1)
 			if !p.goBackground(func() { p.refillOne(g) }) {
@@ -132,24 +139,39 @@ func (p *Pool) refillOne(g *generation) {
 		return
 	}
 	defer func() { <-p.createSem }()
-	if g.dead.Load() {
+	if g.dead.Load() || g.takeSurplus() {
 		return
 	}
 	_, err := p.createClone(p.ctx, g, "")
 	switch {
 	case err == nil:
+		g.tookRoom()
 		if !p.inUse(g) { // replaced while this clone was being made
 			p.retireReady(g)
 		}
 	case errors.Is(err, errAtCap):
 		p.pause(g, capBackoff)
-		if g.waiters.Load() > 0 && p.evictFor(g) {
+		if g.waiters.Load() > 0 && p.evictFor(g) || g.dbWaiters.Load() > 0 && p.evictKept(g) {
 			p.kickRefill()
 		}
 	case p.ctx.Err() != nil:
 	default:
 		p.pause(g, failureBackoff)
 		p.log.Warn("refill clone", zap.String("template", g.template), zap.String("database", g.datname), zap.Error(err))
+	}
+}
+
+// takeSurplus reports whether a queued creation of g is no longer needed, counting it
+// off the surplus.
+func (g *generation) takeSurplus() bool {
+	for {
+		n := g.surplus.Load()
+		if n <= 0 {
+			return false
+		}
+		if g.surplus.CompareAndSwap(n, n-1) {
+			return true
+		}
 	}
 }
 
@@ -162,7 +184,7 @@ func (p *Pool) pause(g *generation, d time.Duration) {
 // evictFor makes room under the cap for a template with waiters by dropping the least
 // recently used ready clone of another template.
 func (p *Pool) evictFor(g *generation) bool {
-	ctx, cancel := context.WithTimeout(p.ctx, dropTimeout)
+	ctx, cancel := p.dropContext()
 	defer cancel()
 	var name string
 	err := p.cat.QueryRow(ctx, `UPDATE migrated_dbs SET state = 'dropping', owner = $2, kept_by = NULL
@@ -185,7 +207,7 @@ func (p *Pool) evictFor(g *generation) bool {
 // those without a backend this process kept, and the rest among those with one.
 func (p *Pool) trim(g *generation, n, free int) {
 	defer g.trimming.Store(false)
-	ctx, cancel := context.WithTimeout(p.ctx, dropTimeout)
+	ctx, cancel := p.dropContext()
 	defer cancel()
 	var names []string
 	for _, pick := range []struct {

@@ -76,6 +76,8 @@ type generation struct {
 	// holding a backend this process kept for tx leases.
 	dbWaiters atomic.Int32
 	inflight  atomic.Int32 // clones this process is creating
+	surplus   atomic.Int32 // of those, queued ones no longer needed: they quit (refill.go)
+	roomMade  atomic.Int32 // kept clones dropped for db-mode waiters, not yet used by a creation (evictkept.go)
 	lastUsed  atomic.Int64 // unix nanos of the last Acquire
 	flushed   atomic.Int64 // lastUsed as last written to the catalog
 	dead      atomic.Bool  // the template database vanished

@@ -79,17 +79,18 @@ func (a *app) startPool(ctx context.Context, st *stack, gcAtStart bool) error {
 	}
 	st.defaultDB = defaultDB
 	p, err := pool.New(ctx, pool.Config{
-		ConnString:     upstream,
-		Templates:      templates,
-		PoolSize:       a.cfg.poolSize,
-		MaxClones:      a.cfg.maxClones,
-		AcquireTimeout: a.cfg.acquireTimeout,
-		TTL:            a.cfg.ttl,
-		BuildTimeout:   max(10*time.Minute, a.cfg.migrateTimeout+time.Minute), // the command's own bound comes first
-		NoStartupGC:    !gcAtStart,
-		NoReuse:        !a.cfg.reuseClean,
-		Progress:       a.status.build,
-		Logger:         a.log.Named("pool"),
+		ConnString:        upstream,
+		Templates:         templates,
+		PoolSize:          a.cfg.poolSize,
+		MaxClones:         a.cfg.maxClones,
+		RefillParallelism: a.cfg.refillParallel,
+		AcquireTimeout:    a.cfg.acquireTimeout,
+		TTL:               a.cfg.ttl,
+		BuildTimeout:      max(10*time.Minute, a.cfg.migrateTimeout+time.Minute), // the command's own bound comes first
+		NoStartupGC:       !gcAtStart,
+		NoReuse:           !a.cfg.reuseClean,
+		Progress:          a.status.build,
+		Logger:            a.log.Named("pool"),
 	})
 	if err != nil {
 		return err

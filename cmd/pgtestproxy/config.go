@@ -7,11 +7,13 @@ import (
 	"io"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"github.com/pgtestproxy/pgtestproxy/migrations"
+	"github.com/pgtestproxy/pgtestproxy/pool"
 )
 
 // envPrefix is the prefix of the environment variables that stand in for flags.
@@ -31,6 +33,7 @@ type config struct {
 	migrateTimeout   time.Duration
 	poolSize         int
 	maxClones        int
+	refillParallel   int // clones created (and, separately, dropped) at once; 0 = the pool's default
 	mode             leasemode.Mode
 	ttl              time.Duration
 	acquireTimeout   time.Duration
@@ -137,6 +140,7 @@ func parseFlags(name string, args []string, getenv func(string) string, stderr i
 	fs.DurationVar(&c.migrateTimeout, "migrate-timeout", 10*time.Minute, "bound on one --migrate-cmd run; its process group is killed after it")
 	fs.IntVar(&c.poolSize, "pool-size", 4, "ready clones kept warm per template")
 	fs.IntVar(&c.maxClones, "max-clones", 64, "clones that may exist at once across all templates")
+	fs.IntVar(&c.refillParallel, "refill-parallelism", 0, "clones created (and, separately, dropped) at once; the upstream connections kept free for this work follow it (0: the default, "+strconv.Itoa(pool.DefaultRefillParallelism)+")")
 	fs.BoolVar(&c.reuseClean, "reuse-clean", true, "db mode: put a clone back in the pool when the server's evidence shows its lease changed nothing (false: drop every db-mode clone)")
 	fs.StringVar((*string)(&c.mode), "mode", string(leasemode.DB), "lease mode when the client names none: db or tx")
 	fs.DurationVar(&c.ttl, "ttl", 24*time.Hour, "templates and idle clones unused this long are dropped")
@@ -181,8 +185,8 @@ func (c *config) validate() error {
 	if _, _, err := net.SplitHostPort(c.listen); err != nil {
 		return fmt.Errorf("--listen %q: %w", c.listen, err)
 	}
-	if c.poolSize < 0 || c.maxClones < 1 || c.maxSessions < 1 {
-		return fmt.Errorf("--pool-size must be ≥ 0, --max-clones and --max-sessions ≥ 1")
+	if c.poolSize < 0 || c.maxClones < 1 || c.maxSessions < 1 || c.refillParallel < 0 {
+		return fmt.Errorf("--pool-size and --refill-parallelism must be ≥ 0, --max-clones and --max-sessions ≥ 1")
 	}
 	return c.validateTemplates()
 }

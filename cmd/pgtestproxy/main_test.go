@@ -46,9 +46,9 @@ func TestFlagsWinOverEnvironment(t *testing.T) {
 			return ""
 		}},
 		{"env fills flags", nil, map[string]string{"PGTESTPROXY_LISTEN": "127.0.0.1:7000", "PGTESTPROXY_POOL_SIZE": "9",
-			"PGTESTPROXY_MODE": "tx", "PGTESTPROXY_MIGRATIONS": "a=/x, /y"}, func(c *config) string {
+			"PGTESTPROXY_MODE": "tx", "PGTESTPROXY_MIGRATIONS": "a=/x, /y", "PGTESTPROXY_REFILL_PARALLELISM": "6"}, func(c *config) string {
 			if c.listen != "127.0.0.1:7000" || c.poolSize != 9 || c.mode != "tx" || !c.listenGiven ||
-				c.migrations.String() != "a=/x,=/y" {
+				c.migrations.String() != "a=/x,=/y" || c.refillParallel != 6 {
 				return fmt.Sprintf("%+v", *c)
 			}
 			return ""
@@ -87,6 +87,7 @@ func TestBadCommandLines(t *testing.T) {
 		{"duplicate template", []string{"--migrations", "a=/x", "--migrations", "a=/y"}, nil, `template "a" given twice`},
 		{"run without command", []string{"run"}, nil, "no command given"},
 		{"bad listen", []string{"--listen", "nowhere"}, nil, `--listen "nowhere"`},
+		{"negative refill parallelism", []string{"--refill-parallelism", "-1"}, nil, "--refill-parallelism must be ≥ 0"},
 		{"plus in template name", []string{"--migrations", "a+b=/x"}, nil, `template name "a+b": may not contain '+'`},
 		{"plus in command template name", []string{"--migrate-cmd", "a+tx=true"}, nil, `template name "a+tx"`},
 	}
