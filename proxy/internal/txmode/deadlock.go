@@ -77,7 +77,7 @@ func (c *txConn) watchDeadlock() *deadlockWatch {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		w.due = true
-		c.changed.Broadcast()
+		c.turn.Broadcast()
 	})
 	return w
 }
