@@ -28,8 +28,13 @@ type txConn struct {
 
 	wmu sync.Mutex // the backend's writer (be.wr)
 
-	mu        sync.Mutex
-	changed   *sync.Cond // a unit completed, skipping started, a turn or a cancel ended, the backend failed
+	mu      sync.Mutex
+	changed *sync.Cond // a unit completed, skipping started, a turn or a cancel ended, the backend failed
+	// turn wakes the sessions waiting for their turn (acquire), apart from changed:
+	// one of them when a turn ends (turn.go), every one when the backend fails or a
+	// deadlock watch is due. A unit's replies do not wake them.
+	turn      *sync.Cond
+	turnWaits int // how often a session waited for its turn (tests)
 	q         replyQueue
 	st        txState // where the server's transaction stands, as replies show it
 	unitsSent int     // units (up to Sync, Query, FunctionCall) sent
@@ -67,6 +72,7 @@ type txConn struct {
 func newTxConn(guard *wire.Guard, log *zap.Logger, be *Backend) *txConn {
 	c := &txConn{guard: guard, log: log, stats: guard.Stats, be: be, st: be.st, predicted: be.st, mustWait: true, served: make(chan error, 1)}
 	c.changed = sync.NewCond(&c.mu)
+	c.turn = sync.NewCond(&c.mu)
 	go func() {
 		err := c.containedPump()
 		if !errors.Is(err, errStopped) {
@@ -155,9 +161,10 @@ func (c *txConn) acquire(s *Session) error {
 		}
 		if err := c.deadlocked(s, dw); err != nil {
 			s.waiting, s.cancelFirst = false, false
+			c.passTurnLocked()
 			return err
 		}
-		c.changed.Wait()
+		c.waitTurnLocked()
 	}
 	if c.failure != nil {
 		return c.failure
@@ -178,6 +185,7 @@ func (c *txConn) detach(s *Session) {
 	}
 	if c.holder == s {
 		c.holder = nil
+		c.passTurnLocked()
 	}
 	c.changed.Broadcast()
 }
@@ -192,6 +200,7 @@ func (c *txConn) fail(err error) {
 	c.doomed.Store(true)
 	c.failure = err
 	c.changed.Broadcast()
+	c.turn.Broadcast()
 	wire.Interrupt(c.be.conn)
 	for _, s := range c.sessions {
 		wire.Interrupt(s.client)
@@ -250,7 +259,7 @@ func (c *txConn) unitEnd(s *Session, wait bool, st txState) {
 	c.mustWait, c.predicted = wait, st
 	if !st.block && c.holder == s {
 		c.holder = nil
-		c.changed.Broadcast()
+		c.passTurnLocked()
 	}
 }
 

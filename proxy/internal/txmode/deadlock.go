@@ -83,7 +83,7 @@ func (c *txConn) watchDeadlock() *deadlockWatch {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		w.due = true
-		c.changed.Broadcast()
+		c.turn.Broadcast()
 	})
 	return w
 }
@@ -179,6 +179,9 @@ func (c *txClient) discard(typ byte, n int) error {
 
 // asDeadlock returns err's deadlockError, if it is one.
 func asDeadlock(err error) (*deadlockError, bool) {
+	if err == nil { // every message's outcome: errors.As would allocate e
+		return nil, false
+	}
 	var e *deadlockError
 	ok := errors.As(err, &e)
 	return e, ok

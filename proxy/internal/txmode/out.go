@@ -86,6 +86,5 @@ func putLen(b []byte, n int) { binary.BigEndian.PutUint32(b, uint32(n)) }
 
 // copyN copies a body of n bytes from the server to w.
 func copyN(w io.Writer, r *wireReader, n int) (int64, error) {
-	m, err := io.CopyN(w, r.r, int64(n))
-	return m, unexpectedEOF(err)
+	return r.copyTo(w, n)
 }

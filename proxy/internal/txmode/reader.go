@@ -136,3 +136,27 @@ func cstring(b []byte) (s string, rest []byte, ok bool) {
 
 // Frontend messages the proxy sends in a tx-mode session.
 var syncMsg = &pgproto3.Sync{}
+
+// copyTo streams the next n bytes to dst as they arrive, from the reader's own buffer
+// (io.CopyN allocated a LimitReader and a buffer for every message it streamed).
+func (w *wireReader) copyTo(dst io.Writer, n int) (int64, error) {
+	var m int64
+	for n > 0 {
+		k := w.r.Buffered()
+		if k == 0 {
+			if _, err := w.r.Peek(1); err != nil {
+				return m, unexpectedEOF(err)
+			}
+			k = w.r.Buffered()
+		}
+		b, _ := w.r.Peek(min(k, n))
+		wrote, err := dst.Write(b)
+		_, _ = w.r.Discard(wrote)
+		m += int64(wrote)
+		n -= wrote
+		if err != nil {
+			return m, err
+		}
+	}
+	return m, nil
+}

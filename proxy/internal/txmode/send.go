@@ -1,8 +1,6 @@
 package txmode
 
 import (
-	"io"
-
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
@@ -20,8 +18,8 @@ func (c *txClient) stream(typ byte, n int) error {
 }
 
 func (c *txClient) copyBody(n int) error {
-	_, err := io.CopyN(c.cn.be.wr, c.s.crd.r, int64(n))
-	return unexpectedEOF(err)
+	_, err := c.s.crd.copyTo(c.cn.be.wr, n)
+	return err
 }
 
 // inject sends a server statement of the proxy's: through the unnamed portal at the
@@ -157,15 +155,20 @@ func (c *txClient) openUnit(stmts []planStmt) error {
 	}
 	for _, ps := range stmts {
 		p := pending{msg: 'P', role: roleInfra, prefix: true}
-		if err := c.send(p, &pgproto3.Parse{Query: ps.sql}); err != nil {
+		parse, err := (&pgproto3.Parse{Query: ps.sql}).Encode(c.scratch[:0])
+		if err != nil {
+			return err
+		}
+		c.scratch = parse
+		if err := c.sendEncoded(p, parse); err != nil {
 			return err
 		}
 		p.msg = 'B'
-		if err := c.send(p, &pgproto3.Bind{}); err != nil {
+		if err := c.sendEncoded(p, unnamedMsgs.bind); err != nil {
 			return err
 		}
 		p.msg, p.ok = 'E', ps.ok
-		if err := c.send(p, &pgproto3.Execute{}); err != nil {
+		if err := c.sendEncoded(p, unnamedMsgs.execute); err != nil {
 			return err
 		}
 	}
@@ -173,8 +176,34 @@ func (c *txClient) openUnit(stmts []planStmt) error {
 		return nil
 	}
 	p := pending{msg: 'C', role: roleInfra, prefix: true}
-	if err := c.send(p, &pgproto3.Close{ObjectType: 'P'}); err != nil {
+	if err := c.sendEncoded(p, unnamedMsgs.closePortal); err != nil {
 		return err
 	}
-	return c.send(p, &pgproto3.Close{ObjectType: 'S'})
+	return c.sendEncoded(p, unnamedMsgs.closeStmt)
+}
+
+// unnamedMsgs are the messages openUnit sends that are always the same, encoded once.
+var unnamedMsgs = struct{ bind, execute, closePortal, closeStmt []byte }{
+	bind:        mustEncode(&pgproto3.Bind{}),
+	execute:     mustEncode(&pgproto3.Execute{}),
+	closePortal: mustEncode(&pgproto3.Close{ObjectType: 'P'}),
+	closeStmt:   mustEncode(&pgproto3.Close{ObjectType: 'S'}),
+}
+
+func mustEncode(msg interface{ Encode([]byte) ([]byte, error) }) []byte {
+	b, err := msg.Encode(nil)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// sendEncoded queues p and writes msg, a message already encoded: the messages of
+// every unit are encoded without an allocation each (send's interface argument
+// escapes).
+func (c *txClient) sendEncoded(p pending, msg []byte) error {
+	return c.locked(p, func() error {
+		_, err := c.cn.be.wr.Write(msg)
+		return err
+	}, true)
 }

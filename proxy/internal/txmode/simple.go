@@ -55,14 +55,20 @@ func (c *txClient) query(body []byte) error {
 // mode=db hint.
 func (c *txClient) planQuery(sql string) (*queryPlan, bool, error) {
 	pieces := sqllex.Split(sql)
-	if len(pieces) == 1 {
-		// The common case: one statement, rewritten or as written.
-		t := newTxStmt(&pieces[0])
+	if one := onlyStatement(pieces); one >= 0 {
+		// The common case: one statement, rewritten or as written; after it, nothing
+		// but blanks or comments (pgbench ends its statements with a semicolon).
+		t := newTxStmt(&pieces[one])
 		c.noteDDL(t)
 		c.noteIdle(t)
 		c.notePath(t)
-		if !c.cn.be.idleOwn.Load() && !c.pathMention && t.dealloc == "" && t.ch == nil && !t.control() && !c.checkAtEnd() && !c.restoreAtEndNeeded(t) && !c.commitsTemps() && (!t.noTx() || insteadOfNoTx(t, sql) == nil) {
+		if !c.cn.be.idleOwn.Load() && !c.pathMention && t.dealloc == "" && t.ch == nil && !t.control() && !c.checkAtEnd() &&
+			!c.restoreAtEndNeeded(t) && !c.commitsTemps() &&
+			(len(pieces) == 1 && (!t.noTx() || insteadOfNoTx(t, sql) == nil) || len(pieces) > 1 && !t.noTx() && len(c.cursors) == 0) {
 			_, err := c.rewrite(t, true)
+			if len(pieces) > 1 {
+				c.endOneStatement(pieces)
+			}
 			return nil, t.noTx(), err
 		}
 	}
@@ -136,6 +142,36 @@ func (c *txClient) planQuery(sql string) (*queryPlan, bool, error) {
 		c.stashed = false
 	}
 	return qb.done(sql), hint, nil
+}
+
+// onlyStatement returns the index of the one statement among pieces that the rest
+// are blanks or comments after, or -1.
+func onlyStatement(pieces []sqllex.Statement) int {
+	if len(pieces) == 0 || pieces[0].Kind == sqllex.Empty {
+		return -1
+	}
+	for _, p := range pieces[1:] {
+		if p.Kind != sqllex.Empty {
+			return -1
+		}
+	}
+	return 0
+}
+
+// endOneStatement does, for a string of one statement and blanks or comments after it
+// that runs as written with no cursor declared, what the end of planQuery's loop
+// does for it: nothing is added to the string, and the session's notes of what its
+// implicit transaction committed are kept alike.
+func (c *txClient) endOneStatement(pieces []sqllex.Statement) {
+	// With no temporary table of an ON COMMIT action (commitsTemps), the commit
+	// changes only what a block saved for its rollback.
+	if c.temps.saved != nil && !c.skipMode && !c.st.block && c.st.sp != spNone && closed(pieces[len(pieces)-1].Text) {
+		c.temps.committed()
+	}
+	if !c.st.block {
+		c.cursors = nil
+		c.stashed = false
+	}
 }
 
 // closed reports whether a statement can be followed by another: it leaves no quote,
