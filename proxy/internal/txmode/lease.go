@@ -149,7 +149,11 @@ func (l *Lease) open(ctx context.Context, st Startup) (*Backend, error) {
 	if l.keeper != nil {
 		if be := l.keeper.Kept(); be != nil {
 			if maps.Equal(be.runtime, runtime) {
-				err := be.start(ctx)
+				start := be.start
+				if be.snapped {
+					start = func(context.Context) error { return be.startLater() }
+				}
+				err := start(ctx)
 				if err == nil {
 					return be, nil
 				}
