@@ -30,7 +30,7 @@ func serveLeased[L heldLease](s *Server, r *router[L], cc *clientConn, conn net.
 	}
 	ctx, gone := s.baseCtx, func() bool { return false }
 	if p.request().Session == "" { // a shared lease's acquire serves other connections too
-		ctx, gone = watchGone(s.baseCtx, cc.raw.Conn)
+		ctx, gone = watchGoneSoon(s.baseCtx, cc.raw.Conn, goneWatchDelay)
 	}
 	ref, err := r.acquire(ctx, p.request())
 	if gone() {
