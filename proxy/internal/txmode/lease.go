@@ -60,7 +60,7 @@ type Lease struct {
 // NewLease makes a tx-mode lease of the provider's lease l; shared says connections
 // with a session key share it. guard contains the panics of its goroutines.
 func NewLease(l Clone, shared bool, guard *wire.Guard) *Lease {
-	tl := &Lease{clone: l, guard: guard, log: guard.Log.With(zap.String("clone", l.Database())), shared: shared,
+	tl := &Lease{clone: l, guard: guard, log: guard.Log.WithLazy(zap.String("clone", l.Database())), shared: shared,
 		user: l.ConnConfig().User, StepTimeout: DefaultStepTimeout}
 	tl.keeper, _ = l.(Keeper)
 	tl.left = sync.NewCond(&tl.mu)
