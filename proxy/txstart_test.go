@@ -101,3 +101,34 @@ func TestTxKeptLeaseUnusedStart(t *testing.T) {
 		})
 	}
 }
+
+// A kept backend that the server ended while it waited for the clone's next lease
+// (pg_terminate_backend here; idle_session_timeout alike) is not handed a lease's start
+// without a look: the next lease opens a fresh backend, and its client never hears of
+// the old one.
+func TestTxKeptBackendEndedBetweenLeases(t *testing.T) {
+	t.Parallel()
+	p := newTestProvider(t)
+	s := startProxy(t, Config{Provider: p, Linger: -1})
+	ctx := testContext(t)
+	direct := connect(t, p.admin)
+
+	c := connect(t, proxyURL(s, "app", "mode=tx"))
+	db := currentDatabase(t, c)
+	pid := backendPID(t, c)
+	_ = c.Close(ctx)
+	waitFor(t, "first lease released", func() bool { return released(p, db) })
+	if _, err := direct.Exec(ctx, "SELECT pg_terminate_backend($1, 10000)", pid); err != nil {
+		t.Fatal(err)
+	}
+
+	c = connect(t, proxyURL(s, "app", "mode=tx"))
+	var backend uint32
+	var got string
+	if err := c.QueryRow(ctx, "SELECT pg_backend_pid(), current_database()").Scan(&backend, &got); err != nil {
+		t.Fatalf("first statement after the kept backend ended: %v", err)
+	}
+	if got != db || backend == pid {
+		t.Errorf("lease on %s, backend %d; want %s on a fresh backend (not %d)", got, backend, db, pid)
+	}
+}

@@ -150,7 +150,7 @@ func (l *Lease) open(ctx context.Context, st Startup) (*Backend, error) {
 		if be := l.keeper.Kept(); be != nil {
 			if maps.Equal(be.runtime, runtime) {
 				start := be.start
-				if be.snapped {
+				if be.snapped && be.alive() {
 					start = func(context.Context) error { return be.startLater() }
 				}
 				err := start(ctx)
