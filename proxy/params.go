@@ -156,7 +156,7 @@ func (p *clientParams) request() LeaseRequest {
 
 // logger returns log with the session's fields (see the package doc).
 func (p *clientParams) logger(log *zap.Logger, cc *clientConn) *zap.Logger {
-	return log.With(zap.String("database", p.database), zap.String("mode", string(p.mode)),
+	return log.WithLazy(zap.String("database", p.database), zap.String("mode", string(p.mode)),
 		zap.String("session_key", p.session), zap.Stringer("client", cc.raw.RemoteAddr()))
 }
 

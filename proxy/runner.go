@@ -30,7 +30,7 @@ func serveLeased[L heldLease](s *Server, r *router[L], cc *clientConn, conn net.
 	}
 	ctx, gone := s.baseCtx, func() bool { return false }
 	if p.request().Session == "" { // a shared lease's acquire serves other connections too
-		ctx, gone = watchGone(s.baseCtx, cc.raw.Conn)
+		ctx, gone = watchGoneSoon(s.baseCtx, cc.raw.Conn, goneWatchDelay)
 	}
 	ref, err := r.acquire(ctx, p.request())
 	if gone() {
@@ -93,7 +93,7 @@ func (d *dbRunner) relay(cc *clientConn, conn net.Conn, l Lease, p *clientParams
 		_ = up.Conn.Close()
 		return true // the client left; the upstream is fine
 	}
-	log := p.logger(s.log, cc).With(zap.String("clone", l.Database()))
+	log := p.logger(s.log, cc).WithLazy(zap.String("clone", l.Database()))
 	log.Debug("session started")
 	r := newRelay(conn, up.Conn, s.guard)
 	cc.setRunner(r, up.Conn)
@@ -167,7 +167,7 @@ func (t *txRunner) serve(cc *clientConn, conn net.Conn, l *txmode.Lease, p *clie
 		sess.Abandon()
 		return true, false // the client left; the backend is fine
 	}
-	log := p.logger(s.log, cc).With(zap.String("clone", l.Database()))
+	log := p.logger(s.log, cc).WithLazy(zap.String("clone", l.Database()))
 	log.Debug("session started")
 	cc.setRunner(sess, sess.BackendConn())
 	clean = sess.Run()

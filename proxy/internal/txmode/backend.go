@@ -23,7 +23,8 @@ import (
 type Backend struct {
 	conn    net.Conn
 	rd      *wireReader
-	wr      *bufio.Writer
+	wr      *bufio.Writer // writes to out, which writes to conn
+	out     *sentCounter
 	pmu     sync.Mutex
 	params  map[string]string // the server's ParameterStatus values, kept current; under pmu
 	base    map[string]string // the kept settings as the lease began (ownsettings.go); under pmu
@@ -54,8 +55,15 @@ type Backend struct {
 	tplLocals        []string // what the template's routines may set locally (locals.go)
 	hasRoutineLocals atomic.Bool
 	// idleOwn: the client's idle_in_transaction_session_timeout may be other than 0,
-	// so units are guarded (idle.go).
-	idleOwn atomic.Bool
+	// so units are guarded (idle.go). idleStart: the last lease start learned so.
+	idleOwn   atomic.Bool
+	idleStart bool
+	// ahead: the lease's start is written and its answer not read yet; held: the
+	// start's bytes are all wr holds, unsent, while out has sent heldAt (startahead.go).
+	// held and heldAt are under the txConn's wmu.
+	ahead  *startAhead
+	held   int
+	heldAt int64
 
 	st       txState // where the lease's transaction stands between sessions
 	sessions int     // sessions that ran in the current lease
@@ -110,7 +118,8 @@ func openTxBackend(ctx context.Context, lease Clone, runtime map[string]string) 
 	if err != nil {
 		return nil, err
 	}
-	b := &Backend{conn: up.Conn, rd: newWireReader(up.Conn), wr: bufio.NewWriterSize(up.Conn, txBufSize),
+	out := &sentCounter{w: up.Conn}
+	b := &Backend{conn: up.Conn, rd: newWireReader(up.Conn), out: out, wr: bufio.NewWriterSize(out, txBufSize),
 		params: up.Params, runtime: maps.Clone(runtime), cancel: up.Cancel,
 		watchConfig: lease.ConnConfig()}
 	if b.params == nil {
@@ -144,6 +153,9 @@ func (b *Backend) run(ctx context.Context, queries []string, row func(q int, val
 		}
 	}
 	if err := b.wr.Flush(); err != nil {
+		return 0, err
+	}
+	if err := b.awaitStart(); err != nil { // written before queries, so answered first
 		return 0, err
 	}
 	var first error

@@ -28,7 +28,7 @@ func (c *txConn) cancel(ctx context.Context, s *Session) error {
 	case p == nil || p.owner != s:
 		c.mu.Unlock()
 		return nil
-	case c.q.guards > 0:
+	case c.q.guards > 0 || c.starting:
 		c.holdLocked(s)
 		c.mu.Unlock()
 		return nil
@@ -68,7 +68,7 @@ func (c *txConn) deliverLater() {
 // watching the backend when it can tell from there. c.mu is held.
 func (c *txConn) holdLocked(s *Session) {
 	c.held = s
-	if c.q.guards == c.q.prefixes && !c.watching {
+	if c.q.guards == c.q.prefixes && !c.watching && !c.starting {
 		c.watching = true
 		c.cancels.Add(1)
 		go c.watch()

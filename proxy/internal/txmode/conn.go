@@ -47,6 +47,7 @@ type txConn struct {
 	// (its messages may not be queued yet).
 	recovering bool
 	copyIn     bool       // the server is in COPY FROM STDIN
+	starting   bool       // the answer of the lease's start is still to come (startahead.go)
 	notes      []chanNote // LISTEN, UNLISTEN, NOTIFY of the unit or block running (notify.go)
 	failure    error      // the backend failed; every session ends
 	stopping   bool       // the lease stops the server pump
@@ -70,7 +71,8 @@ type txConn struct {
 // newTxConn starts serving sessions on be, whose transaction stands as be.st says;
 // log is the lease's.
 func newTxConn(guard *wire.Guard, log *zap.Logger, be *Backend) *txConn {
-	c := &txConn{guard: guard, log: log, stats: guard.Stats, be: be, st: be.st, predicted: be.st, mustWait: true, served: make(chan error, 1)}
+	c := &txConn{guard: guard, log: log, stats: guard.Stats, be: be, st: be.st, predicted: be.st, mustWait: true, served: make(chan error, 1),
+		starting: be.starting()}
 	c.changed = sync.NewCond(&c.mu)
 	c.turn = sync.NewCond(&c.mu)
 	go func() {

@@ -230,7 +230,8 @@
 // on a connection without a session key,
 // named portals outlive the unit that made them (a shared session's portals are
 // closed at the end of its autocommit unit, its unnamed one at a simple Query); now()
-// is the lease's start time; pg_notify() other than as a statement of its own
+// is the lease's start time (on a kept backend, when its first unit arrives:
+// startahead.go); pg_notify() other than as a statement of its own
 // and a NOTIFY run by a function, trigger or rule are never delivered, nor are notifications from other connections to the
 // clone's database; pg_listening_channels() is empty; a query string
 // that goes on after a COMMIT inside it cannot be cancelled (its savepoint statement

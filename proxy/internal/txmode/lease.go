@@ -60,7 +60,7 @@ type Lease struct {
 // NewLease makes a tx-mode lease of the provider's lease l; shared says connections
 // with a session key share it. guard contains the panics of its goroutines.
 func NewLease(l Clone, shared bool, guard *wire.Guard) *Lease {
-	tl := &Lease{clone: l, guard: guard, log: guard.Log.With(zap.String("clone", l.Database())), shared: shared,
+	tl := &Lease{clone: l, guard: guard, log: guard.Log.WithLazy(zap.String("clone", l.Database())), shared: shared,
 		user: l.ConnConfig().User, StepTimeout: DefaultStepTimeout}
 	tl.keeper, _ = l.(Keeper)
 	tl.left = sync.NewCond(&tl.mu)
@@ -149,7 +149,11 @@ func (l *Lease) open(ctx context.Context, st Startup) (*Backend, error) {
 	if l.keeper != nil {
 		if be := l.keeper.Kept(); be != nil {
 			if maps.Equal(be.runtime, runtime) {
-				err := be.start(ctx)
+				start := be.start
+				if be.snapped && be.alive() {
+					start = func(context.Context) error { return be.startLater() }
+				}
+				err := start(ctx)
 				if err == nil {
 					return be, nil
 				}

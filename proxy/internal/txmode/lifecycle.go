@@ -74,8 +74,15 @@ func (b *Backend) start(ctx context.Context) error {
 	if !b.snapped {
 		b.restore, b.snapped, b.tplDeferrable = restoreSequences(seqs), true, tplDeferrable
 	}
+	b.idleStart = idle != "0"
+	b.idleOwn.Store(b.idleStart)
+	b.begun()
+	return nil
+}
+
+// begun sets the state of a lease's transaction just begun.
+func (b *Backend) begun() {
 	b.deferrable.Store(b.tplDeferrable)
-	b.idleOwn.Store(idle != "0")
 	b.relearn = false
 	b.untouched.Store(true)
 	b.iso.Store(0)
@@ -84,7 +91,6 @@ func (b *Backend) start(ctx context.Context) error {
 	b.mu.Unlock()
 	b.hasRoutineLocals.Store(len(b.tplLocals) > 0)
 	b.st, b.sessions = txState{sp: spClean, status: 'T'}, 0
-	return nil
 }
 
 // asProxy is what switches the backend from the client's role (a startup role

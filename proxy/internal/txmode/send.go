@@ -135,7 +135,7 @@ func (c *txClient) locked(p pending, write func() error, queue bool) error {
 func (c *txClient) flush() error {
 	c.cn.wmu.Lock()
 	defer c.cn.wmu.Unlock()
-	return c.cn.be.wr.Flush()
+	return c.cn.be.flush()
 }
 
 // openUnit sends the savepoint statements that open a unit, through the unnamed

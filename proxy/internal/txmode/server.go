@@ -19,6 +19,9 @@ var errBackendGone = errors.New("backend connection ended")
 // rewrites re-tagged, nothing of the proxy's bookkeeping; it recovers failed
 // autocommit units before the client sees their ReadyForQuery.
 func (c *txConn) serverPump() error {
+	if err := c.pumpStart(); err != nil {
+		return c.serverStopped(err, true)
+	}
 	for {
 		if !c.be.rd.buffered() {
 			c.flushClients()
