@@ -9,7 +9,7 @@ import (
 func BenchmarkPlanQuery(b *testing.B) {
 	for _, sql := range []string{"SELECT 1", "SELECT 1;", "SELECT id, name FROM items WHERE id = 1", "SET application_name = 'x'"} {
 		b.Run(sql, func(b *testing.B) {
-			c := &txClient{cn: &txConn{be: &Backend{}}, st: txState{sp: spClean}, failedKnown: true}
+			c := &txClient{s: &Session{}, cn: &txConn{be: &Backend{}}, st: txState{sp: spClean}, failedKnown: true}
 			b.ReportAllocs()
 			for range b.N {
 				if _, _, err := c.planQuery(sql); err != nil {
@@ -26,7 +26,7 @@ func BenchmarkPlanQuery(b *testing.B) {
 func TestPlanQueryTrailingSemicolon(t *testing.T) {
 	const stmt = "SELECT abalance FROM pgbench_accounts WHERE aid = 1"
 	plan := func(sql string) float64 {
-		c := &txClient{cn: &txConn{be: &Backend{}}, st: txState{sp: spClean}, failedKnown: true}
+		c := &txClient{s: &Session{}, cn: &txConn{be: &Backend{}}, st: txState{sp: spClean}, failedKnown: true}
 		return testing.AllocsPerRun(100, func() {
 			p, _, err := c.planQuery(sql)
 			if err != nil || p != nil {
