@@ -211,7 +211,7 @@ func (p *Pool) claimOrWait(ctx context.Context, tpl *template, gen *generation, 
 	}
 	gen.waiters.Add(1)
 	defer p.kickRefill() // after the counts below: the refill sees this waiter gone
-	defer gen.waiters.Add(-1)
+	defer gen.stopWaiting()
 	if mode == leasemode.DB {
 		gen.dbWaiters.Add(1)
 		defer gen.dbWaiters.Add(-1)

@@ -151,7 +151,7 @@ func (p *Pool) refillOne(g *generation) {
 		}
 	case errors.Is(err, errAtCap):
 		p.pause(g, capBackoff)
-		if g.waiters.Load() > 0 && p.evictFor(g) || g.dbWaiters.Load() > 0 && p.evictKept(g) {
+		if g.wantsRoom() && p.evictFor(g) || g.dbWaiters.Load() > 0 && p.evictKept(g) {
 			p.kickRefill()
 		}
 	case p.ctx.Err() != nil:
@@ -159,6 +159,26 @@ func (p *Pool) refillOne(g *generation) {
 		p.pause(g, failureBackoff)
 		p.log.Warn("refill clone", zap.String("template", g.template), zap.String("database", g.datname), zap.Error(err))
 	}
+}
+
+// waiterMemory is how long after its last waiter left a template still counts as
+// wanted for evicting another template's idle clone at the cap.
+const waiterMemory = 10 * time.Second
+
+// stopWaiting counts a waiter of g off.
+func (g *generation) stopWaiting() {
+	g.waitedAt.Store(time.Now().UnixNano())
+	g.waiters.Add(-1)
+}
+
+// wantsRoom reports whether g's refill at the cap may evict another template's idle
+// clone: a client waits for one, or waited within waiterMemory. Clients that retry
+// with a short timeout (each Acquire gives up, the next one comes) are between two
+// waits as often as in one; the refill's attempt, which a waiter's arrival and leaving
+// kick and the cap's backoff delays, could otherwise come only while none waits, and
+// the template never got room.
+func (g *generation) wantsRoom() bool {
+	return g.waiters.Load() > 0 || time.Since(time.Unix(0, g.waitedAt.Load())) < waiterMemory
 }
 
 // takeSurplus reports whether a queued creation of g is no longer needed, counting it

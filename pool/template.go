@@ -72,6 +72,8 @@ type generation struct {
 	strategy string // CREATE DATABASE strategy for its clones ("" = server default)
 
 	waiters atomic.Int32 // Acquires waiting for a clone
+	// waitedAt: unix nanos when the last waiter stopped waiting (refill.go, wantsRoom).
+	waitedAt atomic.Int64
 	// dbWaiters are the db-mode ones among waiters: they cannot take the ready clones
 	// holding a backend this process kept for tx leases.
 	dbWaiters atomic.Int32
