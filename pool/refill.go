@@ -143,6 +143,11 @@ func (p *Pool) refillOne(g *generation) {
 		return
 	}
 	_, err := p.createClone(p.ctx, g, "")
+	if errors.Is(err, errAtCap) && g.wantsRoom() && p.evictFor(g) {
+		// Take the room made at once: kicked again, another template's refill of its
+		// warm stock could take it first, and this one evict that one's clone in turn.
+		_, err = p.createClone(p.ctx, g, "")
+	}
 	switch {
 	case err == nil:
 		g.tookRoom()
@@ -151,7 +156,7 @@ func (p *Pool) refillOne(g *generation) {
 		}
 	case errors.Is(err, errAtCap):
 		p.pause(g, capBackoff)
-		if g.wantsRoom() && p.evictFor(g) || g.dbWaiters.Load() > 0 && p.evictKept(g) {
+		if g.dbWaiters.Load() > 0 && p.evictKept(g) {
 			p.kickRefill()
 		}
 	case p.ctx.Err() != nil:
