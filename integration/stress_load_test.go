@@ -372,6 +372,16 @@ func TestStressLoad(t *testing.T) {
 // rolled back (the server's statistics, flushed within a second or so).
 func catalogXacts(t *testing.T, u *stressUpstream) int64 {
 	t.Helper()
+	var n int64
+	queryUpstream(t, u, `SELECT coalesce(sum(xact_commit + xact_rollback), 0)::bigint FROM pg_stat_database
+		WHERE datname = 'pgtestproxy'`, &n)
+	return n
+}
+
+// queryUpstream scans the one row sql returns on the upstream's postgres database into
+// dest.
+func queryUpstream(t *testing.T, u *stressUpstream, sql string, dest ...any) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	c, err := pgx.Connect(ctx, u.url("postgres"))
@@ -379,12 +389,9 @@ func catalogXacts(t *testing.T, u *stressUpstream) int64 {
 		t.Fatal(err)
 	}
 	defer c.Close(context.Background())
-	var n int64
-	if err := c.QueryRow(ctx, `SELECT coalesce(sum(xact_commit + xact_rollback), 0)::bigint FROM pg_stat_database
-		WHERE datname = 'pgtestproxy'`).Scan(&n); err != nil {
+	if err := c.QueryRow(ctx, sql).Scan(dest...); err != nil {
 		t.Fatal(err)
 	}
-	return n
 }
 
 // serverWork is what the upstream did that costs every session: checkpoints (CREATE
@@ -400,18 +407,9 @@ type serverWork struct {
 
 func readServerWork(t *testing.T, u *stressUpstream) serverWork {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	c, err := pgx.Connect(ctx, u.url("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
 	w := serverWork{at: time.Now()}
-	if err := c.QueryRow(ctx, `SELECT (SELECT checkpoints_req + checkpoints_timed FROM pg_stat_bgwriter),
-		wal_fpi, wal_bytes::bigint FROM pg_stat_wal`).Scan(&w.checkpoints, &w.fpi, &w.wal); err != nil {
-		t.Fatal(err)
-	}
+	queryUpstream(t, u, `SELECT (SELECT checkpoints_req + checkpoints_timed FROM pg_stat_bgwriter),
+		wal_fpi, wal_bytes::bigint FROM pg_stat_wal`, &w.checkpoints, &w.fpi, &w.wal)
 	return w
 }
 

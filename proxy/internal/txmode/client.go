@@ -214,7 +214,7 @@ func (c *txClient) beginSQL() error {
 		return nil
 	}
 	restore := ""
-	if first {
+	if first && c.s.names != nil { // only a shared lease's sessions keep settings of their own
 		restore = c.s.ownRestore(c.cn.be)
 	}
 	// A restore of the session's own settings (ownsettings.go) goes outside the
