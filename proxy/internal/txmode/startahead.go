@@ -140,6 +140,18 @@ type startError struct{ err error }
 func (e *startError) Error() string { return e.err.Error() }
 func (e *startError) Unwrap() error { return e.err }
 
+// backendEnded reports whether the start failed because the backend ended (the
+// server's FATAL, say while it shuts down or restarts, or the connection closed):
+// that is the backend's failure, which its clients hear as 08006 (lostResponse), not
+// the proxy losing track of its transaction.
+func (e *startError) backendEnded() bool {
+	var pe *pgconn.PgError
+	if errors.As(e.err, &pe) {
+		return pe.Severity == "FATAL" || pe.Severity == "PANIC"
+	}
+	return true
+}
+
 // pumpStart is the server pump's first step: it reads the answer of a pending start
 // before any reply of a unit, then hands on a CancelRequest held for it.
 func (c *txConn) pumpStart() error {
@@ -152,7 +164,7 @@ func (c *txConn) pumpStart() error {
 	err := c.be.awaitStart()
 	var failed *startError
 	switch {
-	case errors.As(err, &failed):
+	case errors.As(err, &failed) && !failed.backendEnded():
 		return c.lost("start the lease", failed.err)
 	case err != nil:
 		return err
