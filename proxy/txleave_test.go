@@ -118,6 +118,14 @@ func TestTxSharedLeaveMidStream(t *testing.T) {
 			&pgproto3.CopyData{Data: []byte("50\tfifty\n")}}, copying: true},
 		{name: "extended copy", send: slices.Concat(ext("COPY items FROM STDIN"), []pgproto3.FrontendMessage{&pgproto3.Sync{},
 			&pgproto3.CopyData{Data: []byte("51\tfifty-one\n")}}), copying: true},
+		// Left before the server's CopyInResponse reached the proxy (the fuzz seed
+		// copy-cut): the COPY starts after the client's end was seen.
+		{name: "copy at once", send: []pgproto3.FrontendMessage{&pgproto3.Query{String: "COPY items FROM STDIN"},
+			&pgproto3.CopyData{Data: []byte("52\tfifty-two\n")}}},
+		{name: "extended copy at once", send: slices.Concat(ext("COPY items FROM STDIN"), []pgproto3.FrontendMessage{&pgproto3.Sync{},
+			&pgproto3.CopyData{Data: []byte("53\tfifty-three\n")}})},
+		{name: "extended copy at once without sync", send: slices.Concat(ext("COPY items FROM STDIN"), []pgproto3.FrontendMessage{
+			&pgproto3.Flush{}, &pgproto3.CopyData{Data: []byte("54\tfifty-four\n")}})},
 		{name: "after sync", send: slices.Concat(ext("SELECT 1"), []pgproto3.FrontendMessage{&pgproto3.Sync{}})},
 		{name: "failed query", send: []pgproto3.FrontendMessage{&pgproto3.Query{String: "SELECT 1/0"}, &pgproto3.Query{String: "SELECT 2"}}},
 		{name: "failed extended", send: slices.Concat(ext("SELECT 1/0"), []pgproto3.FrontendMessage{&pgproto3.Sync{}},

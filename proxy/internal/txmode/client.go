@@ -47,6 +47,8 @@ type txClient struct {
 	// ends the copy, a Sync may come while the server is in copy-in mode, which
 	// ignores it (libpq sends Execute and Sync together).
 	copyAt int
+	// copyFailed: the client left and its COPY FROM STDIN was failed.
+	copyFailed bool
 	// discarding: a message of the unit failed before it reached the server (a
 	// deadlock): the client's messages are skipped up to its Sync.
 	discarding bool
@@ -356,9 +358,7 @@ func (c *txClient) abandon() error {
 	copying := c.cn.copyIn && front != nil && front.owner == c.s
 	c.cn.mu.Unlock()
 	if copying {
-		if err := c.locked(pending{}, func() error {
-			return writeMsg(c.cn.be.wr, &c.scratch, &pgproto3.CopyFail{Message: "the client went away"})
-		}, false); err != nil {
+		if err := c.failCopy(false); err != nil {
 			return err
 		}
 	}
@@ -372,6 +372,25 @@ func (c *txClient) abandon() error {
 		c.endUnit()
 	}
 	return c.flush()
+}
+
+// failCopy fails the COPY FROM STDIN of a client that left. After an extended-protocol
+// COPY the server discards messages up to a Sync, and ignored the unit's Sync sent
+// while it was copying (drain fails a COPY that started after abandon sent it), so
+// extended sends it another, which the unit's pending Sync stands for.
+func (c *txClient) failCopy(extended bool) error {
+	c.copyFailed = true
+	return c.locked(pending{}, func() error {
+		if err := writeMsg(c.cn.be.wr, &c.scratch, &pgproto3.CopyFail{Message: "the client went away"}); err != nil {
+			return err
+		}
+		if extended {
+			if err := writeMsg(c.cn.be.wr, &c.scratch, syncMsg); err != nil {
+				return err
+			}
+		}
+		return c.cn.be.flush()
+	}, false)
 }
 
 // cleanup ends what a session that left has on the backend the lease's other sessions

@@ -131,7 +131,7 @@ func (s *Session) leave(err error, cl *txClient) bool {
 		_ = c.lost("finish what a session left", err)
 		return false
 	}
-	if !s.drain(true) {
+	if !s.drain(cl) {
 		return false
 	}
 	if s.names != nil { // other connections of the session key go on
@@ -139,7 +139,7 @@ func (s *Session) leave(err error, cl *txClient) bool {
 			_ = c.lost("clean up after a session", err)
 			return false
 		}
-		if !s.drain(false) {
+		if !s.drain(nil) {
 			return false
 		}
 	}
@@ -147,9 +147,12 @@ func (s *Session) leave(err error, cl *txClient) bool {
 }
 
 // drain waits until the server answered everything the session sent, cancelling a
-// statement still running when the client went away; again says to cancel it again
-// while it runs (what the client left, not the proxy's own clean-up).
-func (s *Session) drain(again bool) bool {
+// statement still running when the client went away. left is the client when what is
+// drained is what it left (not the proxy's own clean-up): its statement is then
+// cancelled again while it runs, and a COPY FROM STDIN of its that the server starts
+// only now (the client left before the CopyInResponse came) is failed, since a cancel
+// does not end a COPY waiting for data.
+func (s *Session) drain(left *txClient) bool {
 	c := s.c
 	c.mu.Lock()
 	busy := c.owns(s) && c.failure == nil
@@ -159,7 +162,7 @@ func (s *Session) drain(again bool) bool {
 	}
 	timer := time.AfterFunc(txDrainTimeout, func() { c.fail(errors.New("server did not answer in time after the client left")) })
 	defer timer.Stop()
-	if busy && again {
+	if busy && left != nil {
 		done := make(chan struct{})
 		defer close(done)
 		c.cancels.Add(1)
@@ -168,6 +171,16 @@ func (s *Session) drain(again bool) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for (c.owns(s) || c.inflight > 0 || c.recovering) && c.failure == nil {
+		if p := c.q.front(); left != nil && !left.copyFailed && c.copyIn && p != nil && p.owner == s {
+			extended := p.msg != 'Q'
+			c.mu.Unlock()
+			err := left.failCopy(extended)
+			c.mu.Lock()
+			if err != nil && c.failure == nil {
+				c.failure = err
+			}
+			continue
+		}
 		c.changed.Wait()
 	}
 	return c.failure == nil
