@@ -47,8 +47,6 @@ type txClient struct {
 	// ends the copy, a Sync may come while the server is in copy-in mode, which
 	// ignores it (libpq sends Execute and Sync together).
 	copyAt int
-	// copyFailed: the client left and its COPY FROM STDIN was failed.
-	copyFailed bool
 	// discarding: a message of the unit failed before it reached the server (a
 	// deadlock): the client's messages are skipped up to its Sync.
 	discarding bool
@@ -350,18 +348,9 @@ func (c *txClient) closePortals(all bool) error {
 }
 
 // abandon finishes what a client that left (Terminate, EOF) started, so that the
-// server gets to ReadyForQuery: a COPY FROM STDIN fails, and a unit without its Sync
-// gets one.
+// server gets to ReadyForQuery: a unit without its Sync gets one (a COPY FROM STDIN
+// the server is or will be in is failed by the drain that follows, leave).
 func (c *txClient) abandon() error {
-	c.cn.mu.Lock()
-	front := c.cn.q.front()
-	copying := c.cn.copyIn && front != nil && front.owner == c.s
-	c.cn.mu.Unlock()
-	if copying {
-		if err := c.failCopy(false); err != nil {
-			return err
-		}
-	}
 	if c.inUnit {
 		if err := c.guardIdle(); err != nil {
 			return err
@@ -375,11 +364,10 @@ func (c *txClient) abandon() error {
 }
 
 // failCopy fails the COPY FROM STDIN of a client that left. After an extended-protocol
-// COPY the server discards messages up to a Sync, and ignored the unit's Sync sent
-// while it was copying (drain fails a COPY that started after abandon sent it), so
-// extended sends it another, which the unit's pending Sync stands for.
+// COPY the server discards messages up to a Sync, and it ignored the unit's Sync
+// (abandon's, or the client's), which came while it was copying; so extended sends
+// another, which the unit's pending Sync stands for.
 func (c *txClient) failCopy(extended bool) error {
-	c.copyFailed = true
 	return c.locked(pending{}, func() error {
 		if err := writeMsg(c.cn.be.wr, &c.scratch, &pgproto3.CopyFail{Message: "the client went away"}); err != nil {
 			return err

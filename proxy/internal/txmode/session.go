@@ -149,9 +149,9 @@ func (s *Session) leave(err error, cl *txClient) bool {
 // drain waits until the server answered everything the session sent, cancelling a
 // statement still running when the client went away. left is the client when what is
 // drained is what it left (not the proxy's own clean-up): its statement is then
-// cancelled again while it runs, and a COPY FROM STDIN of its that the server starts
-// only now (the client left before the CopyInResponse came) is failed, since a cancel
-// does not end a COPY waiting for data.
+// cancelled again while it runs, and its COPY FROM STDIN is failed when the server is
+// in it, now or later (the client may leave before the CopyInResponse comes), since a
+// cancel does not end a COPY waiting for data.
 func (s *Session) drain(left *txClient) bool {
 	c := s.c
 	c.mu.Lock()
@@ -168,10 +168,12 @@ func (s *Session) drain(left *txClient) bool {
 		c.cancels.Add(1)
 		go s.cancelAgain(done)
 	}
+	copyFailed := false
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for (c.owns(s) || c.inflight > 0 || c.recovering) && c.failure == nil {
-		if p := c.q.front(); left != nil && !left.copyFailed && c.copyIn && p != nil && p.owner == s {
+		if p := c.q.front(); left != nil && !copyFailed && c.copyIn && p != nil && p.owner == s {
+			copyFailed = true
 			extended := p.msg != 'Q'
 			c.mu.Unlock()
 			err := left.failCopy(extended)
