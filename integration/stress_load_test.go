@@ -293,9 +293,21 @@ func TestStressLoad(t *testing.T) {
 	if err := (&load{leases: map[string]int{}, acquire: map[string][]time.Duration{}}).lease(t.Context(), p.url("tx", ""), "tx", "warm"); err != nil {
 		t.Fatal(err)
 	}
+	aloneSecs := max(1, secs/2)
+	// db mode alone: what the proxy's clone pipeline makes of the server when nothing
+	// else loads it, against the raw loop on the idle server. Then every clone it left
+	// to drop is dropped before the next phase.
+	dbAlone := startLoadModes(t, p, sessions/2, []string{"db"})
+	waitLeases(t, dbAlone, sessions/2) // past the warm pool
+	dbFrom := time.Now()
+	<-time.After(time.Duration(aloneSecs) * time.Second) // the phase's length, as the load's below
+	dbAloneRate := dbAlone.rateBetween("db", dbFrom, time.Now())
+	dbAlone.halt()
+	waitFor(t, "the db-mode phase's clones to be dropped", 2*time.Minute, func() bool {
+		return clonesInFlight(t, u) == 0
+	})
 	alone := startLoadModes(t, p, sessions/2, []string{"tx"})
 	waitLeases(t, alone, 2*(sessions/2)) // warmed: every session's clone made
-	aloneSecs := max(1, secs/2)
 	work0, from := readServerWork(t, u), time.Now()
 	<-time.After(time.Duration(aloneSecs) * time.Second) // the phase's length, as the load's below
 	txAlone := alone.rateBetween("tx", from, time.Now())
@@ -331,6 +343,8 @@ func TestStressLoad(t *testing.T) {
 	t.Logf("load %d sessions × %ds: %s", sessions, secs, l.figures())
 	t.Logf("load %d sessions: alone first, %d tx sessions, warmed, then %ds measured, then the raw loop below: %s",
 		sessions, sessions/2, aloneSecs, alone.figures())
+	t.Logf("load %d sessions: db mode alone (%d db sessions, %ds measured): %.1f leases/s = %.2f × the raw clone+drop rate before the proxy started: %s",
+		sessions, sessions/2, aloneSecs, dbAloneRate, dbAloneRate/raw, dbAlone.figures())
 	t.Logf("load %d sessions: db mode %.1f leases/s = %.2f × the %s, while those tx sessions ran",
 		sessions, l.rate("db"), l.rate("db")/rawBusy, rawBusyLine)
 	dbRate, txRate := l.rate("db"), l.rate("tx")
@@ -366,6 +380,23 @@ func TestStressLoad(t *testing.T) {
 	if c.leaked != 0 {
 		t.Errorf("%d clones leaked after stop + gc: %s", c.leaked, c.detail)
 	}
+}
+
+// clonesInFlight is how many clones the catalog lists as being made or dropped.
+func clonesInFlight(t *testing.T, u *stressUpstream) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	c, err := pgx.Connect(ctx, u.url("pgtestproxy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	var n int
+	if err := c.QueryRow(ctx, `SELECT count(*) FROM catalog_v2.migrated_dbs WHERE state IN ('creating', 'dropping')`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // catalogXacts is the transactions the proxy's catalog database has committed and

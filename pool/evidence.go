@@ -128,19 +128,24 @@ func (p *Pool) clusterEvidence(ctx context.Context, name string) (string, error)
 	return state, nil
 }
 
-// evidence reads a clone's whole evidence: it connects to the clone for the in-clone
-// part, then reads the cluster part. Its own reads change no counter, so there is no
-// need to wait for its connection to end; the caller waits for everyone else's.
-func (p *Pool) evidence(ctx context.Context, name string) (string, error) {
-	inside, err := p.insideEvidence(ctx, name)
-	if err != nil {
-		return "", err
-	}
+// evidence is a clone's evidence in its two parts: what the server shows of it
+// outside it, and what is read in it.
+type evidence struct{ inside, outside string }
+
+// unchanged reads a clone's evidence again and reports whether it is want. The cluster
+// part comes first, on the catalog's connection: a lease that wrote anything moved its
+// row counters, and the clone is judged changed without a connection to it (a backend
+// started and ended for every written clone; seen: one of the server's dearest steps of
+// a db-mode lease). Only then does it connect to the clone for the in-clone part. Its
+// own reads change no counter, so there is no need to wait for its connection to end;
+// the caller waits for everyone else's.
+func (p *Pool) unchanged(ctx context.Context, name string, want evidence) (bool, error) {
 	outside, err := p.clusterEvidence(ctx, name)
-	if err != nil {
-		return "", err
+	if err != nil || outside != want.outside {
+		return false, err
 	}
-	return inside + "|" + outside, nil
+	inside, err := p.insideEvidence(ctx, name)
+	return inside == want.inside, err
 }
 
 // insideEvidence connects to a clone and reads the in-clone part of its evidence.

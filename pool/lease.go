@@ -219,13 +219,34 @@ func (p *Pool) claimOrWait(ctx context.Context, tpl *template, gen *generation, 
 	p.kickRefill()
 	changed := tpl.changes()
 	nextHash := time.Now().Add(hashRecheck)
+	var ticket *dbTicket // db mode queues (wake.go)
+	if mode == leasemode.DB {
+		ticket = &dbTicket{}
+		defer func() {
+			if gen.leaveDB(ticket) {
+				gen.wakeNextDB() // a wake this waiter did not use
+			}
+		}()
+	}
+	try, woken, polled := true, false, false
 	for {
-		ready := gen.readyFor(mode)
+		var ready <-chan struct{}
+		if ticket != nil {
+			ready = gen.queueDB(ticket, woken)
+		} else {
+			ready = gen.ready()
+		}
 		if gen.dead.Load() {
 			return nil, errTemplateGone
 		}
-		if l, err := p.claim(ctx, tpl, gen, mode); l != nil || err != nil {
-			return l, err
+		if try {
+			l, err := p.claim(ctx, tpl, gen, mode)
+			if l != nil && ticket != nil && polled {
+				gen.wakeNextDB() // what the poll found may be more than one clone
+			}
+			if l != nil || err != nil {
+				return l, err
+			}
 		}
 		rehash := time.Now().After(nextHash)
 		if rehash {
@@ -234,11 +255,16 @@ func (p *Pool) claimOrWait(ctx context.Context, tpl *template, gen *generation, 
 		if p.stale(ctx, tpl, gen, rehash) {
 			return nil, errTemplateChanged
 		}
+		try, woken, polled = true, false, false
 		select {
 		case <-ready:
+			woken = true
 		case <-changed:
 			changed = tpl.changes()
 		case <-time.After(p.pollEvery()):
+			// Polls are for what other processes make: the queue's first looks.
+			polled = ticket == nil || gen.firstDB(ticket)
+			try = polled
 		case <-timeout:
 			return nil, pgerr.New(pgerrcode.TooManyConnections, fmt.Sprintf(
 				"no clone of template %q (%s) became ready within %v (pool size %d, at most %d clones)",

@@ -69,7 +69,7 @@ type Pool struct {
 	kept   map[string]io.Closer   // resources kept in ready clones, by clone
 	// pristine holds the evidence read when a clone this process made became ready,
 	// by clone, until it is dropped or leased in tx mode (reuse.go).
-	pristine map[string]string
+	pristine map[string]evidence
 	noCounts sync.Once      // logs once that track_counts is off
 	busy     map[string]int // clones being created or dropped by this process (marks)
 
@@ -107,7 +107,7 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 		createSem: make(chan struct{}, cfg.RefillParallelism), dropSem: make(chan struct{}, cfg.RefillParallelism),
 		closing: make(chan struct{}), gens: make(map[string]*generation), builds: make(map[string]*buildCall),
 		leases: make(map[string]*Lease), kept: make(map[string]io.Closer), busy: make(map[string]int),
-		pristine: make(map[string]string),
+		pristine: make(map[string]evidence),
 	}
 	for name, m := range cfg.Templates {
 		p.templates[name] = &template{name: name, mig: m}

@@ -16,14 +16,24 @@ import (
 // the ready pool meanwhile.
 const reuseExitWait = 5 * time.Second
 
-// warmAndRecord warms a new clone of gen (see warm) and, when clones can be reused,
-// records its evidence. The in-clone part is read through the warming connection of
-// gen's first clone and is the same for every later one (a copy of the sealed template,
-// under a new database oid, so with no table statistics yet); the cluster part is read
-// for each clone.
+// warmAndRecord warms a new clone of gen (see warm) unless a client already waits for
+// one, and, when clones can be reused, records its evidence. The in-clone part is read
+// through the warming connection of gen's first clone and is the same for every later
+// one (a copy of the sealed template, under a new database oid, so with no table
+// statistics yet); the cluster part is read for each clone.
+//
+// A clone a client waits for goes to it unwarmed: the warming connection would delay
+// it by a backend's start and end (more than the client's first connection saves) and,
+// for every clone of a suite that outruns the refill, costs the server a backend start
+// that the clone's first client makes anyway.
 func (p *Pool) warmAndRecord(ctx context.Context, gen *generation, name string) {
+	warm := func() {
+		if gen.waiters.Load() == 0 {
+			p.warm(ctx, name)
+		}
+	}
 	if !p.reusable() {
-		p.warm(ctx, name)
+		warm()
 		return
 	}
 	inside := gen.inside.Load()
@@ -35,7 +45,7 @@ func (p *Pool) warmAndRecord(ctx context.Context, gen *generation, name string) 
 			inside = &in
 		}
 	} else {
-		p.warm(ctx, name)
+		warm()
 	}
 	outside := ""
 	if err == nil {
@@ -53,7 +63,7 @@ func (p *Pool) warmAndRecord(ctx context.Context, gen *generation, name string) 
 		return
 	}
 	p.mu.Lock()
-	p.pristine[name] = *inside + "|" + outside
+	p.pristine[name] = evidence{inside: *inside, outside: outside}
 	p.mu.Unlock()
 }
 
@@ -87,16 +97,16 @@ func (p *Pool) recycle(l *Lease) bool {
 
 // judge reads a released clone's evidence and, when it is want and the clone's
 // template is still current, marks the clone ready again. It reports whether it did.
-func (p *Pool) judge(ctx context.Context, l *Lease, want string) bool {
+func (p *Pool) judge(ctx context.Context, l *Lease, want evidence) bool {
 	log := p.log.With(zap.String("clone", l.name))
 	// A backend flushes its statistics before it leaves pg_stat_activity.
 	gone, err := p.backendsGone(ctx, l.name, reuseExitWait)
 	if err == nil && !gone {
 		err = errBackendsLeft
 	}
-	got := ""
+	same := false
 	if err == nil {
-		got, err = p.evidence(ctx, l.name)
+		same, err = p.unchanged(ctx, l.name, want)
 	}
 	switch {
 	case errors.Is(err, errBackendsLeft):
@@ -105,7 +115,7 @@ func (p *Pool) judge(ctx context.Context, l *Lease, want string) bool {
 	case err != nil:
 		log.Debug("judge a released clone: dropping it", zap.Error(err))
 		return false
-	case got != want:
+	case !same:
 		log.Debug("released clone was changed: dropping it")
 		return false
 	case !p.inUse(l.gen) || l.gen.dead.Load():
