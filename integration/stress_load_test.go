@@ -281,9 +281,9 @@ func TestStressLoad(t *testing.T) {
 	raw, rawLine := rawCloneRate(t, u, rawCloneSeconds*time.Second)
 	mig := migrationsDir(t)
 	args := []string{fmt.Sprintf("--max-clones=%d", sessions+16),
-		// A session counts against --max-sessions until the proxy has ended its lease,
-		// after its client left: leave room for those, so the cap is not what is measured.
-		fmt.Sprintf("--max-sessions=%d", 2*sessions+16)}
+		// A session counts against --max-sessions until the proxy has seen its client
+		// leave (not while it ends the lease): room for a client that reconnects first.
+		fmt.Sprintf("--max-sessions=%d", sessions+16)}
 	if n := stressKnob(envStressRefill, 0); n > 0 {
 		args = append(args, fmt.Sprintf("--refill-parallelism=%d", n))
 	}

@@ -49,7 +49,8 @@ type Config struct {
 	// DefaultMode is the lease mode of clients that name none. Empty means leasemode.DB.
 	DefaultMode leasemode.Mode
 	// MaxSessions caps concurrent client sessions; one more is refused with SQLSTATE
-	// 53300. Zero means DefaultMaxSessions; negative means no cap.
+	// 53300. A session counts from its startup until its client has left, not while
+	// the proxy then ends its lease. Zero means DefaultMaxSessions; negative means no cap.
 	MaxSessions int
 	// StartupTimeout bounds how long a client may take to send its startup packet and
 	// authenticate; a client that takes longer is disconnected without a word, as

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"github.com/pgtestproxy/pgtestproxy/proxy/internal/wire"
 )
 
@@ -126,6 +127,36 @@ func TestSessionCap(t *testing.T) {
 	_ = first.Close(ctx)
 	waitFor(t, "session slot free", func() bool { return s.Stats().SessionsActive == 0 })
 	connect(t, proxyURL(s, "app"))
+}
+
+// TestSessionCapCountsClients: a session holds its slot under MaxSessions while its
+// client is connected, not while the proxy ends its lease after the client left: a
+// client that closes a connection and opens the next at the cap is admitted. Before,
+// the slot was held until the lease had ended, and under load churning clients got
+// 53300 at a cap of their own number plus 16 (11,626 refusals in TestStressLoad's
+// 500-session run).
+func TestSessionCapCountsClients(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []leasemode.Mode{leasemode.DB, leasemode.Tx} {
+		t.Run(string(mode), func(t *testing.T) {
+			t.Parallel()
+			p := newTestProvider(t)
+			gate := make(chan struct{})
+			p.releaseGate = gate
+			s := startProxy(t, Config{Provider: p, MaxSessions: 1, Linger: -1})
+			ctx := testContext(t)
+			url := modeURL(s, mode, "app")
+			first := connect(t, url)
+			_ = first.Close(ctx)
+			waitFor(t, "the first lease's end to start", func() bool { return p.releasing.Load() == 1 })
+			second, err := pgx.Connect(ctx, url)
+			close(gate)
+			if err != nil {
+				t.Fatalf("a connection after the only other one closed, its lease still ending: %v", err)
+			}
+			_ = second.Close(ctx)
+		})
+	}
 }
 
 // Malformed startup traffic is answered with a FATAL error (or nothing, for a client

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -65,6 +66,10 @@ type testProvider struct {
 	connConfig func(db string) *pgconn.Config
 	// acquireErr, when set, is returned by Acquire.
 	acquireErr error
+	// releaseGate, when set, holds every Release until it is closed; releasing counts
+	// the Releases holding.
+	releaseGate chan struct{}
+	releasing   atomic.Int32
 
 	mu       sync.Mutex
 	requests []LeaseRequest
@@ -215,6 +220,11 @@ func (l *testLease) ConnConfig() *pgconn.Config {
 func (l *testLease) Database() string { return l.name }
 
 func (l *testLease) Release(ctx context.Context, clean bool) {
+	if l.p.releaseGate != nil {
+		l.p.releasing.Add(1)
+		<-l.p.releaseGate
+		l.p.releasing.Add(-1)
+	}
 	l.mu.Lock()
 	kept, keep := l.kept, l.keep
 	l.mu.Unlock()

@@ -49,6 +49,7 @@ func serveLeased[L heldLease](s *Server, r *router[L], cc *clientConn, conn net.
 	s.leases.attach(clone, cc)
 	defer s.leases.detach(clone, cc)
 	clean = serve(ref.lease)
+	cc.leave() // the client is gone: the lease's end is the proxy's, not a session
 }
 
 // dbRunner runs db-mode sessions: a byte relay between the client and its clone.

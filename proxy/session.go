@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgerrcode"
@@ -64,7 +65,8 @@ func (s *Server) startSession(cc *clientConn, conn net.Conn, m *pgproto3.Startup
 			Detail:  fmt.Sprintf("pgtestproxy serves at most %d sessions at once", s.cfg.MaxSessions)})
 		return
 	}
-	defer s.leaveSession()
+	cc.leave = sync.OnceFunc(s.leaveSession)
+	defer cc.leave()
 	if s.auth != nil {
 		if err := s.auth.authenticate(conn, p.user, &out); err != nil {
 			s.refuse(cc, conn, &out, err)

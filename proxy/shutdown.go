@@ -18,6 +18,10 @@ type clientConn struct {
 	cutting  bool
 	runner   cutter   // what runs the session once it is established
 	upstream net.Conn // set with a relay, for force-closing
+
+	// leave frees the session's MaxSessions slot, once: when its client has left,
+	// before the proxy ends its lease.
+	leave func()
 }
 
 // cutter is a session runner that shutdown can end from outside.
