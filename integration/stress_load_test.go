@@ -385,17 +385,8 @@ func TestStressLoad(t *testing.T) {
 // clonesInFlight is how many clones the catalog lists as being made or dropped.
 func clonesInFlight(t *testing.T, u *stressUpstream) int {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	c, err := pgx.Connect(ctx, u.url("pgtestproxy"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
 	var n int
-	if err := c.QueryRow(ctx, `SELECT count(*) FROM catalog_v2.migrated_dbs WHERE state IN ('creating', 'dropping')`).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
+	queryUpstreamDB(t, u, "pgtestproxy", `SELECT count(*) FROM catalog_v2.migrated_dbs WHERE state IN ('creating', 'dropping')`, &n)
 	return n
 }
 
@@ -413,9 +404,15 @@ func catalogXacts(t *testing.T, u *stressUpstream) int64 {
 // dest.
 func queryUpstream(t *testing.T, u *stressUpstream, sql string, dest ...any) {
 	t.Helper()
+	queryUpstreamDB(t, u, "postgres", sql, dest...)
+}
+
+// queryUpstreamDB scans the one row sql returns on the upstream's database db into dest.
+func queryUpstreamDB(t *testing.T, u *stressUpstream, db, sql string, dest ...any) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	c, err := pgx.Connect(ctx, u.url("postgres"))
+	c, err := pgx.Connect(ctx, u.url(db))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,11 +16,7 @@ import (
 // about 30 times.
 func TestLoneWaiterPollsRarely(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	cfg := f.config(map[string]Migrator{"": newMigDir(t, simpleSchema)})
-	cfg.PoolSize = 1
-	cfg.MaxClones = 1
-	p := f.pool(cfg)
+	p := oneClonePool(t)
 	held := acquire(t, p, "", leasemode.Tx) // the only clone there may be
 	defer held.Release(t.Context(), false)
 	ctx, cancel := context.WithCancel(t.Context())

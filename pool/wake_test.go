@@ -9,17 +9,23 @@ import (
 	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 )
 
+// oneClonePool is a pool of the simple schema that keeps one ready clone and may
+// have no more.
+func oneClonePool(t *testing.T) *Pool {
+	f := newFixture(t)
+	cfg := f.config(map[string]Migrator{"": newMigDir(t, simpleSchema)})
+	cfg.PoolSize = 1
+	cfg.MaxClones = 1
+	return f.pool(cfg)
+}
+
 // TestDBWaiterNotWokenByTxReleases: a db-mode Acquire waiting at MaxClones is not woken
 // to claim again (a catalog round trip each) by tx-mode leases parking their clones
 // and ending, which it can never take: it claims only on its own poll. Before, each tx
 // release woke it (measured: 54 fruitless claims during 200 tx releases that took 0.4 s).
 func TestDBWaiterNotWokenByTxReleases(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	cfg := f.config(map[string]Migrator{"": newMigDir(t, simpleSchema)})
-	cfg.PoolSize = 1
-	cfg.MaxClones = 1
-	p := f.pool(cfg)
+	p := oneClonePool(t)
 
 	tx := acquire(t, p, "", leasemode.Tx) // the only clone there may be
 	ctx, cancel := context.WithCancel(t.Context())
@@ -74,11 +80,7 @@ func TestDBWaiterNotWokenByTxReleases(t *testing.T) {
 // db-mode leases/s with 50 clients), and the one served was whichever claimed first.
 func TestDBWaitersWokenOneAtATime(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	cfg := f.config(map[string]Migrator{"": newMigDir(t, simpleSchema)})
-	cfg.PoolSize = 1
-	cfg.MaxClones = 1
-	p := f.pool(cfg)
+	p := oneClonePool(t)
 
 	held := acquire(t, p, "", leasemode.DB) // the only clone there may be
 	ctx, cancel := context.WithCancel(t.Context())
