@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"cmp"
 	"context"
 	crand "crypto/rand"
 	"encoding/hex"
@@ -85,11 +86,11 @@ func (p *Pool) unbusy(name string) {
 	p.mu.Unlock()
 }
 
-// createClone makes one ready clone of gen with the given strategy ("" = gen's) and
-// returns how long CREATE DATABASE took.
+// createClone makes one ready clone of gen with the given strategy ("" = the
+// configured CloneStrategy, else gen's) and returns how long CREATE DATABASE took.
 func (p *Pool) createClone(ctx context.Context, gen *generation, strategy string) (time.Duration, error) {
 	if strategy == "" {
-		strategy = gen.strategy
+		strategy = cmp.Or(p.cfg.CloneStrategy, gen.strategy) // forced also for templates other processes built
 	}
 	name, err := p.reserve(ctx, gen, strategy)
 	if err != nil {

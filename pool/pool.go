@@ -134,6 +134,9 @@ func (p *Pool) connect(ctx context.Context) error {
 	if err := p.ensureCatalogDB(ctx); err != nil {
 		return err
 	}
+	if p.cfg.CloneStrategy != "" && p.major < 15 {
+		return fmt.Errorf("pool: CloneStrategy %s needs PostgreSQL 15 or later (the upstream is %d)", p.cfg.CloneStrategy, p.major)
+	}
 	p.watchPeers(p.base)
 	var err error
 	if p.cat, err = p.newPgxPool(int32(4 + p.cfg.RefillParallelism)); err != nil {

@@ -337,6 +337,8 @@ func (p *Pool) buildLocked(ctx context.Context, conn *pgx.Conn, tpl *template, s
 	gen := newGeneration(spec.hash, datname, tpl.name, "")
 	var walLog, fileCopy time.Duration
 	switch {
+	case p.cfg.CloneStrategy != "":
+		gen.strategy = p.cfg.CloneStrategy
 	case spec.strategy != "": // a base one migration smaller clones alike: keep its measured choice
 		gen.strategy = spec.strategy
 	case !spec.prefix: // a prefix is cloned once per build; only a leased template's clones are worth measuring

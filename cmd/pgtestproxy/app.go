@@ -84,6 +84,7 @@ func (a *app) startPool(ctx context.Context, st *stack, gcAtStart bool) error {
 		PoolSize:          a.cfg.poolSize,
 		MaxClones:         a.cfg.maxClones,
 		RefillParallelism: a.cfg.refillParallel,
+		CloneStrategy:     a.cfg.poolCloneStrategy(),
 		AcquireTimeout:    a.cfg.acquireTimeout,
 		TTL:               a.cfg.ttl,
 		BuildTimeout:      max(10*time.Minute, a.cfg.migrateTimeout+time.Minute), // the command's own bound comes first

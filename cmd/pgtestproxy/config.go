@@ -33,7 +33,8 @@ type config struct {
 	migrateTimeout   time.Duration
 	poolSize         int
 	maxClones        int
-	refillParallel   int // clones created (and, separately, dropped) at once; 0 = the pool's default
+	refillParallel   int    // clones created (and, separately, dropped) at once; 0 = the pool's default
+	cloneStrategy    string // auto, wal_log or file_copy (any case)
 	mode             leasemode.Mode
 	ttl              time.Duration
 	acquireTimeout   time.Duration
@@ -141,6 +142,7 @@ func parseFlags(name string, args []string, getenv func(string) string, stderr i
 	fs.IntVar(&c.poolSize, "pool-size", 4, "ready clones kept warm per template")
 	fs.IntVar(&c.maxClones, "max-clones", 64, "clones that may exist at once across all templates")
 	fs.IntVar(&c.refillParallel, "refill-parallelism", 0, "clones created (and, separately, dropped) at once; the upstream connections kept free for this work follow it (0: the default, "+strconv.Itoa(pool.DefaultRefillParallelism)+")")
+	fs.StringVar(&c.cloneStrategy, "clone-strategy", "auto", "CREATE DATABASE strategy of clones (PostgreSQL 15+): wal_log, file_copy, or auto (time both per template, use the faster)")
 	fs.BoolVar(&c.reuseClean, "reuse-clean", true, "db mode: put a clone back in the pool when the server's evidence shows its lease changed nothing (false: drop every db-mode clone)")
 	fs.StringVar((*string)(&c.mode), "mode", string(leasemode.DB), "lease mode when the client names none: db or tx")
 	fs.DurationVar(&c.ttl, "ttl", 24*time.Hour, "templates and idle clones unused this long are dropped")
@@ -185,10 +187,23 @@ func (c *config) validate() error {
 	if _, _, err := net.SplitHostPort(c.listen); err != nil {
 		return fmt.Errorf("--listen %q: %w", c.listen, err)
 	}
+	switch strings.ToLower(c.cloneStrategy) {
+	case "auto", "wal_log", "file_copy":
+	default:
+		return fmt.Errorf("--clone-strategy %q: want auto, wal_log or file_copy", c.cloneStrategy)
+	}
 	if c.poolSize < 0 || c.maxClones < 1 || c.maxSessions < 1 || c.refillParallel < 0 {
 		return fmt.Errorf("--pool-size and --refill-parallelism must be ≥ 0, --max-clones and --max-sessions ≥ 1")
 	}
 	return c.validateTemplates()
+}
+
+// poolCloneStrategy is --clone-strategy as the pool takes it: "" for auto.
+func (c *config) poolCloneStrategy() string {
+	if s := strings.ToUpper(c.cloneStrategy); s != "AUTO" {
+		return s
+	}
+	return ""
 }
 
 // validateTemplates checks that every per-template flag names a template that

@@ -40,15 +40,17 @@ func TestFlagsWinOverEnvironment(t *testing.T) {
 		want func(*config) string // "" when fine
 	}{
 		{"defaults", nil, nil, func(c *config) string {
-			if c.listen != "127.0.0.1:6543" || c.mode != "db" || c.poolSize != 4 || c.ttl != 24*time.Hour || c.listenGiven {
+			if c.listen != "127.0.0.1:6543" || c.mode != "db" || c.poolSize != 4 || c.ttl != 24*time.Hour || c.listenGiven ||
+				c.poolCloneStrategy() != "" {
 				return fmt.Sprintf("%+v", *c)
 			}
 			return ""
 		}},
 		{"env fills flags", nil, map[string]string{"PGTESTPROXY_LISTEN": "127.0.0.1:7000", "PGTESTPROXY_POOL_SIZE": "9",
-			"PGTESTPROXY_MODE": "tx", "PGTESTPROXY_MIGRATIONS": "a=/x, /y", "PGTESTPROXY_REFILL_PARALLELISM": "6"}, func(c *config) string {
+			"PGTESTPROXY_MODE": "tx", "PGTESTPROXY_MIGRATIONS": "a=/x, /y", "PGTESTPROXY_REFILL_PARALLELISM": "6",
+			"PGTESTPROXY_CLONE_STRATEGY": "File_Copy"}, func(c *config) string {
 			if c.listen != "127.0.0.1:7000" || c.poolSize != 9 || c.mode != "tx" || !c.listenGiven ||
-				c.migrations.String() != "a=/x,=/y" || c.refillParallel != 6 {
+				c.migrations.String() != "a=/x,=/y" || c.refillParallel != 6 || c.poolCloneStrategy() != "FILE_COPY" {
 				return fmt.Sprintf("%+v", *c)
 			}
 			return ""
@@ -88,6 +90,7 @@ func TestBadCommandLines(t *testing.T) {
 		{"run without command", []string{"run"}, nil, "no command given"},
 		{"bad listen", []string{"--listen", "nowhere"}, nil, `--listen "nowhere"`},
 		{"negative refill parallelism", []string{"--refill-parallelism", "-1"}, nil, "--refill-parallelism must be ≥ 0"},
+		{"bad clone strategy", []string{"--clone-strategy", "copy"}, nil, `--clone-strategy "copy": want auto, wal_log or file_copy`},
 		{"plus in template name", []string{"--migrations", "a+b=/x"}, nil, `template name "a+b": may not contain '+'`},
 		{"plus in command template name", []string{"--migrate-cmd", "a+tx=true"}, nil, `template name "a+tx"`},
 	}
