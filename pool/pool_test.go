@@ -91,9 +91,9 @@ func TestCloneStrategyForced(t *testing.T) {
 	f := newFixture(t)
 	cfg := f.config(map[string]Migrator{"app": newMigDir(t, simpleSchema)})
 	cfg.CloneStrategy = "FILE_COPY"
+	cfg.PoolSize = 1
 	p := f.pool(cfg)
 	l := acquire(t, p, "app", leasemode.DB)
-	defer l.Release(t.Context(), false)
 	stats, err := p.Stats(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -101,16 +101,18 @@ func TestCloneStrategyForced(t *testing.T) {
 	if len(stats) != 1 || stats[0].Strategy != "FILE_COPY" || stats[0].WALLog != 0 || stats[0].FileCopy != 0 {
 		t.Fatalf("stats = %+v, want strategy FILE_COPY and nothing measured", stats)
 	}
-	// A second pool, on the template the first built, forces its own.
-	cfg2 := f.config(map[string]Migrator{"app": newMigDir(t, simpleSchema)})
-	cfg2.CloneStrategy = "WAL_LOG"
-	g := f.pool(cfg2)
-	l2 := acquire(t, g, "app", leasemode.DB)
-	defer l2.Release(t.Context(), false)
 	if n := queryInt(t, f.catalogURL(), "SELECT count(*) FROM migrated_dbs WHERE datname = $1 AND strategy = 'FILE_COPY'", l.Database()); n != 1 {
 		t.Errorf("clone %s not made with FILE_COPY", l.Database())
 	}
-	// The second pool's refill makes its clones with its own.
+	l.Release(t.Context(), false)
+	p.Close()
+	// A second pool, on the template the first built, makes its clones with its own:
+	// it keeps more ready than the first left.
+	cfg2 := f.config(map[string]Migrator{"app": newMigDir(t, simpleSchema)})
+	cfg2.CloneStrategy = "WAL_LOG"
+	cfg2.PoolSize = 3
+	g := f.pool(cfg2)
+	acquire(t, g, "app", leasemode.DB).Release(t.Context(), false)
 	eventually(t, "a clone made with WAL_LOG", func() bool {
 		return queryInt(t, f.catalogURL(), "SELECT count(*) FROM migrated_dbs WHERE strategy = 'WAL_LOG'") > 0
 	})

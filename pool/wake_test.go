@@ -103,10 +103,13 @@ func TestDBWaitersWokenOneAtATime(t *testing.T) {
 			return len(g) == 1 && g[0].dbWaiters.Load() == int32(i+1)
 		})
 	}
-	before := p.counters.dbClaims.Load()
+	before, start := p.counters.dbClaims.Load(), time.Now()
 	held.Release(t.Context(), false) // dropped; the refill makes the next one
 	first := <-served
 	claims := p.counters.dbClaims.Load() - before
+	// The woken waiter's claim, and the polls of the queue's first meanwhile (a lone
+	// pool's, every lonePollInterval; one may be in flight).
+	allowed := 1 + int64(time.Since(start)/p.pollEvery()) + 1
 	if first.err != nil {
 		t.Fatalf("the first waiter served got %v", first.err)
 	}
@@ -120,8 +123,7 @@ func TestDBWaitersWokenOneAtATime(t *testing.T) {
 	if first.i != 0 {
 		t.Errorf("waiter %d got the clone, want waiter 0, which came first", first.i)
 	}
-	// The woken waiter's claim, and one poll of the queue's first in flight.
-	if claims > 2 {
-		t.Errorf("%d db-mode waiters claimed %d times for one clone, want at most 2", waiters, claims)
+	if claims > allowed {
+		t.Errorf("%d db-mode waiters claimed %d times for one clone, want at most %d", waiters, claims, allowed)
 	}
 }
