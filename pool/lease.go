@@ -274,6 +274,13 @@ func (p *Pool) claimOrWait(ctx context.Context, tpl *template, gen *generation, 
 		case <-p.closing:
 			return nil, ErrClosed
 		}
+		if ticket != nil && !woken {
+			select {
+			case <-ready: // woken while another case was chosen: the wake is this waiter's to use
+				woken, try = true, true
+			default:
+			}
+		}
 	}
 }
 
