@@ -255,16 +255,13 @@ func (p *Pool) claimOrWait(ctx context.Context, tpl *template, gen *generation, 
 		if p.stale(ctx, tpl, gen, rehash) {
 			return nil, errTemplateChanged
 		}
-		try, woken, polled = true, false, false
+		poll := false
 		select {
 		case <-ready:
-			woken = true
 		case <-changed:
 			changed = tpl.changes()
 		case <-time.After(p.pollEvery()):
-			// Polls are for what other processes make: the queue's first looks.
-			polled = ticket == nil || gen.firstDB(ticket)
-			try = polled
+			poll = true
 		case <-timeout:
 			return nil, pgerr.New(pgerrcode.TooManyConnections, fmt.Sprintf(
 				"no clone of template %q (%s) became ready within %v (pool size %d, at most %d clones)",
@@ -274,13 +271,21 @@ func (p *Pool) claimOrWait(ctx context.Context, tpl *template, gen *generation, 
 		case <-p.closing:
 			return nil, ErrClosed
 		}
-		if ticket != nil && !woken {
-			select {
-			case <-ready: // woken while another case was chosen: the wake is this waiter's to use
-				woken, try = true, true
-			default:
-			}
-		}
+		// Woken, whichever case the select chose: the wake is this waiter's to use.
+		// Polls are for what other processes make: only the queue's first looks.
+		woken = ticket != nil && isClosed(ready)
+		polled = poll && !woken && (ticket == nil || gen.firstDB(ticket))
+		try = !poll || woken || polled
+	}
+}
+
+// isClosed reports whether ch is closed.
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }
 
