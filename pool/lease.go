@@ -255,13 +255,16 @@ func (p *Pool) claimOrWait(ctx context.Context, tpl *template, gen *generation, 
 		if p.stale(ctx, tpl, gen, rehash) {
 			return nil, errTemplateChanged
 		}
-		poll := false
+		try, woken, polled = true, false, false
 		select {
 		case <-ready:
+			woken = true
 		case <-changed:
 			changed = tpl.changes()
 		case <-time.After(p.pollEvery()):
-			poll = true
+			// Polls are for what other processes make: the queue's first looks.
+			polled = ticket == nil || gen.firstDB(ticket)
+			try = polled
 		case <-timeout:
 			return nil, pgerr.New(pgerrcode.TooManyConnections, fmt.Sprintf(
 				"no clone of template %q (%s) became ready within %v (pool size %d, at most %d clones)",
@@ -271,21 +274,13 @@ func (p *Pool) claimOrWait(ctx context.Context, tpl *template, gen *generation, 
 		case <-p.closing:
 			return nil, ErrClosed
 		}
-		// Woken, whichever case the select chose: the wake is this waiter's to use.
-		// Polls are for what other processes make: only the queue's first looks.
-		woken = ticket != nil && isClosed(ready)
-		polled = poll && !woken && (ticket == nil || gen.firstDB(ticket))
-		try = !poll || woken || polled
-	}
-}
-
-// isClosed reports whether ch is closed.
-func isClosed(ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
+		if ticket != nil && !woken {
+			select {
+			case <-ready: // woken while another case was chosen: the wake is this waiter's to use
+				woken, try = true, true
+			default:
+			}
+		}
 	}
 }
 

@@ -445,10 +445,6 @@ func (p *Pool) measure(ctx context.Context, gen *generation) (walLog, fileCopy t
 	}
 	rounds := max(1, min(measureRounds, p.cfg.PoolSize/2))
 	for _, s := range []string{"WAL_LOG", "FILE_COPY"} {
-		best := &walLog
-		if s == "FILE_COPY" {
-			best = &fileCopy
-		}
 		for round := range rounds {
 			took, err := p.createClone(ctx, gen, s)
 			if err != nil && round > 0 {
@@ -457,6 +453,10 @@ func (p *Pool) measure(ctx context.Context, gen *generation) (walLog, fileCopy t
 			if err != nil {
 				p.log.Warn("measure clone strategy", zap.String("database", gen.datname), zap.String("strategy", s), zap.Error(err))
 				return 0, 0
+			}
+			best := &walLog
+			if s == "FILE_COPY" {
+				best = &fileCopy
 			}
 			if *best == 0 || took < *best {
 				*best = took
