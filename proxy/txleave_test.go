@@ -126,6 +126,14 @@ func TestTxSharedLeaveMidStream(t *testing.T) {
 			&pgproto3.CopyData{Data: []byte("53\tfifty-three\n")}})},
 		{name: "extended copy at once without sync", send: slices.Concat(ext("COPY items FROM STDIN"), []pgproto3.FrontendMessage{
 			&pgproto3.Flush{}, &pgproto3.CopyData{Data: []byte("54\tfifty-four\n")}})},
+		// A row the COPY rejects ends it before the server reads what follows (the
+		// proxy's Sync, its CopyFail), as a cancel landing mid-COPY does.
+		{name: "copy of a bad row", send: []pgproto3.FrontendMessage{&pgproto3.Query{String: "COPY items FROM STDIN"},
+			&pgproto3.CopyData{Data: []byte("x\tbad\n")}}},
+		{name: "extended copy of a bad row", send: slices.Concat(ext("COPY items FROM STDIN"), []pgproto3.FrontendMessage{&pgproto3.Sync{},
+			&pgproto3.CopyData{Data: []byte("x\tbad\n")}})},
+		{name: "extended copy of a bad row without sync", send: slices.Concat(ext("COPY items FROM STDIN"), []pgproto3.FrontendMessage{
+			&pgproto3.Flush{}, &pgproto3.CopyData{Data: []byte("x\tbad\n")}})},
 		{name: "after sync", send: slices.Concat(ext("SELECT 1"), []pgproto3.FrontendMessage{&pgproto3.Sync{}})},
 		{name: "failed query", send: []pgproto3.FrontendMessage{&pgproto3.Query{String: "SELECT 1/0"}, &pgproto3.Query{String: "SELECT 2"}}},
 		{name: "failed extended", send: slices.Concat(ext("SELECT 1/0"), []pgproto3.FrontendMessage{&pgproto3.Sync{}},

@@ -269,12 +269,17 @@ func (c *txClient) sync(n int) error {
 		return c.readFailed(err)
 	}
 	if c.copyAt > 0 {
-		ignored, err := c.cn.awaitCopyStart(c.copyAt, c.flush)
+		copying, err := c.cn.awaitCopyStart(c.copyAt, c.flush)
 		if err != nil {
 			return err
 		}
-		if ignored { // no reply, and the unit goes on
-			return c.locked(pending{}, func() error { return writeMsg(c.cn.be.wr, &c.scratch, syncMsg) }, false)
+		if copying {
+			// The server ignores a Sync in copy-in mode, so this one is not sent:
+			// sent, it would be answered after all if the COPY failed before reading
+			// it (a cancel landing while the COPY starts), and the proxy could not
+			// tell how many ReadyForQuery come. The unit goes on to the Sync after
+			// the client's CopyDone or CopyFail (or abandon's, after its CopyFail).
+			return nil
 		}
 		c.copyAt = 0
 	}
@@ -348,9 +353,12 @@ func (c *txClient) closePortals(all bool) error {
 }
 
 // abandon finishes what a client that left (Terminate, EOF) started, so that the
-// server gets to ReadyForQuery: a unit without its Sync gets one (a COPY FROM STDIN
-// the server is or will be in is failed by the drain that follows, leave).
+// server gets to ReadyForQuery: a COPY FROM STDIN the server is or will be in gets a
+// CopyFail (failCopy), and a unit without its Sync gets one.
 func (c *txClient) abandon() error {
+	if err := c.failCopy(); err != nil {
+		return err
+	}
 	if c.inUnit {
 		if err := c.guardIdle(); err != nil {
 			return err
@@ -363,22 +371,23 @@ func (c *txClient) abandon() error {
 	return c.flush()
 }
 
-// failCopy fails the COPY FROM STDIN of a client that left. After an extended-protocol
-// COPY the server discards messages up to a Sync, and it ignored the unit's Sync
-// (abandon's, or the client's), which came while it was copying; so extended sends
-// another, which the unit's pending Sync stands for.
-func (c *txClient) failCopy(extended bool) error {
-	return c.locked(pending{}, func() error {
-		if err := writeMsg(c.cn.be.wr, &c.scratch, &pgproto3.CopyFail{Message: "the client went away"}); err != nil {
-			return err
-		}
-		if extended {
-			if err := writeMsg(c.cn.be.wr, &c.scratch, syncMsg); err != nil {
-				return err
-			}
-		}
-		return c.cn.be.flush()
-	}, false)
+// failCopy sends a CopyFail when the session that left still has a turn open or
+// replies outstanding, as a COPY FROM STDIN of its may wait for data that will never
+// come (a cancel does not end it). A server not in copy-in mode ignores a CopyFail, so
+// it is sent whether or not the COPY started, and before the unit's Sync: in copy-in
+// mode a Sync is ignored, so one sent before the CopyFail would be answered or not
+// depending on whether the COPY had ended by itself first (a bad row, a cancel), and
+// the proxy could not tell how many ReadyForQuery messages come.
+func (c *txClient) failCopy() error {
+	c.cn.wmu.Lock()
+	defer c.cn.wmu.Unlock()
+	c.cn.mu.Lock()
+	err, mine := c.cn.failure, c.inUnit || c.cn.owns(c.s)
+	c.cn.mu.Unlock()
+	if err != nil || !mine {
+		return err
+	}
+	return writeMsg(c.cn.be.wr, &c.scratch, &pgproto3.CopyFail{Message: "the client went away"})
 }
 
 // cleanup ends what a session that left has on the backend the lease's other sessions

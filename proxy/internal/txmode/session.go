@@ -131,7 +131,7 @@ func (s *Session) leave(err error, cl *txClient) bool {
 		_ = c.lost("finish what a session left", err)
 		return false
 	}
-	if !s.drain(cl) {
+	if !s.drain(true) {
 		return false
 	}
 	if s.names != nil { // other connections of the session key go on
@@ -139,7 +139,7 @@ func (s *Session) leave(err error, cl *txClient) bool {
 			_ = c.lost("clean up after a session", err)
 			return false
 		}
-		if !s.drain(nil) {
+		if !s.drain(false) {
 			return false
 		}
 	}
@@ -147,12 +147,10 @@ func (s *Session) leave(err error, cl *txClient) bool {
 }
 
 // drain waits until the server answered everything the session sent, cancelling a
-// statement still running when the client went away. left is the client when what is
+// statement still running when the client went away. left says that what is
 // drained is what it left (not the proxy's own clean-up): its statement is then
-// cancelled again while it runs, and its COPY FROM STDIN is failed when the server is
-// in it, now or later (the client may leave before the CopyInResponse comes), since a
-// cancel does not end a COPY waiting for data.
-func (s *Session) drain(left *txClient) bool {
+// cancelled again while it runs (a COPY it left got its CopyFail from abandon).
+func (s *Session) drain(left bool) bool {
 	c := s.c
 	c.mu.Lock()
 	busy := c.owns(s) && c.failure == nil
@@ -162,27 +160,15 @@ func (s *Session) drain(left *txClient) bool {
 	}
 	timer := time.AfterFunc(txDrainTimeout, func() { c.fail(errors.New("server did not answer in time after the client left")) })
 	defer timer.Stop()
-	if busy && left != nil {
+	if busy && left {
 		done := make(chan struct{})
 		defer close(done)
 		c.cancels.Add(1)
 		go s.cancelAgain(done)
 	}
-	copyFailed := false
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for (c.owns(s) || c.inflight > 0 || c.recovering) && c.failure == nil {
-		if p := c.q.front(); left != nil && !copyFailed && c.copyIn && p != nil && p.owner == s {
-			copyFailed = true
-			extended := p.msg != 'Q'
-			c.mu.Unlock()
-			err := left.failCopy(extended)
-			c.mu.Lock()
-			if err != nil && c.failure == nil {
-				c.failure = err
-			}
-			continue
-		}
 		c.changed.Wait()
 	}
 	return c.failure == nil
