@@ -242,5 +242,9 @@
 // connection of its key waits for its turn is taken for a deadlock, and its connection
 // ended (deadlock.go); a
 // client's own RESET ALL on a later connection of a session key returns to the first
-// connection's startup settings; SQL-level PREPARE names are shared by those connections.
+// connection's startup settings; SQL-level PREPARE names are shared by those connections;
+// a Sync sent while the server is in COPY FROM STDIN is not passed on (the server
+// ignores it there), so where the COPY fails before reading it (a cancel landing while
+// the COPY starts) the client gets one ReadyForQuery, at its next Sync, where a plain
+// server answers both.
 package txmode
