@@ -45,7 +45,12 @@ func TestDBWaiterNotWokenByTxReleases(t *testing.T) {
 	})
 	// The waiter's one room from a clone kept for tx mode (evictkept.go) counts as
 	// made already, so that the parked clone stays tx mode's and only wake-ups count.
-	p.active()[0].roomMade.Store(1)
+	// Added, not stored: a refill at the cap may be in evictKept already (it adds one
+	// and, finding nothing kept, takes it off again), and is waited for, since one
+	// that counted no room yet would take the clone parked first.
+	g := p.active()[0]
+	g.roomMade.Add(1)
+	eventually(t, "the refill's creations to end", func() bool { return g.inflight.Load() == 0 })
 	const releases = 200
 	before := p.counters.dbClaims.Load()
 	start := time.Now()
@@ -97,10 +102,16 @@ func TestDBWaitersWokenOneAtATime(t *testing.T) {
 			l, err := p.Acquire(ctx, "", leasemode.DB)
 			served <- got{i, l, err}
 		}()
-		// One at a time, so that the queue's order is known.
-		eventually(t, "the db-mode Acquire to wait", func() bool {
+		// One at a time, so that the queue's order is known: by the queue itself, as
+		// a waiter is counted in dbWaiters before it queues.
+		eventually(t, "the db-mode Acquire to queue", func() bool {
 			g := p.active()
-			return len(g) == 1 && g[0].dbWaiters.Load() == int32(i+1)
+			if len(g) != 1 {
+				return false
+			}
+			g[0].mu.Lock()
+			defer g[0].mu.Unlock()
+			return len(g[0].dbQueue) == i+1
 		})
 	}
 	before, start := p.counters.dbClaims.Load(), time.Now()
