@@ -126,8 +126,8 @@ func TestTxSharedLeaveMidStream(t *testing.T) {
 			&pgproto3.CopyData{Data: []byte("53\tfifty-three\n")}})},
 		{name: "extended copy at once without sync", send: slices.Concat(ext("COPY items FROM STDIN"), []pgproto3.FrontendMessage{
 			&pgproto3.Flush{}, &pgproto3.CopyData{Data: []byte("54\tfifty-four\n")}})},
-		// A row the COPY rejects ends it before the server reads what follows (the
-		// proxy's Sync, its CopyFail), as a cancel landing mid-COPY does.
+		// A row the COPY rejects ends it before the server reads what follows (a
+		// Sync, the proxy's CopyFail), as a cancel landing mid-COPY does.
 		{name: "copy of a bad row", send: []pgproto3.FrontendMessage{&pgproto3.Query{String: "COPY items FROM STDIN"},
 			&pgproto3.CopyData{Data: []byte("x\tbad\n")}}},
 		{name: "extended copy of a bad row", send: slices.Concat(ext("COPY items FROM STDIN"), []pgproto3.FrontendMessage{&pgproto3.Sync{},

@@ -379,15 +379,15 @@ func (c *txClient) abandon() error {
 // depending on whether the COPY had ended by itself first (a bad row, a cancel), and
 // the proxy could not tell how many ReadyForQuery messages come.
 func (c *txClient) failCopy() error {
-	c.cn.wmu.Lock()
-	defer c.cn.wmu.Unlock()
-	c.cn.mu.Lock()
-	err, mine := c.cn.failure, c.inUnit || c.cn.owns(c.s)
-	c.cn.mu.Unlock()
-	if err != nil || !mine {
-		return err
-	}
-	return writeMsg(c.cn.be.wr, &c.scratch, &pgproto3.CopyFail{Message: "the client went away"})
+	return c.locked(pending{}, func() error {
+		c.cn.mu.Lock()
+		mine := c.inUnit || c.cn.owns(c.s) // checked under wmu: nobody else writes meanwhile
+		c.cn.mu.Unlock()
+		if !mine {
+			return nil
+		}
+		return writeMsg(c.cn.be.wr, &c.scratch, &pgproto3.CopyFail{Message: "the client went away"})
+	}, false)
 }
 
 // cleanup ends what a session that left has on the backend the lease's other sessions
