@@ -243,6 +243,50 @@ var diffCases = []struct {
 			&pgproto3.CopyData{Data: []byte("62\ty\n")}, &pgproto3.CopyFail{Message: "no"}, syncM()}, rfqs: 1},
 		q("ROLLBACK"), q(countItems),
 	}},
+	{"cursors WITH HOLD are materialised at commit", script{
+		// A scrollable cursor keeps its position and reads no table after COMMIT.
+		q("BEGIN"), q("DECLARE h SCROLL CURSOR WITH HOLD FOR SELECT id, name FROM items ORDER BY id"),
+		q("FETCH 2 FROM h"), q("COMMIT"),
+		q("SELECT name, is_holdable, is_binary, is_scrollable FROM pg_cursors ORDER BY name"),
+		q("FETCH NEXT FROM h"), q("FETCH PRIOR FROM h"), q("FETCH ABSOLUTE 1 FROM h"),
+		q("ALTER TABLE items ADD COLUMN extra int"), q("DELETE FROM items WHERE id = 3"), q("FETCH ALL FROM h"),
+		q("FETCH BACKWARD 2 FROM h"), q("CLOSE h"),
+		// One that cannot scroll back goes on from where it was; one fetched to its
+		// end stays there; one not fetched yet starts at its first row.
+		q("BEGIN"), q("DECLARE n NO SCROLL CURSOR WITH HOLD FOR SELECT id FROM items ORDER BY id"), q("FETCH 1 FROM n"),
+		q(`DECLARE "End" SCROLL CURSOR WITH HOLD FOR SELECT id FROM items ORDER BY id`), q(`FETCH ALL FROM "End"`),
+		q("DECLARE f CURSOR WITH HOLD FOR SELECT g, g * 2 AS twice FROM generate_series(1, 4) g"),
+		q("COMMIT"), q("FETCH ALL FROM n"), q("FETCH BACKWARD 1 FROM n"), q(`FETCH PRIOR FROM "End"`), q("FETCH 3 FROM f"),
+		q("DROP TABLE items"),
+		// Autocommit, in both protocols; a query string's implicit transaction.
+		q("CREATE TABLE t (v int)"), q("INSERT INTO t VALUES (1), (2), (3)"),
+		q("DECLARE a CURSOR WITH HOLD FOR SELECT v FROM t ORDER BY v"), q("TRUNCATE t"), q("FETCH 2 FROM a"),
+		run1("DECLARE e CURSOR WITH HOLD FOR SELECT v, 'x' AS s FROM generate_series(7, 9) v"), q("FETCH ALL FROM e"),
+		q("DECLARE s CURSOR WITH HOLD FOR SELECT 5 AS five; FETCH s; SELECT 1"), q("FETCH s"),
+		q("BEGIN; DECLARE i CURSOR WITH HOLD FOR SELECT 6 AS six; COMMIT; FETCH i"),
+		q("SELECT count(*) FROM pg_cursors"), q("CLOSE ALL"),
+		// The query's error fails the COMMIT, which rolls the block back.
+		q("INSERT INTO t VALUES (1), (0)"),
+		q("BEGIN"), q("INSERT INTO t VALUES (5)"), q("DECLARE z CURSOR WITH HOLD FOR SELECT 1 / v FROM t ORDER BY v DESC"),
+		q("FETCH 1 FROM z"), q("COMMIT"), q("FETCH z"), q("SELECT count(*) FROM t"),
+		q("DECLARE z CURSOR WITH HOLD FOR SELECT 1 / v FROM t"), q("FETCH z"),
+		// A rollback closes it; a later block's rollback leaves one committed before.
+		q("BEGIN"), q("DECLARE r CURSOR WITH HOLD FOR SELECT 1"), q("ROLLBACK"), q("FETCH r"),
+		q("DECLARE k CURSOR WITH HOLD FOR SELECT v FROM t WHERE v > 0"), q("BEGIN"), q("FETCH k"), q("ROLLBACK"), q("FETCH k"),
+		q("DROP TABLE t"),
+		// Materialised before the commit's ON COMMIT DELETE ROWS; BINARY kept.
+		q("CREATE TEMP TABLE d (v int) ON COMMIT DELETE ROWS"),
+		q("BEGIN"), q("INSERT INTO d VALUES (4), (5)"), q("DECLARE dh CURSOR WITH HOLD FOR SELECT v FROM d ORDER BY v"),
+		q("DECLARE b BINARY CURSOR WITH HOLD FOR SELECT 42 AS n, 'x'::text AS s"), q("COMMIT"),
+		q("FETCH ALL FROM dh"), q("FETCH b"), q("SELECT count(*) FROM d"), q("CLOSE ALL"), q("DROP TABLE d"),
+		// An extended-protocol unit: the cursors of one that fails are gone.
+		ext(parse("", "DECLARE x1 CURSOR WITH HOLD FOR SELECT 1 AS one"), bind("", ""), execM(""),
+			parse("", "DECLARE x2 SCROLL CURSOR WITH HOLD FOR SELECT 2 AS two"), bind("", ""), execM(""), syncM()),
+		q("FETCH x1"), q("FETCH x2"), q("FETCH PRIOR FROM x2"),
+		ext(parse("", "DECLARE x3 CURSOR WITH HOLD FOR SELECT 3 AS three"), bind("", ""), execM(""),
+			parse("", "SELECT 1 / 0"), bind("", ""), execM(""), syncM()),
+		q("FETCH x3"), q("SELECT name FROM pg_cursors ORDER BY name"), q("CLOSE ALL"),
+	}},
 	{"temporary tables and cursors", script{
 		q("CREATE TEMP TABLE tt (v int)"), q("INSERT INTO tt VALUES (1)"), q("SELECT * FROM tt"),
 		q("BEGIN"), q("DECLARE cur CURSOR FOR SELECT id FROM items ORDER BY id"), q("FETCH 2 FROM cur"),
@@ -277,6 +321,7 @@ func TestTxDeferredFromTemplate(t *testing.T) {
 		q("INSERT INTO child VALUES (1)"), run1("INSERT INTO child VALUES ($1)", "2"),
 		q("INSERT INTO child VALUES (3); INSERT INTO parent VALUES (3)"),
 		q("BEGIN"), q("INSERT INTO child VALUES (4)"), q("COMMIT"),
+		q("BEGIN"), q("INSERT INTO parent VALUES (5)"), q("COMMIT"), q("INSERT INTO child VALUES (6)"),
 		q("SELECT count(*) FROM child"),
 	})
 }

@@ -40,6 +40,7 @@ type txClient struct {
 	cursors    []string // cursors without HOLD declared in the client's block or query string
 	msgType    byte     // the client message being handled
 	temps      tempTables
+	holds      []holdCursor // cursors WITH HOLD declared since the client's last commit (hold.go)
 	// unnamedLive: the client may have an unnamed prepared statement of its own on
 	// the server, which the proxy's statements must leave alone (send.go).
 	unnamedLive bool

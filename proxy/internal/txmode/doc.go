@@ -209,9 +209,13 @@
 // a function (not a top-level CREATE, ALTER or DROP) is checked only from the next
 // top-level DDL on; a client's SET CONSTRAINTS ALL does not reach constraints created
 // later in its transaction; deferred constraints of a FunctionCall message are checked with the
-// next unit's; WITH HOLD cursors are not materialised at COMMIT (their query runs as
-// they are fetched, and what they read cannot be dropped, truncated or altered until
-// CLOSE, 55006); a session's prepared statement and portal names beginning with
+// next unit's; a WITH HOLD cursor is materialised at the client's commit (hold.go) into
+// a temporary table pgtestproxy_hold_N that shows in pg_class, and its pg_cursors
+// statement and RowDescription table OIDs are those of the proxy's DECLARE over it,
+// while DISCARD TEMP fails with 55006 as long as one is open; one declared in a READ
+// ONLY block, by a function or EXECUTE, with parameters, or over columns of the same
+// name or of type record is not materialised (its query runs as it is fetched, and
+// what it reads cannot be dropped, truncated or altered until CLOSE, 55006); a session's prepared statement and portal names beginning with
 // pgtestproxy collide with the proxy's; on a shared session key, the client's
 // statements show in pg_prepared_statements under the names the proxy gives them; locks
 // (row, table, advisory transaction locks) wait for the lease's end; ON COMMIT actions
@@ -219,7 +223,7 @@
 // a function, EXECUTE or a rule), from the last CREATE of each name (one the server
 // refused or skipped as IF NOT EXISTS counts too), and a ROLLBACK TO one of the
 // client's savepoints does not undo what they recorded; a DELETE ROWS table that a
-// named portal of the client's or a cursor WITH HOLD still reads cannot be truncated
+// named portal of the client's or an unmaterialised cursor WITH HOLD still reads cannot be truncated
 // (55006), and one with TRUNCATE triggers fires them; in a READ ONLY block, rows are
 // deleted (DELETE triggers fire) and an ON COMMIT DROP table cannot be dropped (25006);
 // a client's idle_in_transaction_session_timeout reads its pg_settings source as

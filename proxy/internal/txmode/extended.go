@@ -33,7 +33,7 @@ func (c *txClient) parse(body []byte) error {
 	t := newTxStmt(&st)
 	c.noteIdle(t)
 	c.notePath(t)
-	if t.control() || t.noTx() || t.copy || t.ddl || t.ch != nil || t.notifyAt != nil || t.local.any() || t.path {
+	if t.control() || t.noTx() || t.copy || t.ddl || t.ch != nil || t.notifyAt != nil || t.local.any() || t.path || t.hold != nil {
 		c.stmts[name] = t
 	} else {
 		delete(c.stmts, name)
@@ -178,6 +178,9 @@ func (c *txClient) execute(body []byte) error {
 	}
 	t, tracked := c.portals[portal]
 	c.noteDDL(t)
+	if !c.skipMode {
+		c.noteHold(t)
+	}
 	if t.copy {
 		c.copyAt = c.cn.pushed() + 1
 	}

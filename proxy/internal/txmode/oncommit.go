@@ -198,9 +198,10 @@ func (c *txClient) noteTemp(t txStmt) { c.temps.note(t.temp, c.st.block) }
 
 // commitsTemps reports whether the unit, predicted to end outside the client's block
 // with work of its own in the proxy's savepoint, must carry out on-commit actions of
-// temporary tables before its ReadyForQuery.
+// temporary tables, or materialise cursors WITH HOLD (hold.go), before its
+// ReadyForQuery.
 func (c *txClient) commitsTemps() bool {
-	return !c.skipMode && !c.st.block && c.st.sp != spNone && c.temps.any()
+	return !c.skipMode && !c.st.block && c.st.sp != spNone && (c.temps.any() || len(c.holds) > 0)
 }
 
 // endTemps follows a client statement that may end a transaction: the tables of a
@@ -210,14 +211,16 @@ func (c *txClient) endTemps(t txStmt, wasBlock, failed, last bool) {
 	switch {
 	case t.kind == sqllex.Commit && wasBlock && !failed, t.kind == sqllex.Commit && !wasBlock && !t.chain && !last:
 		c.temps.committed()
+		c.holds = nil // materialised by the rewrite
 	case wasBlock && (t.kind == sqllex.Commit || t.kind == sqllex.Rollback || t.kind == sqllex.PrepareTransaction),
 		!wasBlock && t.kind == sqllex.Rollback && !t.chain:
 		c.temps.rolledBack()
+		c.holds = nil // closed by the rollback
 	}
 }
 
-// commitTemps carries out the on-commit actions at the end of an extended-protocol
-// autocommit unit, after the client's unnamed portal is closed, as a plain server's
+// commitTemps materialises cursors WITH HOLD and carries out the on-commit actions at
+// the end of an extended-protocol autocommit unit, after the client's unnamed portal is closed, as a plain server's
 // commit drops it: left open, it would keep the tables it read in use.
 func (c *txClient) commitTemps() error {
 	if c.s.names == nil {
@@ -225,11 +228,12 @@ func (c *txClient) commitTemps() error {
 			return err
 		}
 	}
-	for _, ps := range c.temps.atCommit(effNone) {
+	for _, ps := range append(c.holdsAtCommit(effNone), c.temps.atCommit(effNone)...) {
 		if err := c.inject(ps, false); err != nil {
 			return err
 		}
 	}
 	c.temps.committed()
+	c.holds = nil
 	return nil
 }

@@ -25,6 +25,9 @@ type queryPlan struct {
 	held     *pgproto3.CommandComplete
 	checkAt  int // 1 + the byte offset of the ';' before the unit's deferred check, if there is one
 	checkIdx int // the index of that check in stmts
+	// releaseIdx: the last statement of the commit the held CommandComplete waits for
+	// (the check, or the materialisation of cursors WITH HOLD after it).
+	releaseIdx int
 	// endAt: as checkAt, for the ';' before the first statement of the proxy's after
 	// the client's (the search_path read, the idle guard) when no check comes first.
 	endAt int
@@ -121,9 +124,27 @@ func (qb *queryBuilder) stmts() int { return len(qb.plan.stmts) }
 // client's string ends in a comment; a syntax error at the end of the client's
 // string is then reported at its ';' (endOfInput).
 func (qb *queryBuilder) check(end int) {
+	qb.commits()
+	qb.add(checkPart(effNone), end)
+}
+
+// commits marks the start of the statements of an autocommit unit's commit, which
+// can fail: the CommandComplete of the client's last statement is held until the last
+// of them (commitsTo) succeeds, as a plain server commits before it sends that.
+func (qb *queryBuilder) commits() {
+	if qb.plan.checkAt > 0 {
+		return
+	}
 	qb.b.WriteByte('\n')
 	qb.plan.checkAt, qb.plan.checkIdx = qb.b.Len()+1, len(qb.plan.stmts)
-	qb.add(checkPart(effNone), end)
+	qb.plan.releaseIdx = qb.plan.checkIdx
+}
+
+// commitsTo appends ps, a statement of the commit's that can fail, and makes it the
+// last the held CommandComplete waits for.
+func (qb *queryBuilder) commitsTo(ps planStmt, end int) {
+	qb.plan.releaseIdx = len(qb.plan.stmts)
+	qb.add(ps, end)
 }
 
 // add appends a statement of the proxy's at the end of the client's string.

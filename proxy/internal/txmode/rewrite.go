@@ -116,6 +116,7 @@ type txStmt struct {
 	local    localOp         // what it does to settings local to the transaction (locals.go)
 	txModes  sqllex.TxModes  // all its transaction modes (isolation.go)
 	temp     tempTable       // CREATE of a temporary table, whose ON COMMIT the proxy carries out (oncommit.go)
+	hold     *holdCursor     // DECLARE … WITH HOLD, materialised at the client's commit (hold.go)
 
 	// notifyAt: a pg_notify call whose arguments its Bind gives (pgnotify.go).
 	notifyAt *sqllex.PgNotifyCall
@@ -234,6 +235,7 @@ func newTxStmt(st *sqllex.Statement) txStmt {
 		ch:       newChanOp(st),
 		notifyAt: pgNotifyParams(st),
 		temp:     onCommitTable(kw, st.Text),
+		hold:     holdDeclare(kw, st.Text),
 		kind:     st.Kind,
 		tag:      st.Tag,
 		chain:    st.Chain,

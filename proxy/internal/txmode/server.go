@@ -116,7 +116,7 @@ func (c *txConn) onReply(typ byte, n int) error {
 			row := dataRow(body)
 			c.be.learned(len(row) != 1 || row[0] != "f")
 		}
-	case typ == 'C' && p.plan != nil && p.plan.held != nil && p.plan.cur == p.plan.checkIdx:
+	case typ == 'C' && p.plan != nil && p.plan.held != nil && p.plan.cur == p.plan.releaseIdx:
 		if err = c.be.rd.skip(n); err == nil {
 			owner.toClient(p.plan.held)
 			p.plan.held = nil

@@ -60,6 +60,7 @@ func (c *txClient) planQuery(sql string) (*queryPlan, bool, error) {
 		// but blanks or comments (pgbench ends its statements with a semicolon).
 		t := newTxStmt(&pieces[one])
 		c.noteDDL(t)
+		c.noteHold(t)
 		c.noteIdle(t)
 		c.notePath(t)
 		if !c.cn.be.idleOwn.Load() && !c.pathMention && t.dealloc == "" && t.ch == nil && !t.control() && !c.checkAtEnd() &&
@@ -90,6 +91,7 @@ func (c *txClient) planQuery(sql string) (*queryPlan, bool, error) {
 		}
 		t := newTxStmt(p)
 		c.noteDDL(t)
+		c.noteHold(t)
 		c.noteIdle(t)
 		c.notePath(t)
 		plan, err := c.rewrite(t, lastReal(pieces, i))
@@ -118,11 +120,18 @@ func (c *txClient) planQuery(sql string) (*queryPlan, bool, error) {
 				qb.add(ps, len(sql))
 			}
 		}
+		holds := c.holdsAtCommit(effNone)
+		if len(holds) > 0 {
+			qb.commits()
+		}
 		for _, ps := range closeCursors(c.cursors) {
 			qb.add(ps, len(sql))
 		}
 		if ps, ok := c.restoreAtEnd(); ok {
 			qb.add(ps, len(sql))
+		}
+		for _, ps := range holds {
+			qb.commitsTo(ps, len(sql))
 		}
 		for _, ps := range c.temps.atCommit(effNone) {
 			qb.add(ps, len(sql))
@@ -139,6 +148,7 @@ func (c *txClient) planQuery(sql string) (*queryPlan, bool, error) {
 	}
 	if !c.st.block {
 		c.cursors = nil
+		c.holds = nil // materialised at the string's end, or closed by its rollback
 		c.stashed = false
 	}
 	return qb.done(sql), hint, nil
@@ -238,7 +248,7 @@ func (c *txClient) rewrite(t txStmt, last bool) ([]planStmt, error) {
 	w := where{failed: c.failed, last: last, deferred: c.cn.be.deferrable.Load(),
 		implicit: c.implicit, cursors: c.cursors}
 	if t.kind == sqllex.Commit {
-		w.atCommit = c.temps.atCommit(effAbandon)
+		w.atCommit = append(c.holdsAtCommit(effAbandon), c.temps.atCommit(effAbandon)...)
 	}
 	plan := rewrite(t, c.st, w)
 	if p := c.isolation(t, untouched); p != nil {
