@@ -258,14 +258,13 @@ func (p *Pool) retireReady(gen *generation) {
 	p.dropParked(gen)
 	ctx, cancel := context.WithTimeout(context.Background(), dropTimeout)
 	defer cancel()
-	rows, err := p.cat.Query(ctx, `UPDATE migrated_dbs SET state = 'dropping', owner = $2, kept_by = NULL
+	names, err := p.claimNames(ctx, `UPDATE migrated_dbs SET state = 'dropping', owner = $2, kept_by = NULL
 		WHERE template_db = $1 AND state = 'ready' RETURNING datname`, gen.datname, p.owner)
-	names, err2 := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil || err2 != nil {
-		p.log.Warn("retire clones of a replaced template", zap.String("template", gen.datname), zap.Error(err), zap.Error(err2))
-		return
+	if err != nil {
+		p.log.Warn("retire clones of a replaced template", zap.String("template", gen.datname), zap.Error(err))
 	}
 	p.dropAll(ctx, names)
+	p.unbusyAll(names)
 }
 
 // dropAll drops clones, RefillParallelism at a time, and returns those it dropped. A

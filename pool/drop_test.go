@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -46,4 +47,59 @@ func TestFailedDropRetried(t *testing.T) {
 	eventually(t, "the failed drop retried until the clone is gone", func() bool {
 		return !exists() && queryInt(t, catalog, "SELECT count(*) FROM migrated_dbs WHERE datname = $1", stuck) == 0
 	})
+}
+
+// A clone this pool claims for a drop (trim, eviction, retirement, the idle-clone part
+// of GC) is never taken by a GC's reclaim running at the same time as a leftover of this pool's:
+// between the claim's UPDATE committing and the drop marking the clone busy, reclaim
+// would see a dropping row of its own that nothing works on, and report it reclaimed.
+// The clones are catalog rows with no database (dropping one only forgets it), so
+// claims and GCs cycle fast enough to meet in that window.
+func TestGCNeverReclaimsOwnClaims(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	cfg := f.config(map[string]Migrator{"": newMigDir(t, simpleSchema)})
+	cfg.PoolSize = 0
+	cfg.NoStartupGC = true // its forgetting of rows with no database would take the test's
+	p := f.pool(cfg)
+	ctx := t.Context()
+	const rounds = 400
+	stop := make(chan struct{})
+	gcDone := make(chan []string)
+	go func() {
+		var got []string
+		defer func() { gcDone <- got }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			names, err := p.reclaim(ctx) // GC's first step, without forgetting rows with no database
+			p.unbusyAll(names)
+			if err != nil {
+				t.Errorf("reclaim: %v", err)
+				return
+			}
+			got = append(got, names...)
+		}
+	}()
+	for i := range rounds {
+		name := fmt.Sprintf("%sclaim_%d", p.namePrefix(), i)
+		if _, err := p.cat.Exec(ctx, `INSERT INTO migrated_dbs (datname, template_db, state, owner)
+			VALUES ($1, 'none', 'ready', $2)`, name, p.owner); err != nil {
+			t.Fatal(err)
+		}
+		names, err := p.claimNames(ctx, `UPDATE migrated_dbs SET state = 'dropping', owner = $2
+			WHERE datname = $1 RETURNING datname`, name, p.owner)
+		if err != nil || len(names) != 1 {
+			t.Fatalf("claim %s: %v, %v", name, names, err)
+		}
+		p.dropAll(ctx, names)
+		p.unbusyAll(names)
+	}
+	close(stop)
+	if got := <-gcDone; len(got) > 0 {
+		t.Errorf("reclaim took %d clones the pool itself was dropping: %v", len(got), got)
+	}
 }

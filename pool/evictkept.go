@@ -42,16 +42,17 @@ func (g *generation) tookRoom() {
 func (p *Pool) evictOneKept(g *generation) bool {
 	ctx, cancel := p.dropContext()
 	defer cancel()
-	var name string
-	err := p.cat.QueryRow(ctx, `UPDATE migrated_dbs SET state = 'dropping', owner = $2, kept_by = NULL
+	names, _ := p.claimNames(ctx, `UPDATE migrated_dbs SET state = 'dropping', owner = $2, kept_by = NULL
 		WHERE datname = (SELECT datname FROM migrated_dbs WHERE state = 'ready' AND template_db = $1
 			AND kept_by = $2 ORDER BY last_used LIMIT 1 FOR UPDATE SKIP LOCKED)
-		RETURNING datname`, g.datname, p.owner).Scan(&name)
-	if err == nil {
+		RETURNING datname`, g.datname, p.owner)
+	if len(names) > 0 {
+		name := names[0]
 		p.log.Info("dropping a clone kept for tx mode to make room under the cap for a db-mode lease", zap.String("clone", name))
 		if err := p.dropClone(ctx, name); err != nil {
 			p.retryDrop(name, err)
 		}
+		p.unbusyAll(names)
 		return true
 	}
 	p.mu.Lock()

@@ -40,7 +40,9 @@ func (p *Pool) GC(ctx context.Context) (GCReport, error) {
 		errs = append(errs, err)
 	}
 	// Report what was really dropped; a failed drop is retried in the background.
-	dropped := p.dropAll(ctx, append(append([]string(nil), r.Reclaimed...), r.Clones...))
+	claimed := append(append([]string(nil), r.Reclaimed...), r.Clones...)
+	dropped := p.dropAll(ctx, claimed)
+	p.unbusyAll(claimed)
 	r.Reclaimed = keep(r.Reclaimed, dropped)
 	p.counters.reclaimed.Add(int64(len(r.Reclaimed)))
 	r.Clones = keep(r.Clones, dropped)
@@ -61,9 +63,12 @@ func (p *Pool) GC(ctx context.Context) (GCReport, error) {
 }
 
 // reclaim takes over the clones of dead pools, and this pool's own unfinished ones
-// (a creation or drop that failed half-way), marking them dropping. This pool's own
-// leased clones are never reclaimed here: they are in its hands or being handed out.
+// (a creation or drop that failed half-way), marking them dropping and busy (the
+// caller unbusies them). This pool's own leased clones are never reclaimed here: they
+// are in its hands or being handed out.
 func (p *Pool) reclaim(ctx context.Context) ([]string, error) {
+	p.claimMu.Lock()
+	defer p.claimMu.Unlock()
 	p.mu.Lock()
 	busy := make([]string, 0, len(p.busy)+len(p.leases))
 	for name := range p.busy {
@@ -73,10 +78,10 @@ func (p *Pool) reclaim(ctx context.Context) ([]string, error) {
 		busy = append(busy, name)
 	}
 	p.mu.Unlock()
-	return p.claimNames(ctx, `UPDATE migrated_dbs m SET state = 'dropping', owner = $1, kept_by = NULL
+	return p.claimed(p.cat.Query(ctx, `UPDATE migrated_dbs m SET state = 'dropping', owner = $1, kept_by = NULL
 		WHERE m.state IN ('leased', 'creating', 'dropping') AND m.datname <> ALL($2) AND starts_with(m.datname, $3)
 		  AND CASE WHEN m.owner = $1 THEN m.state <> 'leased' ELSE NOT `+alive("m.owner")+` END
-		RETURNING m.datname`, p.owner, busy, p.namePrefix())
+		RETURNING m.datname`, p.owner, busy, p.namePrefix()))
 }
 
 // keep returns the names in names that are also in in.
@@ -90,14 +95,32 @@ func keep(names, in []string) []string {
 	return out
 }
 
-// claimNames runs an UPDATE … RETURNING datname and marks the names busy.
+// claimNames runs an UPDATE … RETURNING datname that marks rows dropping, owned by
+// this pool, and marks the names busy before reclaim can see them (claimMu); the
+// caller unbusies them (unbusyAll) once it has dropped them or handed them to a retry.
 func (p *Pool) claimNames(ctx context.Context, sql string, args ...any) ([]string, error) {
-	rows, err := p.cat.Query(ctx, sql, args...)
+	p.claimMu.RLock()
+	defer p.claimMu.RUnlock()
+	return p.claimed(p.cat.Query(ctx, sql, args...))
+}
+
+// claimed collects the names a claim's UPDATE returned and marks them busy.
+func (p *Pool) claimed(rows pgx.Rows, err error) ([]string, error) {
 	names, err2 := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err == nil {
 		err = err2
 	}
+	for _, name := range names {
+		p.markBusy(name)
+	}
 	return names, p.upstreamErr("gc", err)
+}
+
+// unbusyAll undoes claimNames' marks.
+func (p *Pool) unbusyAll(names []string) {
+	for _, name := range names {
+		p.unbusy(name)
+	}
 }
 
 // gcTemplates drops templates unused for TTL, and prefix templates beyond the
@@ -163,7 +186,9 @@ func (p *Pool) gcTemplate(ctx context.Context, datname string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if dropped := p.dropAll(ctx, clones); len(dropped) < len(clones) {
+	dropped := p.dropAll(ctx, clones)
+	p.unbusyAll(clones)
+	if len(dropped) < len(clones) {
 		return false, nil // the failed drops are retried; a later GC drops the template
 	}
 	if err := p.dropTemplate(ctx, conn.Conn(), datname); err != nil {

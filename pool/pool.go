@@ -45,6 +45,12 @@ type Pool struct {
 	createSem chan struct{}
 	dropSem   chan struct{}
 	gcMu      sync.Mutex // one GC at a time
+	// claimMu orders this process's claims of catalog rows (an UPDATE that marks them
+	// dropping, owned by this pool) against reclaim: a claim holds it shared from its
+	// UPDATE until it has marked the names busy, reclaim holds it exclusively while it
+	// reads busy and runs its own UPDATE, so it never takes a row just claimed here
+	// as a leftover of this pool's (claimNames).
+	claimMu sync.RWMutex
 
 	refillFailing bool // the last refill scan failed; owned by the refill loop
 	budget        budget

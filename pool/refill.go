@@ -211,14 +211,15 @@ func (p *Pool) pause(g *generation, d time.Duration) {
 func (p *Pool) evictFor(g *generation) bool {
 	ctx, cancel := p.dropContext()
 	defer cancel()
-	var name string
-	err := p.cat.QueryRow(ctx, `UPDATE migrated_dbs SET state = 'dropping', owner = $2, kept_by = NULL
+	names, _ := p.claimNames(ctx, `UPDATE migrated_dbs SET state = 'dropping', owner = $2, kept_by = NULL
 		WHERE datname = (SELECT datname FROM migrated_dbs WHERE state = 'ready' AND template_db <> $1
 			AND starts_with(datname, $3) ORDER BY last_used LIMIT 1 FOR UPDATE SKIP LOCKED)
-		RETURNING datname`, g.datname, p.owner, p.namePrefix()).Scan(&name)
-	if err != nil {
+		RETURNING datname`, g.datname, p.owner, p.namePrefix())
+	if len(names) == 0 {
 		return false
 	}
+	defer p.unbusyAll(names)
+	name := names[0]
 	p.log.Info("evicting an idle clone to make room under the cap", zap.String("clone", name),
 		zap.String("for_template", g.template))
 	if err := p.dropClone(ctx, name); err != nil {
@@ -256,4 +257,5 @@ func (p *Pool) trim(g *generation, n, free int) {
 		names = append(names, got...)
 	}
 	p.dropAll(ctx, names)
+	p.unbusyAll(names)
 }
