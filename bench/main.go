@@ -224,6 +224,9 @@ func (b *bench) approaches(ctx context.Context, set string, suite bool) ([]named
 	var out []named
 	if !suite {
 		out = append(out, named{nameDirect, urlOpener(e.url("", directDB(set))), true})
+		if e.bouncer != "" { // the hand-out the tx-mode goal is measured against
+			out = append(out, named{namePgbouncer, urlOpener(e.url(e.bouncer, directDB(set))), false})
+		}
 	}
 	out = append(out,
 		named{nameProxyDB, urlOpener(e.url(e.proxy.addr, set)), false},

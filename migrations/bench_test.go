@@ -156,3 +156,37 @@ func pgDumpBin(b *testing.B) string {
 	}
 	return p
 }
+
+// BenchmarkHashUnchanged is the check every acquisition makes that the migrations did
+// not change, on 10 and 200 files of golang-migrate's and Prisma's layouts:
+//
+//	go test -run '^$' -bench HashUnchanged ./migrations/
+func BenchmarkHashUnchanged(b *testing.B) {
+	for _, f := range []Format{GolangMigrate, Prisma} {
+		for _, n := range []int{10, 200} {
+			b.Run(fmt.Sprintf("%s/%d", f, n), func(b *testing.B) {
+				dir := b.TempDir()
+				files := make([]string, n)
+				for i := range files {
+					files[i] = fmt.Sprintf("CREATE TABLE t%d (id int);\n", i)
+				}
+				layoutFiles(b, f, dir, files)
+				d, err := OpenFormat(dir, f)
+				if err != nil {
+					b.Fatal(err)
+				}
+				ctx := context.Background()
+				first, err := d.Hash(ctx, 15, 1)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ResetTimer()
+				for b.Loop() {
+					if h, err := d.Hash(ctx, 15, 1); err != nil || h != first {
+						b.Fatalf("Hash = %q, %v; want %q", h, err, first)
+					}
+				}
+			})
+		}
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,6 +30,9 @@ type Dir struct {
 	format  Format // "" = detect from the contents whenever the listing changes
 	label   string // what Describe calls it instead of its format ("seed"); "" = the format
 	display string // how messages name the directory or file
+
+	osDir string      // the directory on disk that holds the migrations; "" for OpenFS
+	watch *watchState // the change guard's state; nil for OpenFS
 
 	mu      sync.Mutex
 	listKey string    // (name, size, mtime) listing the cached snapshot was read from
@@ -71,13 +76,23 @@ func OpenFormat(path string, format Format) (*Dir, error) {
 	}
 	switch {
 	case !fi.IsDir() && (format == "" || format == Dump):
-		return &Dir{fsys: os.DirFS(filepath.Dir(path)), root: ".", only: filepath.Base(path), format: Dump, display: path}, nil
+		return onDisk(&Dir{fsys: os.DirFS(filepath.Dir(path)), root: ".", only: filepath.Base(path), format: Dump, display: path}, filepath.Dir(path)), nil
 	case !fi.IsDir():
 		return nil, fmt.Errorf("open migrations %s: format %s wants a directory", path, format)
 	case format == Dump:
 		return nil, fmt.Errorf("open migrations %s: format %s wants a file, not a directory", path, format)
 	}
-	return &Dir{fsys: os.DirFS(path), root: ".", format: format, display: path}, nil
+	return onDisk(&Dir{fsys: os.DirFS(path), root: ".", format: format, display: path}, path), nil
+}
+
+// onDisk gives d, whose migrations are in the directory dir on disk, its change guard.
+func onDisk(d *Dir, dir string) *Dir {
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	d.osDir, d.watch = dir, &watchState{}
+	runtime.AddCleanup(d, func(w *watchState) { w.close() }, d.watch)
+	return d
 }
 
 // OpenFS returns the migrations directory root inside fsys (e.g. an embed.FS; use "."
@@ -96,14 +111,24 @@ func (d *Dir) String() string { return d.display }
 // up parts, the upstream's major version and the catalog schema version. Down files
 // and sections, and files the layout does not recognise, are ignored, as the tool
 // ignores them when migrating up. The contents are read again only when a file's
-// name, size or mtime changed since the last call.
+// name, size or mtime changed since the last call, and on Linux the directory is only
+// listed again when the kernel reported a change in it (watchState).
 func (d *Dir) Hash(ctx context.Context, serverMajor, catalogVersion int) (string, error) {
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
+	if d.watch != nil {
+		return d.watch.hash(d, serverMajor, catalogVersion)
+	}
+	sum, _, err := d.hashListed(serverMajor, catalogVersion)
+	return sum, err
+}
+
+// hashListed is Hash from a listing of the directory.
+func (d *Dir) hashListed(serverMajor, catalogVersion int) (string, listing, error) {
 	entries, key, err := d.list()
 	if err != nil {
-		return "", fmt.Errorf("list migrations in %s: %w", d.display, err)
+		return "", listing{}, fmt.Errorf("list migrations in %s: %w", d.display, err)
 	}
 	d.mu.Lock()
 	snap := d.snap
@@ -113,7 +138,7 @@ func (d *Dir) Hash(ctx context.Context, serverMajor, catalogVersion int) (string
 	d.mu.Unlock()
 	if snap == nil {
 		if snap, err = d.read(entries); err != nil {
-			return "", err
+			return "", listing{}, err
 		}
 		d.mu.Lock()
 		d.listKey, d.snap = key, snap
@@ -121,7 +146,59 @@ func (d *Dir) Hash(ctx context.Context, serverMajor, catalogVersion int) (string
 	}
 	sum := finishHash(snap.digest, serverMajor, catalogVersion)
 	d.byHash.put(sum, hashed{snap: snap, major: serverMajor, catalog: catalogVersion})
+	return sum, entries, nil
+}
+
+// watchState is a Dir's change guard (watch_linux.go) and the hash it last listed:
+// while the guard saw no change in the directories, Hash returns that hash without
+// listing them. Every acquisition checks its template's migrations, so with many files
+// this is most of the proxy's own time per connection (BenchmarkHashUnchanged: 200
+// files cost ≈0.26 ms listed).
+type watchState struct {
+	mu             sync.Mutex
+	g              *guard // nil: list on every Hash
+	sum            string // the hash listed last, for major and catalog
+	major, catalog int
+}
+
+func (w *watchState) hash(d *Dir, serverMajor, catalogVersion int) (string, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.g != nil && w.sum != "" && w.major == serverMajor && w.catalog == catalogVersion && !w.g.changed() {
+		return w.sum, nil
+	}
+	w.g.close()
+	w.g, w.sum = newGuard(d.osDir), "" // before the listing: a change from here on is an event
+	sum, l, err := d.hashListed(serverMajor, catalogVersion)
+	if err != nil || w.g == nil {
+		return sum, err
+	}
+	names := slices.Clone(l.files)
+	ok := true
+	for _, sub := range l.subdirs {
+		names = append(names, path.Join(sub, "migration.sql"))
+		ok = ok && w.g.add(filepath.Join(d.osDir, filepath.FromSlash(sub)))
+	}
+	if !ok || !addFiles(d.osDir, append(names, l.subdirs...)) {
+		w.g.close()
+		w.g = nil
+		return sum, nil
+	}
+	if len(l.subdirs) > 0 {
+		// A change in a subdirectory before its watch began raised no event.
+		if sum, _, err = d.hashListed(serverMajor, catalogVersion); err != nil {
+			return "", err
+		}
+	}
+	w.sum, w.major, w.catalog = sum, serverMajor, catalogVersion
 	return sum, nil
+}
+
+func (w *watchState) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.g.close()
+	w.g = nil
 }
 
 func (d *Dir) snapshot(hash string) (*snapshot, error) {

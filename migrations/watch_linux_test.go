@@ -1,0 +1,124 @@
+//go:build linux
+
+package migrations
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// engaged reports whether d's last Hash left its change guard watching, so a test of
+// changes exercises the guard and not only the listing.
+func engaged(d *Dir) bool {
+	d.watch.mu.Lock()
+	defer d.watch.mu.Unlock()
+	return d.watch.g != nil
+}
+
+// TestGuardSeesEveryChange makes, one after another with no pause, the changes a
+// developer or an editor makes to a Prisma layout (a subdirectory per migration) and
+// to a schema dump, and checks that the very next Hash sees each while the guard stays
+// engaged, and that with no change the hash is the same.
+func TestGuardSeesEveryChange(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	mkdir := func(name string) {
+		if err := os.MkdirAll(filepath.Join(dir, name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mkdir("20240101000001_users")
+	writeFile(t, dir, "20240101000001_users/migration.sql", "CREATE TABLE users (id int);\n")
+	d, err := OpenFormat(dir, Prisma)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev := hashOf(t, d, 15, 1)
+	if !engaged(d) {
+		t.Fatalf("the guard is not watching %s (a tmpfs or local disk)", dir)
+	}
+	steps := []struct {
+		name   string
+		change func()
+	}{
+		{"edit in a subdirectory", func() {
+			writeFile(t, dir, "20240101000001_users/migration.sql", "CREATE TABLE users (id bigint);\n")
+		}},
+		{"edit in place, same size", func() {
+			writeFile(t, dir, "20240101000001_users/migration.sql", "CREATE TABLE users (id bigin2);\n")
+		}},
+		{"editor's save: write a new file, rename it over the old", func() {
+			writeFile(t, dir, "20240101000001_users/.migration.sql.swp", "CREATE TABLE users (id text);\n")
+			if err := os.Rename(filepath.Join(dir, "20240101000001_users/.migration.sql.swp"),
+				filepath.Join(dir, "20240101000001_users/migration.sql")); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"add a migration", func() {
+			mkdir("20240101000002_posts")
+			writeFile(t, dir, "20240101000002_posts/migration.sql", "CREATE TABLE posts (id int);\n")
+		}},
+		{"edit the new migration", func() {
+			writeFile(t, dir, "20240101000002_posts/migration.sql", "CREATE TABLE posts (id bigint);\n")
+		}},
+		{"remove a migration", func() {
+			if err := os.RemoveAll(filepath.Join(dir, "20240101000002_posts")); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	}
+	for _, s := range steps {
+		s.change()
+		got := hashOf(t, d, 15, 1)
+		if got == prev {
+			t.Errorf("%s: the hash did not change", s.name)
+		}
+		if !engaged(d) {
+			t.Errorf("%s: the guard stopped watching", s.name)
+		}
+		if again := hashOf(t, d, 15, 1); again != got {
+			t.Errorf("%s: with no change the hash went from %.12s to %.12s", s.name, got, again)
+		}
+		prev = got
+	}
+
+	dump := filepath.Join(t.TempDir(), "schema.sql")
+	if err := os.WriteFile(dump, []byte("CREATE TABLE a (id int);\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Open(dump)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := hashOf(t, f, 15, 1)
+	if err := os.WriteFile(dump, []byte("CREATE TABLE b (id int);\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if hashOf(t, f, 15, 1) == before || !engaged(f) {
+		t.Error("a schema dump's edit was not seen by its guard")
+	}
+}
+
+// TestGuardOffForSymlinks: a migration that is a symbolic link changes where no event
+// is raised in the directory, so the guard steps aside and every Hash lists and stats.
+func TestGuardOffForSymlinks(t *testing.T) {
+	t.Parallel()
+	dir, elsewhere := t.TempDir(), t.TempDir()
+	writeFile(t, elsewhere, "target.sql", "CREATE TABLE users (id int);\n")
+	if err := os.Symlink(filepath.Join(elsewhere, "target.sql"), filepath.Join(dir, "001_users.up.sql")); err != nil {
+		t.Fatal(err)
+	}
+	d, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := hashOf(t, d, 15, 1)
+	if engaged(d) {
+		t.Fatal("the guard watches a directory whose migration is a symbolic link")
+	}
+	writeFile(t, elsewhere, "target.sql", "CREATE TABLE users (id bigint);\n")
+	if hashOf(t, d, 15, 1) == before {
+		t.Error("an edit of a symbolic link's target was not seen")
+	}
+}
