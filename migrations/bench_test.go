@@ -190,3 +190,30 @@ func BenchmarkHashUnchanged(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCommandHashUnchanged is the same check for a --migrate-cmd watching a
+// directory of 200 files:
+//
+//	go test -run '^$' -bench CommandHashUnchanged ./migrations/
+func BenchmarkCommandHashUnchanged(b *testing.B) {
+	dir := b.TempDir()
+	files := make([]string, 200)
+	for i := range files {
+		files[i] = fmt.Sprintf("CREATE TABLE t%d (id int);\n", i)
+	}
+	layoutFiles(b, GolangMigrate, dir, files)
+	c, err := NewCommand(CommandConfig{Command: "true", Watch: []string{dir}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	first, err := c.Hash(ctx, 15, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if h, err := c.Hash(ctx, 15, 1); err != nil || h != first {
+			b.Fatalf("Hash = %q, %v; want %q", h, err, first)
+		}
+	}
+}

@@ -41,6 +41,9 @@ type Command struct {
 	workDir string
 	timeout time.Duration
 
+	wmu   sync.Mutex // held by a Hash from its guard check to the digest
+	guard *guard     // watches the watched files' directories; nil: walk them on every Hash
+
 	mu      sync.Mutex
 	listKey string   // (path, size, mtime) of the watched files digest was made from
 	digest  [32]byte // of their names and contents
@@ -92,20 +95,9 @@ func (c *Command) Hash(ctx context.Context, serverMajor, catalogVersion int) (st
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
-	paths, key, err := c.watched()
+	digest, err := c.currentDigest()
 	if err != nil {
 		return "", err
-	}
-	c.mu.Lock()
-	fresh, digest := c.listKey == key, c.digest
-	c.mu.Unlock()
-	if !fresh {
-		if digest, err = c.read(paths); err != nil {
-			return "", err
-		}
-		c.mu.Lock()
-		c.listKey, c.digest, c.files = key, digest, len(paths)
-		c.mu.Unlock()
 	}
 	h := sha256.New()
 	h.Write([]byte("pgtestproxy command v1\x00"))
@@ -117,27 +109,116 @@ func (c *Command) Hash(ctx context.Context, serverMajor, catalogVersion int) (st
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// watched returns the watched files, sorted, and their (path, size, mtime) key.
-func (c *Command) watched() ([]string, string, error) {
+// currentDigest returns the digest of the watched files. As a Dir's Hash does, it walks
+// them again only when the change guard (watch_linux.go) saw something happen in their
+// directories, or cannot watch them: a pattern with a wildcard in its directory part,
+// a symbolic link, a filesystem without local events, a system other than Linux.
+func (c *Command) currentDigest() ([32]byte, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.guard != nil && !c.guard.changed() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.digest, nil
+	}
+	c.guard.close()
+	c.guard = c.watchRoots() // before the walk: a change from here on is an event
+	digest, err := c.walkDigest()
+	if err != nil {
+		c.guard.close()
+		c.guard = nil
+	}
+	return digest, err
+}
+
+// watchRoots starts a guard on the directory of every watched pattern; nil when one
+// cannot be watched.
+func (c *Command) watchRoots() *guard {
+	var g *guard
+	for _, pattern := range c.watch {
+		dir := filepath.Dir(c.full(pattern))
+		if strings.ContainsAny(dir, `*?[\`) {
+			g.close()
+			return nil
+		}
+		if g == nil {
+			g = newGuard(dir)
+		} else if !g.add(dir) {
+			g.close()
+			return nil
+		}
+		if g == nil {
+			return nil
+		}
+	}
+	return g
+}
+
+// walkDigest walks the watched files and digests them (reading them only when the
+// listing changed), and adds their directories to the guard.
+func (c *Command) walkDigest() ([32]byte, error) {
+	paths, dirs, key, err := c.watched()
+	if err != nil {
+		return [32]byte{}, err
+	}
+	if c.guard != nil {
+		ok := addFiles("", paths) && addFiles("", dirs)
+		for _, d := range dirs {
+			ok = ok && c.guard.add(d)
+		}
+		if !ok {
+			c.guard.close()
+			c.guard = nil
+		} else if len(dirs) > 0 {
+			// A change in a walked directory before its watch began raised no event.
+			if paths, _, key, err = c.watched(); err != nil {
+				return [32]byte{}, err
+			}
+		}
+	}
+	c.mu.Lock()
+	fresh, digest := c.listKey == key, c.digest
+	c.mu.Unlock()
+	if !fresh {
+		if digest, err = c.read(paths); err != nil {
+			return [32]byte{}, err
+		}
+		c.mu.Lock()
+		c.listKey, c.digest, c.files = key, digest, len(paths)
+		c.mu.Unlock()
+	}
+	return digest, nil
+}
+
+// full is pattern taken from the work directory.
+func (c *Command) full(pattern string) string {
+	if !filepath.IsAbs(pattern) && c.workDir != "" {
+		return filepath.Join(c.workDir, pattern)
+	}
+	return pattern
+}
+
+// watched returns the watched files, sorted, the directories walked to find them, and
+// the files' (path, size, mtime) key.
+func (c *Command) watched() ([]string, []string, string, error) {
 	seen := map[string]bool{}
-	var paths []string
+	var paths, dirs []string
 	var key strings.Builder
 	for _, pattern := range c.watch {
-		full := pattern
-		if !filepath.IsAbs(full) && c.workDir != "" {
-			full = filepath.Join(c.workDir, full)
-		}
-		matches, err := filepath.Glob(full)
+		matches, err := filepath.Glob(c.full(pattern))
 		if err != nil {
-			return nil, "", fmt.Errorf("migrate command: watch %s: %w", pattern, err)
+			return nil, nil, "", fmt.Errorf("migrate command: watch %s: %w", pattern, err)
 		}
 		if len(matches) == 0 {
-			return nil, "", fmt.Errorf("migrate command: watch %s: no such file", pattern)
+			return nil, nil, "", fmt.Errorf("migrate command: watch %s: no such file", pattern)
 		}
 		for _, m := range matches {
 			err := filepath.WalkDir(m, func(p string, e fs.DirEntry, err error) error {
 				if err == nil && e.IsDir() && p != m && skippedDir(e.Name()) {
 					return filepath.SkipDir
+				}
+				if err == nil && e.IsDir() {
+					dirs = append(dirs, p)
 				}
 				if err != nil || e.IsDir() || seen[p] {
 					return err
@@ -147,7 +228,7 @@ func (c *Command) watched() ([]string, string, error) {
 				return nil
 			})
 			if err != nil {
-				return nil, "", fmt.Errorf("migrate command: watch %s: %w", pattern, err)
+				return nil, nil, "", fmt.Errorf("migrate command: watch %s: %w", pattern, err)
 			}
 		}
 	}
@@ -155,11 +236,11 @@ func (c *Command) watched() ([]string, string, error) {
 	for _, p := range paths {
 		fi, err := os.Stat(p)
 		if err != nil {
-			return nil, "", fmt.Errorf("migrate command: watch: %w", err)
+			return nil, nil, "", fmt.Errorf("migrate command: watch: %w", err)
 		}
 		fmt.Fprintf(&key, "%s\x00%d\x00%d\n", p, fi.Size(), fi.ModTime().UnixNano())
 	}
-	return paths, key.String(), nil
+	return paths, dirs, key.String(), nil
 }
 
 // skippedDir reports a directory a watched directory's walk leaves out: hidden ones

@@ -59,7 +59,7 @@ func newGuard(dir string) *guard {
 		}
 		notify.fd, notify.byWD = fd, map[int32]map[*guard]struct{}{}
 	})
-	if notify.fd < 0 || !watchable(dir) {
+	if notify.fd < 0 {
 		return nil
 	}
 	g := &guard{}
@@ -85,6 +85,9 @@ func watchable(dir string) bool {
 
 // add watches one more directory of the guard's; false when it cannot.
 func (g *guard) add(dir string) bool {
+	if !watchable(dir) {
+		return false
+	}
 	notify.mu.Lock()
 	defer notify.mu.Unlock()
 	wd, err := unix.InotifyAddWatch(notify.fd, dir, watchMask|unix.IN_ONLYDIR|unix.IN_DONT_FOLLOW)

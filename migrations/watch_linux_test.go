@@ -122,3 +122,84 @@ func TestGuardOffForSymlinks(t *testing.T) {
 		t.Error("an edit of a symbolic link's target was not seen")
 	}
 }
+
+// TestCommandGuardSeesEveryChange does the same for a --migrate-cmd's watched paths: a
+// directory walked recursively, one file, and a glob.
+func TestCommandGuardSeesEveryChange(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	mkdir := func(name string) {
+		if err := os.MkdirAll(filepath.Join(dir, name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mkdir("db/migrate/2024")
+	mkdir("seeds")
+	writeFile(t, dir, "db/migrate/2024/001_users.rb", "create_table :users\n")
+	writeFile(t, dir, "schema.rb", "version 1\n")
+	writeFile(t, dir, "seeds/a.sql", "INSERT INTO a VALUES (1);\n")
+	c, err := NewCommand(CommandConfig{Command: "true", WorkDir: dir, Watch: []string{"db/migrate", "schema.rb", "seeds/*.sql"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	isEngaged := func() bool {
+		c.wmu.Lock()
+		defer c.wmu.Unlock()
+		return c.guard != nil
+	}
+	prev := hashOf(t, c, 15, 1)
+	if !isEngaged() {
+		t.Fatalf("the guard is not watching %s", dir)
+	}
+	steps := []struct {
+		name    string
+		change  func()
+		changes bool
+	}{
+		{"edit a nested file", func() { writeFile(t, dir, "db/migrate/2024/001_users.rb", "create_table :people\n") }, true},
+		{"add a nested directory and file", func() {
+			mkdir("db/migrate/2025")
+			writeFile(t, dir, "db/migrate/2025/002_posts.rb", "create_table :posts\n")
+		}, true},
+		{"edit the new file", func() { writeFile(t, dir, "db/migrate/2025/002_posts.rb", "create_table :articles\n") }, true},
+		{"edit the single file", func() { writeFile(t, dir, "schema.rb", "version 2\n") }, true},
+		{"add a file the glob matches", func() { writeFile(t, dir, "seeds/b.sql", "INSERT INTO b VALUES (1);\n") }, true},
+		{"add a file the glob does not match", func() { writeFile(t, dir, "seeds/notes.txt", "x\n") }, false},
+		{"add a file in a hidden directory", func() {
+			mkdir("db/migrate/.cache")
+			writeFile(t, dir, "db/migrate/.cache/x.rb", "x\n")
+		}, false},
+		{"remove the nested directory", func() {
+			if err := os.RemoveAll(filepath.Join(dir, "db/migrate/2025")); err != nil {
+				t.Fatal(err)
+			}
+		}, true},
+	}
+	for _, s := range steps {
+		s.change()
+		got := hashOf(t, c, 15, 1)
+		if (got != prev) != s.changes {
+			t.Errorf("%s: hash changed = %v, want %v", s.name, got != prev, s.changes)
+		}
+		if !isEngaged() {
+			t.Errorf("%s: the guard stopped watching", s.name)
+		}
+		if again := hashOf(t, c, 15, 1); again != got {
+			t.Errorf("%s: with no change the hash went from %.12s to %.12s", s.name, got, again)
+		}
+		prev = got
+	}
+
+	wild, err := NewCommand(CommandConfig{Command: "true", WorkDir: dir, Watch: []string{"db/*/2024"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := hashOf(t, wild, 15, 1)
+	if wild.guard != nil {
+		t.Error("the guard watches a pattern with a wildcard in its directory part")
+	}
+	writeFile(t, dir, "db/migrate/2024/001_users.rb", "create_table :users\n")
+	if hashOf(t, wild, 15, 1) == before {
+		t.Error("an edit under a wildcard directory was not seen")
+	}
+}
