@@ -46,19 +46,24 @@ func startupLogged(msg string) error {
 // before its first byte returns io.EOF; anything malformed returns a quietError, a
 // *pgerr.Error or an *oldProtocolError.
 func readStartupPacket(r io.Reader, sslDone, gssDone bool) (pgproto3.FrontendMessage, error) {
-	var lenBuf [4]byte
-	if _, err := io.ReadFull(r, lenBuf[:]); err != nil {
+	// The length word and the code in one read: every valid packet has both, so this
+	// never reads past a packet, and an SSLRequest (which is nothing else) takes one
+	// read call instead of two.
+	var head [4 + minStartupPacket]byte
+	got, err := io.ReadAtLeast(r, head[:], 4)
+	if err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
 			return nil, startupLogged("incomplete startup packet")
 		}
 		return nil, err
 	}
-	n := int64(binary.BigEndian.Uint32(lenBuf[:])) - 4
+	n := int64(binary.BigEndian.Uint32(head[:])) - 4
 	if n < minStartupPacket || n > maxStartupPacket {
 		return nil, startupLogged(fmt.Sprintf("invalid length of startup packet: %d bytes", n+4))
 	}
 	body := make([]byte, n)
-	if _, err := io.ReadFull(r, body); err != nil {
+	copy(body, head[4:got])
+	if _, err := io.ReadFull(r, body[got-4:]); err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			return nil, startupLogged("incomplete startup packet")
 		}
