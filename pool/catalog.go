@@ -244,5 +244,13 @@ func (p *Pool) connConfig(db string) *pgx.ConnConfig {
 func (p *Pool) catalogConfig() *pgx.ConnConfig {
 	c := p.connConfig(p.cfg.CatalogDB)
 	c.RuntimeParams["search_path"] = catalogSchema(p.cfg.catalogVersion)
+	// The catalog's commits do not wait for their WAL to reach disk: on an upstream with
+	// fsync on, that wait is most of a claim's round trip. What a crash of the server
+	// could lose (its last fraction of a second of catalog commits) never matters: every
+	// step that makes a lost record harmful is a commit that flushes the WAL before it
+	// and so the record too — CREATE and DROP DATABASE force a synchronous commit, as
+	// does a client's own commit in the clone it claimed — and a crash ends every lease
+	// anyway.
+	c.RuntimeParams["synchronous_commit"] = "off"
 	return c
 }
