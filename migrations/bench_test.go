@@ -166,11 +166,7 @@ func BenchmarkHashUnchanged(b *testing.B) {
 		for _, n := range []int{10, 200} {
 			b.Run(fmt.Sprintf("%s/%d", f, n), func(b *testing.B) {
 				dir := b.TempDir()
-				files := make([]string, n)
-				for i := range files {
-					files[i] = fmt.Sprintf("CREATE TABLE t%d (id int);\n", i)
-				}
-				layoutFiles(b, f, dir, files)
+				layoutFiles(b, f, dir, oneTableEach(n))
 				d, err := OpenFormat(dir, f)
 				if err != nil {
 					b.Fatal(err)
@@ -191,17 +187,22 @@ func BenchmarkHashUnchanged(b *testing.B) {
 	}
 }
 
+// oneTableEach returns n migrations that create a table each.
+func oneTableEach(n int) []string {
+	files := make([]string, n)
+	for i := range files {
+		files[i] = fmt.Sprintf("CREATE TABLE t%d (id int);\n", i)
+	}
+	return files
+}
+
 // BenchmarkCommandHashUnchanged is the same check for a --migrate-cmd watching a
 // directory of 200 files:
 //
 //	go test -run '^$' -bench CommandHashUnchanged ./migrations/
 func BenchmarkCommandHashUnchanged(b *testing.B) {
 	dir := b.TempDir()
-	files := make([]string, 200)
-	for i := range files {
-		files[i] = fmt.Sprintf("CREATE TABLE t%d (id int);\n", i)
-	}
-	layoutFiles(b, GolangMigrate, dir, files)
+	layoutFiles(b, GolangMigrate, dir, oneTableEach(200))
 	c, err := NewCommand(CommandConfig{Command: "true", Watch: []string{dir}})
 	if err != nil {
 		b.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -41,8 +42,7 @@ type Command struct {
 	workDir string
 	timeout time.Duration
 
-	wmu   sync.Mutex // held by a Hash from its guard check to the digest
-	guard *guard     // watches the watched files' directories; nil: walk them on every Hash
+	cache *guarded[[32]byte] // the digest while nothing changed in the watched paths
 
 	mu      sync.Mutex
 	listKey string   // (path, size, mtime) of the watched files digest was made from
@@ -74,7 +74,10 @@ func NewCommand(cfg CommandConfig) (*Command, error) {
 	if cfg.Timeout < 0 {
 		return nil, fmt.Errorf("migrate command: timeout %v is negative", cfg.Timeout)
 	}
-	return &Command{cmd: cfg.Command, watch: slices.Clone(cfg.Watch), workDir: cfg.WorkDir, timeout: cfg.Timeout}, nil
+	c := &Command{cmd: cfg.Command, watch: slices.Clone(cfg.Watch), workDir: cfg.WorkDir, timeout: cfg.Timeout,
+		cache: &guarded[[32]byte]{}}
+	runtime.AddCleanup(c, func(w *guarded[[32]byte]) { w.stop() }, c.cache)
+	return c, nil
 }
 
 // Describe says what runs and what keys it.
@@ -110,84 +113,46 @@ func (c *Command) Hash(ctx context.Context, serverMajor, catalogVersion int) (st
 }
 
 // currentDigest returns the digest of the watched files. As a Dir's Hash does, it walks
-// them again only when the change guard (watch_linux.go) saw something happen in their
-// directories, or cannot watch them: a pattern with a wildcard in its directory part,
-// a symbolic link, a filesystem without local events, a system other than Linux.
+// them again only after a change in their directories (guarded), unless they cannot be
+// watched: a pattern with a wildcard in its directory part, a symbolic link, a
+// filesystem without local events, a system other than Linux.
 func (c *Command) currentDigest() ([32]byte, error) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if c.guard != nil && !c.guard.changed() {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return c.digest, nil
-	}
-	c.guard.close()
-	c.guard = c.watchRoots() // before the walk: a change from here on is an event
-	digest, err := c.walkDigest()
-	if err != nil {
-		c.guard.close()
-		c.guard = nil
-	}
-	return digest, err
+	return c.cache.get(c.roots(), c.listed)
 }
 
-// watchRoots starts a guard on the directory of every watched pattern; nil when one
-// cannot be watched.
-func (c *Command) watchRoots() *guard {
-	var g *guard
+// roots returns the directory of every watched pattern, or nil when one has a
+// wildcard.
+func (c *Command) roots() []string {
+	var dirs []string
 	for _, pattern := range c.watch {
 		dir := filepath.Dir(c.full(pattern))
 		if strings.ContainsAny(dir, `*?[\`) {
-			g.close()
 			return nil
 		}
-		if g == nil {
-			g = newGuard(dir)
-		} else if !g.add(dir) {
-			g.close()
-			return nil
-		}
-		if g == nil {
-			return nil
-		}
+		dirs = append(dirs, dir)
 	}
-	return g
+	return dirs
 }
 
-// walkDigest walks the watched files and digests them (reading them only when the
-// listing changed), and adds their directories to the guard.
-func (c *Command) walkDigest() ([32]byte, error) {
+// listed walks the watched paths and digests the files (reading them only when the
+// listing changed).
+func (c *Command) listed() (listed[[32]byte], error) {
 	paths, dirs, key, err := c.watched()
 	if err != nil {
-		return [32]byte{}, err
-	}
-	if c.guard != nil {
-		ok := addFiles("", paths) && addFiles("", dirs)
-		for _, d := range dirs {
-			ok = ok && c.guard.add(d)
-		}
-		if !ok {
-			c.guard.close()
-			c.guard = nil
-		} else if len(dirs) > 0 {
-			// A change in a walked directory before its watch began raised no event.
-			if paths, _, key, err = c.watched(); err != nil {
-				return [32]byte{}, err
-			}
-		}
+		return listed[[32]byte]{}, err
 	}
 	c.mu.Lock()
 	fresh, digest := c.listKey == key, c.digest
 	c.mu.Unlock()
 	if !fresh {
 		if digest, err = c.read(paths); err != nil {
-			return [32]byte{}, err
+			return listed[[32]byte]{}, err
 		}
 		c.mu.Lock()
 		c.listKey, c.digest, c.files = key, digest, len(paths)
 		c.mu.Unlock()
 	}
-	return digest, nil
+	return listed[[32]byte]{val: digest, dirs: dirs, names: append(paths, dirs...)}, nil
 }
 
 // full is pattern taken from the work directory.

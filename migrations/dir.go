@@ -11,7 +11,6 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,8 +30,8 @@ type Dir struct {
 	label   string // what Describe calls it instead of its format ("seed"); "" = the format
 	display string // how messages name the directory or file
 
-	osDir string      // the directory on disk that holds the migrations; "" for OpenFS
-	watch *watchState // the change guard's state; nil for OpenFS
+	osDir string              // the directory on disk that holds the migrations; "" for OpenFS
+	cache *guarded[*snapshot] // the snapshot while nothing changed in osDir; nil for OpenFS
 
 	mu      sync.Mutex
 	listKey string    // (name, size, mtime) listing the cached snapshot was read from
@@ -90,8 +89,8 @@ func onDisk(d *Dir, dir string) *Dir {
 	if abs, err := filepath.Abs(dir); err == nil {
 		dir = abs
 	}
-	d.osDir, d.watch = dir, &watchState{}
-	runtime.AddCleanup(d, func(w *watchState) { w.close() }, d.watch)
+	d.osDir, d.cache = dir, &guarded[*snapshot]{}
+	runtime.AddCleanup(d, func(w *guarded[*snapshot]) { w.stop() }, d.cache)
 	return d
 }
 
@@ -112,23 +111,35 @@ func (d *Dir) String() string { return d.display }
 // and sections, and files the layout does not recognise, are ignored, as the tool
 // ignores them when migrating up. The contents are read again only when a file's
 // name, size or mtime changed since the last call, and on Linux the directory is only
-// listed again when the kernel reported a change in it (watchState).
+// listed again when the kernel reported a change in it (guarded).
 func (d *Dir) Hash(ctx context.Context, serverMajor, catalogVersion int) (string, error) {
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
-	if d.watch != nil {
-		return d.watch.hash(d, serverMajor, catalogVersion)
+	snap, err := d.current()
+	if err != nil {
+		return "", err
 	}
-	sum, _, err := d.hashListed(serverMajor, catalogVersion)
-	return sum, err
+	sum := finishHash(snap.digest, serverMajor, catalogVersion)
+	d.byHash.put(sum, hashed{snap: snap, major: serverMajor, catalog: catalogVersion})
+	return sum, nil
 }
 
-// hashListed is Hash from a listing of the directory.
-func (d *Dir) hashListed(serverMajor, catalogVersion int) (string, listing, error) {
+// current returns the snapshot of the directory as it is now.
+func (d *Dir) current() (*snapshot, error) {
+	if d.cache == nil {
+		l, err := d.listed()
+		return l.val, err
+	}
+	return d.cache.get([]string{d.osDir}, d.listed)
+}
+
+// listed lists the directory and returns its snapshot, read again only when the
+// listing changed, with the subdirectories and files it used.
+func (d *Dir) listed() (listed[*snapshot], error) {
 	entries, key, err := d.list()
 	if err != nil {
-		return "", listing{}, fmt.Errorf("list migrations in %s: %w", d.display, err)
+		return listed[*snapshot]{}, fmt.Errorf("list migrations in %s: %w", d.display, err)
 	}
 	d.mu.Lock()
 	snap := d.snap
@@ -138,67 +149,24 @@ func (d *Dir) hashListed(serverMajor, catalogVersion int) (string, listing, erro
 	d.mu.Unlock()
 	if snap == nil {
 		if snap, err = d.read(entries); err != nil {
-			return "", listing{}, err
+			return listed[*snapshot]{}, err
 		}
 		d.mu.Lock()
 		d.listKey, d.snap = key, snap
 		d.mu.Unlock()
 	}
-	sum := finishHash(snap.digest, serverMajor, catalogVersion)
-	d.byHash.put(sum, hashed{snap: snap, major: serverMajor, catalog: catalogVersion})
-	return sum, entries, nil
-}
-
-// watchState is a Dir's change guard (watch_linux.go) and the hash it last listed:
-// while the guard saw no change in the directories, Hash returns that hash without
-// listing them. Every acquisition checks its template's migrations, so with many files
-// this is most of the proxy's own time per connection (BenchmarkHashUnchanged: 200
-// files cost ≈0.26 ms listed).
-type watchState struct {
-	mu             sync.Mutex
-	g              *guard // nil: list on every Hash
-	sum            string // the hash listed last, for major and catalog
-	major, catalog int
-}
-
-func (w *watchState) hash(d *Dir, serverMajor, catalogVersion int) (string, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.g != nil && w.sum != "" && w.major == serverMajor && w.catalog == catalogVersion && !w.g.changed() {
-		return w.sum, nil
-	}
-	w.g.close()
-	w.g, w.sum = newGuard(d.osDir), "" // before the listing: a change from here on is an event
-	sum, l, err := d.hashListed(serverMajor, catalogVersion)
-	if err != nil || w.g == nil {
-		return sum, err
-	}
-	names := slices.Clone(l.files)
-	ok := true
-	for _, sub := range l.subdirs {
-		names = append(names, path.Join(sub, "migration.sql"))
-		ok = ok && w.g.add(filepath.Join(d.osDir, filepath.FromSlash(sub)))
-	}
-	if !ok || !addFiles(d.osDir, append(names, l.subdirs...)) {
-		w.g.close()
-		w.g = nil
-		return sum, nil
-	}
-	if len(l.subdirs) > 0 {
-		// A change in a subdirectory before its watch began raised no event.
-		if sum, _, err = d.hashListed(serverMajor, catalogVersion); err != nil {
-			return "", err
+	l := listed[*snapshot]{val: snap}
+	if d.osDir != "" {
+		for _, f := range entries.files {
+			l.names = append(l.names, filepath.Join(d.osDir, filepath.FromSlash(f)))
+		}
+		for _, sub := range entries.subdirs {
+			dir := filepath.Join(d.osDir, filepath.FromSlash(sub))
+			l.dirs = append(l.dirs, dir)
+			l.names = append(l.names, dir, filepath.Join(dir, "migration.sql"))
 		}
 	}
-	w.sum, w.major, w.catalog = sum, serverMajor, catalogVersion
-	return sum, nil
-}
-
-func (w *watchState) close() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.g.close()
-	w.g = nil
+	return l, nil
 }
 
 func (d *Dir) snapshot(hash string) (*snapshot, error) {

@@ -6,14 +6,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
-	"path/filepath"
 	"sync"
 
 	"golang.org/x/sys/unix"
 )
 
 // The change guard on Linux: one inotify instance for the whole process watches the
-// directories of every Dir opened from a path. A guard is dirty once any event arrived
+// directories of every Dir opened from a path and of every Command's watched paths. A guard is dirty once any event arrived
 // for one of its directories; events are read (without blocking) only when a guard is
 // asked, so nothing runs in the background.
 //
@@ -29,7 +28,7 @@ var notify struct {
 	byWD map[int32]map[*guard]struct{}
 }
 
-// guard watches one Dir's directories.
+// guard watches the directories of one Dir or Command.
 type guard struct {
 	wds   []int32
 	dirty bool // an event arrived, the queue overflowed, or a watch went
@@ -49,9 +48,9 @@ var localFS = map[int64]bool{
 	0xF2F52010: true, // f2fs
 }
 
-// newGuard starts watching dir; it returns nil when the change cannot be watched, and
-// the caller then lists the directory on every check.
-func newGuard(dir string) *guard {
+// newGuard starts watching dirs; it returns nil when one of them cannot be watched (or
+// there are none), and the caller then lists them on every check.
+func newGuard(dirs ...string) *guard {
 	notify.once.Do(func() {
 		fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
 		if err != nil {
@@ -59,11 +58,11 @@ func newGuard(dir string) *guard {
 		}
 		notify.fd, notify.byWD = fd, map[int32]map[*guard]struct{}{}
 	})
-	if notify.fd < 0 {
+	if notify.fd < 0 || len(dirs) == 0 {
 		return nil
 	}
 	g := &guard{}
-	if !g.add(dir) {
+	if !g.addAll(dirs) {
 		g.close()
 		return nil
 	}
@@ -83,31 +82,35 @@ func watchable(dir string) bool {
 	return localFS[int64(st.Type)]
 }
 
-// add watches one more directory of the guard's; false when it cannot.
-func (g *guard) add(dir string) bool {
-	if !watchable(dir) {
-		return false
+// addAll watches more directories of the guard's; false when one cannot be.
+func (g *guard) addAll(dirs []string) bool {
+	for _, dir := range dirs {
+		if !watchable(dir) {
+			return false
+		}
 	}
 	notify.mu.Lock()
 	defer notify.mu.Unlock()
-	wd, err := unix.InotifyAddWatch(notify.fd, dir, watchMask|unix.IN_ONLYDIR|unix.IN_DONT_FOLLOW)
-	if err != nil {
-		return false
+	for _, dir := range dirs {
+		wd, err := unix.InotifyAddWatch(notify.fd, dir, watchMask|unix.IN_ONLYDIR|unix.IN_DONT_FOLLOW)
+		if err != nil {
+			return false
+		}
+		w := int32(wd)
+		if notify.byWD[w] == nil {
+			notify.byWD[w] = map[*guard]struct{}{}
+		}
+		notify.byWD[w][g] = struct{}{}
+		g.wds = append(g.wds, w)
 	}
-	w := int32(wd)
-	if notify.byWD[w] == nil {
-		notify.byWD[w] = map[*guard]struct{}{}
-	}
-	notify.byWD[w][g] = struct{}{}
-	g.wds = append(g.wds, w)
 	return true
 }
 
-// addFiles makes sure no name the listing uses is a symbolic link, whose target's
-// changes would raise no event in the directory: false when one is.
-func addFiles(root string, names []string) bool {
-	for _, n := range names {
-		fi, err := os.Lstat(filepath.Join(root, filepath.FromSlash(n)))
+// noSymlinks reports whether none of paths is a symbolic link, whose target's changes
+// would raise no event in the directory.
+func noSymlinks(paths []string) bool {
+	for _, p := range paths {
+		fi, err := os.Lstat(p)
 		if err != nil || fi.Mode()&os.ModeSymlink != 0 {
 			return false
 		}

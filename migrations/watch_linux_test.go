@@ -8,12 +8,23 @@ import (
 	"testing"
 )
 
-// engaged reports whether d's last Hash left its change guard watching, so a test of
+// watching reports whether the last check left w's guard watching, so a test of
 // changes exercises the guard and not only the listing.
-func engaged(d *Dir) bool {
-	d.watch.mu.Lock()
-	defer d.watch.mu.Unlock()
-	return d.watch.g != nil
+func watching[T any](w *guarded[T]) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.g != nil
+}
+
+// engaged is watching for a Dir.
+func engaged(d *Dir) bool { return watching(d.cache) }
+
+// mkdirIn makes dir/name and its parents.
+func mkdirIn(t *testing.T, dir, name string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(dir, name), 0o755); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // localTempDir is t.TempDir, which must be on a filesystem the guard trusts for the
@@ -33,11 +44,7 @@ func localTempDir(t *testing.T) string {
 func TestGuardSeesEveryChange(t *testing.T) {
 	t.Parallel()
 	dir := localTempDir(t)
-	mkdir := func(name string) {
-		if err := os.MkdirAll(filepath.Join(dir, name), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	mkdir := func(name string) { mkdirIn(t, dir, name) }
 	mkdir("20240101000001_users")
 	writeFile(t, dir, "20240101000001_users/migration.sql", "CREATE TABLE users (id int);\n")
 	d, err := OpenFormat(dir, Prisma)
@@ -138,11 +145,7 @@ func TestGuardOffForSymlinks(t *testing.T) {
 func TestCommandGuardSeesEveryChange(t *testing.T) {
 	t.Parallel()
 	dir := localTempDir(t)
-	mkdir := func(name string) {
-		if err := os.MkdirAll(filepath.Join(dir, name), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	mkdir := func(name string) { mkdirIn(t, dir, name) }
 	mkdir("db/migrate/2024")
 	mkdir("seeds")
 	writeFile(t, dir, "db/migrate/2024/001_users.rb", "create_table :users\n")
@@ -152,11 +155,7 @@ func TestCommandGuardSeesEveryChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	isEngaged := func() bool {
-		c.wmu.Lock()
-		defer c.wmu.Unlock()
-		return c.guard != nil
-	}
+	isEngaged := func() bool { return watching(c.cache) }
 	prev := hashOf(t, c, 15, 1)
 	if !isEngaged() {
 		t.Fatalf("the guard is not watching %s", dir)
@@ -205,7 +204,7 @@ func TestCommandGuardSeesEveryChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := hashOf(t, wild, 15, 1)
-	if wild.guard != nil {
+	if watching(wild.cache) {
 		t.Error("the guard watches a pattern with a wildcard in its directory part")
 	}
 	writeFile(t, dir, "db/migrate/2024/001_users.rb", "create_table :users\n")
