@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -326,5 +327,38 @@ func readSilentClose(t testing.TB, c net.Conn) {
 	b, err := io.ReadAll(c)
 	if len(b) > 0 || (err != nil && !isConnReset(err)) {
 		t.Fatalf("want a silent close, got %q, %v", b, err)
+	}
+}
+
+// TestAdminConsoleOutsideSessionCap: with every client session taken, the admin console
+// still connects (TestStressLoad's SHOW POOLS got 53300 at 500 sessions), and it has a
+// bound of its own.
+func TestAdminConsoleOutsideSessionCap(t *testing.T) {
+	t.Parallel()
+	s := startProxy(t, Config{Provider: newTestProvider(t), MaxSessions: 1})
+	ctx := testContext(t)
+	client := connect(t, proxyURL(s, "app"))
+	defer client.Close(ctx)
+	if c, err := pgx.Connect(ctx, proxyURL(s, "app")); err == nil {
+		_ = c.Close(ctx)
+		t.Fatal("a second client past MaxSessions 1 was admitted")
+	}
+	var admins []*pgx.Conn
+	defer func() {
+		for _, c := range admins {
+			_ = c.Close(ctx)
+		}
+	}()
+	for i := range maxAdminSessions {
+		c, err := pgx.Connect(ctx, proxyURL(s, adminDatabase, "default_query_exec_mode=simple_protocol"))
+		if err != nil {
+			t.Fatalf("admin console session %d with the client sessions full: %v", i+1, err)
+		}
+		admins = append(admins, c)
+	}
+	_, err := pgx.Connect(ctx, proxyURL(s, adminDatabase))
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != pgerrcode.TooManyConnections || !strings.Contains(pgErr.Detail, "admin console") {
+		t.Fatalf("admin console session past its bound: err = %v, want 53300 naming the console", err)
 	}
 }

@@ -48,6 +48,7 @@ type Server struct {
 	connsChanged chan struct{} // closed and replaced whenever a connection ends
 	cutAll       bool          // shutdown cut the sessions: cut new connections too
 	sessions     int           // sessions past startup, for MaxSessions
+	admins       atomic.Int32  // admin console sessions, for maxAdminSessions
 
 	closeOnce sync.Once
 	closeCh   chan struct{} // closed by Close

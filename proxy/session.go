@@ -59,13 +59,21 @@ func (s *Server) startSession(cc *clientConn, conn net.Conn, m *pgproto3.Startup
 		s.refuse(cc, conn, &out, err)
 		return
 	}
-	if !s.enterSession() {
+	// The admin console has room of its own, as a plain server keeps connections for
+	// superusers: SHOW POOLS is wanted most when the clients fill the proxy.
+	enter, leave := s.enterSession, s.leaveSession
+	limit, what := s.cfg.MaxSessions, "sessions"
+	if p.database == adminDatabase {
+		enter, leave = s.enterAdmin, s.leaveAdmin
+		limit, what = maxAdminSessions, "admin console sessions"
+	}
+	if !enter() {
 		s.refuse(cc, conn, &out, &pgerr.Error{Code: pgerrcode.TooManyConnections,
 			Message: "sorry, too many clients already",
-			Detail:  fmt.Sprintf("pgtestproxy serves at most %d sessions at once", s.cfg.MaxSessions)})
+			Detail:  fmt.Sprintf("pgtestproxy serves at most %d %s at once", limit, what)})
 		return
 	}
-	cc.leave = sync.OnceFunc(s.leaveSession)
+	cc.leave = sync.OnceFunc(leave)
 	defer cc.leave()
 	if s.auth != nil {
 		if err := s.auth.authenticate(conn, p.user, &out); err != nil {
@@ -115,6 +123,27 @@ func (s *Server) enterSession() bool {
 	s.stats.SessionsTotal.Add(1)
 	s.stats.SessionsActive.Add(1)
 	return true
+}
+
+// maxAdminSessions bounds the admin console's sessions, which do not count against
+// MaxSessions.
+const maxAdminSessions = 16
+
+// enterAdmin and leaveAdmin are enterSession and leaveSession for the admin console:
+// its sessions count in the statistics as any, against a bound of their own.
+func (s *Server) enterAdmin() bool {
+	if s.admins.Add(1) > maxAdminSessions {
+		s.admins.Add(-1)
+		return false
+	}
+	s.stats.SessionsTotal.Add(1)
+	s.stats.SessionsActive.Add(1)
+	return true
+}
+
+func (s *Server) leaveAdmin() {
+	s.admins.Add(-1)
+	s.stats.SessionsActive.Add(-1)
 }
 
 func (s *Server) leaveSession() {
