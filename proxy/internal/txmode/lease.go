@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/jackc/pgx/v5/pgconn"
+	"io"
 	"maps"
 	"net"
 	"sync"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
 	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
@@ -127,7 +128,7 @@ func (l *Lease) prepare(ctx context.Context, st Startup) error {
 	} else {
 		err = be.resetSession(ctx, st)
 	}
-	err = l.stepFailed(ctx, "start the tx lease", err)
+	err = lostBackend(l.Database(), l.stepFailed(ctx, "start the tx lease", err))
 	var refusal *clientRefusal
 	switch {
 	case errors.As(err, &refusal):
@@ -258,6 +259,26 @@ func (l *Lease) Database() string { return l.clone.Database() }
 
 // DefaultStepTimeout is a Lease's StepTimeout unless its maker sets another.
 const DefaultStepTimeout = 30 * time.Second
+
+// lostBackend turns an error of the lease's start that is no answer of a server — the
+// backend's connection broke, as in an upstream restart — into the 08006 a client of a
+// plain server that went gets, instead of an internal error. Errors that carry a
+// SQLSTATE, and the client's own going, pass as they are.
+func lostBackend(clone string, err error) error {
+	var pgErr *pgconn.PgError
+	var own *pgerr.Error
+	var refusal *clientRefusal
+	var netErr net.Error
+	switch {
+	case err == nil, errors.As(err, &pgErr), errors.As(err, &own), errors.As(err, &refusal):
+		return err
+	case errors.As(err, &netErr), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return &pgerr.Error{Code: pgerrcode.ConnectionFailure, Detail: err.Error(),
+			Message: fmt.Sprintf("lost the connection to clone %s while starting the tx lease", clone),
+			Hint:    "The upstream server may have restarted; reconnect to get a fresh lease."}
+	}
+	return err
+}
 
 // stepFailed turns the error of one of the lease's own steps whose deadline (ctx's)
 // passed into a clear error for the client. Other errors pass as they are.
