@@ -26,7 +26,7 @@ func (b *bench) acquisition(ctx context.Context) error {
 			}
 			r := row{Group: group, Name: a.name, Unit: "ms", Value: ms(percentile(lat, 50)),
 				P95: ms(percentile(lat, 95)), P99: ms(percentile(lat, 99)), Baseline: a.baseline}
-			if a.name == nameProxyDB {
+			if a.name == nameProxyDB && pace == 0 { // paced, the rate is the pace's
 				r.Note = dryNote(lat, b.cfg.poolSize)
 			}
 			b.rep.add(r)

@@ -63,6 +63,10 @@ type Config struct {
 	// connection, so a client pool that reconnects keeps its database. Zero means
 	// DefaultLinger; negative means release at once.
 	Linger time.Duration
+	// ConnectAhead makes db-mode connections without a session key take a lease the
+	// server acquired and connected to ahead of them, when the Provider is a
+	// ReadyProvider (ahead.go).
+	ConnectAhead bool
 	// LeaseStepTimeout bounds each of the proxy's own steps when a tx-mode lease starts,
 	// passes to its next connection or ends (connecting its backend, beginning or
 	// resetting its transaction): a step that does not finish in time retires the clone
@@ -73,6 +77,8 @@ type Config struct {
 	// Logger receives what the server does. Nil means zap.NewNop().
 	Logger *zap.Logger
 
+	// aheadIdle, set only by the package's tests, replaces aheadIdle.
+	aheadIdle time.Duration
 	// panicHook, set only by the package's tests, is called at each session
 	// goroutine kind's panic injection point (wire.Guard.At).
 	panicHook func(where string)

@@ -69,3 +69,20 @@ type LeaseProvider interface {
 // "STATS": one row, appended to the proxy's), GC and RELOAD. describe asks for the
 // columns only, without doing anything (an extended-protocol Describe of a statement).
 type AdminFunc func(ctx context.Context, what string, describe bool) (columns []string, rows [][]string, err error)
+
+// ReadyProvider is implemented by providers that can hand out a lease without
+// waiting. With Config.ConnectAhead, the db runner acquires through it a lease it
+// connects ahead of its client (ahead.go); the leases it returns must implement
+// CurrentLease.
+type ReadyProvider interface {
+	// AcquireReady acquires a lease for req only when one is ready now, and returns
+	// (nil, nil) when none is: it never waits, builds or makes the provider build for it.
+	AcquireReady(ctx context.Context, req LeaseRequest) (Lease, error)
+}
+
+// CurrentLease is a lease that can tell whether an Acquire of its request now would
+// hand out a database like it (made from the same template, whose migrations have not
+// changed since).
+type CurrentLease interface {
+	Current(ctx context.Context) bool
+}

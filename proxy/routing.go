@@ -165,6 +165,19 @@ func (r *router[L]) fromProvider(ctx context.Context, req LeaseRequest, shared b
 		var none L
 		return none, err
 	}
+	return r.counted(pl, req, shared), nil
+}
+
+// adopt gives a connection of its own a lease acquired for it elsewhere (connected
+// ahead), took being how long the connection waited for it.
+func (r *router[L]) adopt(pl Lease, req LeaseRequest, took time.Duration) *leaseRef[L] {
+	r.mode.Acquire.Observe(took)
+	return &leaseRef[L]{r: r, lease: r.counted(pl, req, false)}
+}
+
+// counted wraps a lease from the provider and counts it as acquired.
+func (r *router[L]) counted(pl Lease, req LeaseRequest, shared bool) L {
+	mc := r.mode
 	l := r.wrap(pl, shared)
 	r.stats.LeasesTotal.Add(1)
 	r.stats.LeasesActive.Add(1)
@@ -173,7 +186,7 @@ func (r *router[L]) fromProvider(ctx context.Context, req LeaseRequest, shared b
 	r.book.add(l.Database(), req)
 	r.log.Debug("lease acquired", zap.String("database", req.Database), zap.String("mode", string(req.Mode)),
 		zap.String("session_key", req.Session), zap.String("clone", l.Database()))
-	return l, nil
+	return l
 }
 
 // stopLinger cancels e's linger timer, if any. r.mu must be held.

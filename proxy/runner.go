@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"net"
 
@@ -43,6 +44,11 @@ func serveLeased[L heldLease](s *Server, r *router[L], cc *clientConn, conn net.
 		s.refuse(cc, conn, out, reportable(err))
 		return
 	}
+	serveRef(s, ref, cc, serve)
+}
+
+// serveRef runs serve on the lease ref holds and gives it back, clean as serve reports.
+func serveRef[L heldLease](s *Server, ref *leaseRef[L], cc *clientConn, serve func(L) (clean bool)) {
 	clean := false
 	defer func() { ref.release(clean) }()
 	clone := ref.lease.Database()
@@ -56,31 +62,60 @@ func serveLeased[L heldLease](s *Server, r *router[L], cc *clientConn, conn net.
 type dbRunner struct {
 	s      *Server
 	router *router[Lease]
+	ahead  *ahead // nil unless Config.ConnectAhead and the provider can
 }
 
 func newDBRunner(s *Server) *dbRunner {
 	same := func(l Lease, _ bool) Lease { return l }
-	return &dbRunner{s: s, router: newRouter(s.cfg.Provider, same, s.cfg.Linger, s.log, &s.stats, &s.stats.DB, s.leases)}
+	d := &dbRunner{s: s, router: newRouter(s.cfg.Provider, same, s.cfg.Linger, s.log, &s.stats, &s.stats.DB, s.leases)}
+	if rp, ok := s.cfg.Provider.(ReadyProvider); ok && s.cfg.ConnectAhead {
+		d.ahead = newAhead(d, rp)
+	}
+	return d
 }
 
-func (d *dbRunner) close() { d.router.close() }
+// close releases the leases connected ahead, then the lingering ones.
+func (d *dbRunner) close() {
+	if d.ahead != nil {
+		d.ahead.close()
+	}
+	d.router.close()
+}
 
 func (d *dbRunner) run(cc *clientConn, conn net.Conn, p *clientParams, out *wire.MsgBuffer) {
-	serveLeased(d.s, d.router, cc, conn, p, out, func(l Lease) bool { return d.relay(cc, conn, l, p, out) })
+	if d.ahead != nil && p.session == "" {
+		if sp := d.ahead.take(p); sp != nil {
+			ref := d.router.adopt(sp.lease, p.request(), sp.took)
+			serveRef(d.s, ref, cc, func(l Lease) bool { return d.relay(cc, conn, l, sp.up, p, out) })
+			return
+		}
+	}
+	serveLeased(d.s, d.router, cc, conn, p, out, func(l Lease) bool { return d.relay(cc, conn, l, nil, p, out) })
 }
 
-// relay connects the session to its leased database and relays until the session
-// ends. It reports whether the upstream connection ended without a failure.
-func (d *dbRunner) relay(cc *clientConn, conn net.Conn, l Lease, p *clientParams, out *wire.MsgBuffer) (clean bool) {
+// connect opens the upstream connection of a session with the client's parameters p
+// to its leased database.
+func (d *dbRunner) connect(ctx context.Context, l Lease, p *clientParams) (*wire.Upstream, error) {
 	s := d.s
-	upstreamUser := l.ConnConfig().User
-	up, err := wire.ConnectUpstream(s.baseCtx, l, s.roles.startupAs(p, upstreamUser).Runtime)
+	up, err := wire.ConnectUpstream(ctx, l, s.roles.startupAs(p, l.ConnConfig().User).Runtime)
 	if err != nil && s.roles.refused(err, p.user) {
-		up, err = wire.ConnectUpstream(s.baseCtx, l, p.startup.Runtime)
+		up, err = wire.ConnectUpstream(ctx, l, p.startup.Runtime)
 	}
-	if err != nil {
-		s.refuse(cc, conn, out, reportable(err))
-		return false
+	return up, err
+}
+
+// relay connects the session to its leased database (unless up is the connection made
+// ahead) and relays until the session ends. It reports whether the upstream
+// connection ended without a failure.
+func (d *dbRunner) relay(cc *clientConn, conn net.Conn, l Lease, up *wire.Upstream, p *clientParams,
+	out *wire.MsgBuffer) (clean bool) {
+	s := d.s
+	if up == nil {
+		var err error
+		if up, err = d.connect(s.baseCtx, l, p); err != nil {
+			s.refuse(cc, conn, out, reportable(err))
+			return false
+		}
 	}
 	key, err := s.cancels.register(up.Cancel.PID(), up.Cancel)
 	if err != nil {

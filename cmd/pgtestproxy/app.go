@@ -182,6 +182,7 @@ func (a *app) start(ctx context.Context, listen string) (*stack, error) {
 		AllowNonLoopback: a.cfg.allowNonLoopback,
 		DefaultMode:      a.cfg.mode,
 		MaxSessions:      a.cfg.maxSessions,
+		ConnectAhead:     a.cfg.connectAhead,
 		Version:          versionString(),
 		Logger:           a.log.Named("proxy"),
 	})
@@ -309,6 +310,18 @@ func (pr provider) Acquire(ctx context.Context, req proxy.LeaseRequest) (proxy.L
 	}
 	return lease{l}, nil
 }
+
+// AcquireReady claims a ready clone without waiting (proxy.ReadyProvider).
+func (pr provider) AcquireReady(ctx context.Context, req proxy.LeaseRequest) (proxy.Lease, error) {
+	l, err := pr.p.AcquireReady(ctx, req.Database, req.Mode)
+	if l == nil || err != nil {
+		return nil, err
+	}
+	return lease{l}, nil
+}
+
+var _ proxy.ReadyProvider = provider{}
+var _ proxy.CurrentLease = lease{}
 
 // lease is a pool lease as the proxy sees it: it keeps a tx-mode lease's backend in
 // the clone for the clone's next tx-mode lease.

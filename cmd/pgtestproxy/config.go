@@ -43,6 +43,7 @@ type config struct {
 	maxSessions      int
 	noWait           bool // run: start the command without waiting for the default template
 	reuseClean       bool // db mode: put clones a lease left unchanged back in the pool
+	connectAhead     bool // db mode: keep a lease connected ahead of the next client
 	logFormat        string
 	logLevel         string
 	metricsListen    string
@@ -144,6 +145,7 @@ func parseFlags(name string, args []string, getenv func(string) string, stderr i
 	fs.IntVar(&c.refillParallel, "refill-parallelism", 0, "clones created (and, separately, dropped) at once; the upstream connections kept free for this work follow it (0: the default, "+strconv.Itoa(pool.DefaultRefillParallelism)+")")
 	fs.StringVar(&c.cloneStrategy, "clone-strategy", "auto", "CREATE DATABASE strategy of clones (PostgreSQL 15+): wal_log, file_copy, or auto (time both per template, use the faster)")
 	fs.BoolVar(&c.reuseClean, "reuse-clean", true, "db mode: put a clone back in the pool when the server's evidence shows its lease changed nothing (false: drop every db-mode clone)")
+	fs.BoolVar(&c.connectAhead, "connect-ahead", true, "db mode: keep one clone leased and its backend connected ahead of the next client with the same startup parameters (false: connect when the client does)")
 	fs.StringVar((*string)(&c.mode), "mode", string(leasemode.DB), "lease mode when the client names none: db or tx")
 	fs.DurationVar(&c.ttl, "ttl", 24*time.Hour, "templates and idle clones unused this long are dropped")
 	fs.DurationVar(&c.acquireTimeout, "acquire-timeout", 30*time.Second, "how long a client waits for a clone before SQLSTATE 53300")

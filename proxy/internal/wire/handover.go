@@ -89,6 +89,13 @@ func (c *handoverConn) released(conn net.Conn) net.Conn {
 	return conn
 }
 
+// hasPending reports whether a stale Read got something the proxy has not read yet.
+func (c *handoverConn) hasPending() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.pending) > 0
+}
+
 // handover makes the connection the proxy's: a Read of pgconn's still in progress is
 // ended (a read deadline in the past) and what it got is kept for the proxy's reads.
 func (c *handoverConn) handover() error {

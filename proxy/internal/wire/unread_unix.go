@@ -19,6 +19,12 @@ func Unread(conn net.Conn) (data, closed bool) {
 		case *OnceConn:
 			conn = c.Conn
 			continue
+		case *handoverConn: // what pgconn's stale Read got is unread too
+			if c.hasPending() {
+				return true, false
+			}
+			conn = c.Conn
+			continue
 		case interface{ NetConn() net.Conn }: // TLS: a record waiting is input too
 			conn = c.NetConn()
 			continue
