@@ -11,7 +11,10 @@ import (
 // template for database (built already, its migrations unchanged), or returns (nil,
 // nil) when there is none, without starting a build or counting as a waiter the
 // refill builds for. The proxy uses it to connect a db-mode lease ahead of its client
-// (proxy, "Connecting ahead"), which must never hold up a client that waits.
+// (proxy, "Connecting ahead"), which must never hold up a client that waits: while an
+// Acquire of the template waits, AcquireReady takes nothing, so the clones the refill
+// makes go to the waiters (after an upstream restart, with clients waiting, a spare
+// that took them would sit idle while they wait).
 func (p *Pool) AcquireReady(ctx context.Context, database string, mode leasemode.Mode) (*Lease, error) {
 	if mode == "" {
 		mode = leasemode.DB
@@ -24,7 +27,7 @@ func (p *Pool) AcquireReady(ctx context.Context, database string, mode leasemode
 		return nil, ErrClosed
 	}
 	gen := p.currentGen(ctx, tpl)
-	if gen == nil {
+	if gen == nil || gen.waiters.Load() > 0 {
 		return nil, nil
 	}
 	gen.lastUsed.Store(time.Now().UnixNano())

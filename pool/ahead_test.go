@@ -44,6 +44,21 @@ func TestAcquireReadyNeverWaitsOrBuilds(t *testing.T) {
 		t.Fatal("a lease of the template just built is not current")
 	}
 
+	// While an Acquire waits, the clones made ready are the waiter's.
+	gen := p.templates[""].cur.Load()
+	eventually(t, "another ready clone", func() bool {
+		return queryInt(t, f.catalogURL(), "SELECT count(*) FROM migrated_dbs WHERE template_db = $1 AND state = 'ready'", gen.datname) > 0
+	})
+	gen.waiters.Add(1)
+	w, err := p.AcquireReady(t.Context(), "app", leasemode.DB)
+	gen.waiters.Add(-1)
+	if w != nil || err != nil {
+		if w != nil {
+			w.Release(t.Context(), true)
+		}
+		t.Fatalf("with an Acquire waiting: AcquireReady = %v, %v; want nothing", w, err)
+	}
+
 	m.write("003_more.up.sql", "CREATE TABLE more (id int);\n")
 	if l.Current(t.Context()) {
 		t.Fatal("a lease of the template before a migration edit is still current")

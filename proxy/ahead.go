@@ -113,7 +113,10 @@ func (a *ahead) take(p *clientParams) *spare {
 		a.slots[key] = sl
 	}
 	sp := sl.spare
-	sl.spare = nil
+	if sp != nil {
+		sl.spare = nil
+		a.stats().AheadReady.Add(-1)
+	}
 	a.stopTimer(sl)
 	if !sl.filling {
 		sl.filling = true
@@ -129,6 +132,7 @@ func (a *ahead) take(p *clientParams) *spare {
 		return nil
 	}
 	sp.took = time.Since(began)
+	a.stats().AheadTaken.Add(1)
 	return sp
 }
 
@@ -164,6 +168,7 @@ func (a *ahead) fill(key aheadKey, sl *aheadSlot, p *clientParams) {
 		return
 	}
 	sl.spare = sp
+	a.stats().AheadReady.Add(1)
 	a.wg.Add(1)
 	sl.timer = time.AfterFunc(a.idle, func() { a.expire(key, sl, sp) })
 	a.mu.Unlock()
@@ -197,6 +202,7 @@ func (a *ahead) expire(key aheadKey, sl *aheadSlot, sp *spare) {
 		return
 	}
 	sl.spare, sl.timer = nil, nil
+	a.stats().AheadReady.Add(-1)
 	if a.slots[key] == sl && !sl.filling {
 		delete(a.slots, key)
 	}
@@ -225,6 +231,8 @@ func (a *ahead) discard(sp *spare, clean bool) {
 	sp.lease.Release(ctx, clean)
 }
 
+func (a *ahead) stats() *wire.Counters { return &a.d.s.stats }
+
 // close releases every spare and waits for the ones being made, which it releases too.
 func (a *ahead) close() {
 	a.mu.Lock()
@@ -235,6 +243,7 @@ func (a *ahead) close() {
 		if sl.spare != nil {
 			spares = append(spares, sl.spare)
 			sl.spare = nil
+			a.stats().AheadReady.Add(-1)
 		}
 		delete(a.slots, key)
 	}

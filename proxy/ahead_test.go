@@ -124,6 +124,10 @@ func TestConnectAheadHandsOverItsBackend(t *testing.T) {
 		_ = c.Close(context.Background())
 		waitFor(t, "the next spare's lease", func() bool { return p.acquired() > before })
 	}
+	waitFor(t, "the last spare", func() bool { return s.Stats().AheadReady == 1 })
+	if got := s.Stats().AheadTaken; got != 2 {
+		t.Fatalf("SHOW STATS ahead_taken = %d, want 2", got)
+	}
 }
 
 // A spare is for the startup parameters it was made with: a connection with others
@@ -211,8 +215,8 @@ func TestConnectAheadIdleSpareReleased(t *testing.T) {
 	waitFor(t, "the idle spare's release", func() bool {
 		return slices.Contains(p.releases(), releaseRecord{database: db, clean: true})
 	})
-	if n := aheadOf(s).ready(); n != 0 {
-		t.Fatalf("%d spares after the idle time, want 0", n)
+	if n := aheadOf(s).ready(); n != 0 || s.Stats().AheadReady != 0 {
+		t.Fatalf("%d spares after the idle time (SHOW STATS ahead_ready %d), want 0", n, s.Stats().AheadReady)
 	}
 
 	before := p.acquired()

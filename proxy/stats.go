@@ -27,6 +27,8 @@ type Stats struct {
 	Errors         int64 // errors sent to clients by the proxy itself
 	Panics         int64 // panics recovered (a bug): each ended one session, or one shared tx lease
 	Goroutines     int64 // goroutines in the process now (runtime.NumGoroutine): a leak shows here
+	AheadTaken     int64 // db-mode connections that took a lease and backend connected ahead (ahead.go)
+	AheadReady     int64 // leases with a backend connected ahead, waiting for their client now
 
 	// Modes holds the per-mode counters, for leasemode.DB and leasemode.Tx.
 	Modes map[leasemode.Mode]ModeStats
@@ -67,6 +69,8 @@ func snapshot(c *counters) Stats {
 		Errors:         c.Errors.Load(),
 		Panics:         c.Panics.Load(),
 		Goroutines:     int64(runtime.NumGoroutine()),
+		AheadTaken:     c.AheadTaken.Load(),
+		AheadReady:     c.AheadReady.Load(),
 		Modes:          map[leasemode.Mode]ModeStats{},
 		ErrorsByCode:   c.ErrorsByCode(),
 	}
@@ -102,8 +106,9 @@ func (s Stats) table(extra []string, extraRow []string) (columns []string, rows 
 	for i, c := range codes {
 		byCode[i] = fmt.Sprintf("%s=%d", c, s.ErrorsByCode[c])
 	}
-	columns = append(columns, "errors_by_sqlstate", "goroutines")
-	row = append(row, strings.Join(byCode, ","), strconv.FormatInt(s.Goroutines, 10))
+	columns = append(columns, "errors_by_sqlstate", "goroutines", "ahead_taken", "ahead_ready")
+	row = append(row, strings.Join(byCode, ","), strconv.FormatInt(s.Goroutines, 10),
+		strconv.FormatInt(s.AheadTaken, 10), strconv.FormatInt(s.AheadReady, 10))
 	return append(columns, extra...), [][]string{append(row, extraRow...)}
 }
 

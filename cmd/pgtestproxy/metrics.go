@@ -107,6 +107,8 @@ var (
 	descAcquire        = desc("acquire_duration_seconds", "How long lease acquisitions took, by mode.", "mode")
 	descBytes          = desc("relayed_bytes_total", "Bytes relayed, by direction (in: client to upstream).", "direction")
 	descCancels        = desc("cancels_total", "Cancel requests forwarded to the upstream.")
+	descAheadTaken     = desc("ahead_taken_total", "db-mode connections that took a lease and backend connected ahead of them.")
+	descAheadReady     = desc("ahead_ready", "Leases with a backend connected ahead, waiting for their db-mode client now.")
 	descErrors         = desc("errors_total", "Errors the proxy itself sent to clients, by SQLSTATE.", "sqlstate")
 	descPanics         = desc("panics_recovered_total", "Panics recovered (each a bug; each ended one session).")
 	descClonesMade     = desc("clones_made_total", "Clones this process created.")
@@ -144,6 +146,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descBytes, s.BytesIn, "in")
 	counter(descBytes, s.BytesOut, "out")
 	counter(descCancels, s.Cancels)
+	counter(descAheadTaken, s.AheadTaken)
+	gauge(descAheadReady, float64(s.AheadReady))
 	for code, n := range s.ErrorsByCode {
 		counter(descErrors, n, code)
 	}

@@ -15,6 +15,8 @@ type Counters struct {
 	BytesIn, BytesOut             atomic.Int64
 	Cancels, Errors               atomic.Int64
 	Panics                        atomic.Int64 // panics recovered (a bug): each ended a session or a shared lease
+	AheadTaken                    atomic.Int64 // db-mode connections that took a backend connected ahead
+	AheadReady                    atomic.Int64 // backends connected ahead, waiting for their client now
 
 	// DB and Tx count what happened in each lease mode (see the proxy's ModeOf).
 	DB, Tx ModeCounters
