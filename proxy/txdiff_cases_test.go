@@ -28,6 +28,33 @@ var diffCases = []struct {
 		run1("INSERT INTO items VALUES ($1, 'x')", "1"),
 		run1(countItems),
 	}},
+	{"units of Parse, Describe and Close alone", script{
+		// Such a unit leaves the proxy's savepoint where it was: the work before it
+		// stays when a later unit, or the unit itself, fails.
+		q("INSERT INTO items VALUES (10, 'ten')"),
+		ext(parse("ins", "INSERT INTO items VALUES ($1, 'p')"), describe('S', "ins"), syncM()),
+		ext(bind("", "ins", "1"), execM(""), syncM()), // a duplicate key
+		q(countItems),
+		ext(parse("", "SELEC 1"), syncM()), // a syntax error at Parse
+		q(countItems),
+		ext(parse("div", "SELECT 1/0"), describe('S', "div"), syncM()),
+		ext(bind("", "div"), execM(""), syncM()),
+		ext(bind("", "ins", "11"), execM(""), syncM()),
+		ext(closeMsg('S', "div"), syncM()),
+		ext(parse("cnt", countItems), describe('S', "cnt"), syncM()),
+		ext(bind("", "cnt"), describe('P', ""), execM(""), syncM()),
+		ext(describe('S', "nosuch"), syncM()),
+		q(countItems),
+	}},
+	{"Parse-only units around deferred constraints", script{
+		q(deferredSetup),
+		ext(parse("child", "INSERT INTO child VALUES ($1)"), describe('S', "child"), syncM()),
+		ext(bind("", "child", "7"), execM(""), syncM()), // fails at the unit's commit
+		ext(parse("parent", "INSERT INTO parent VALUES ($1)"), syncM()),
+		ext(bind("", "parent", "7"), execM(""), syncM()),
+		ext(bind("", "child", "7"), execM(""), syncM()),
+		q("SELECT count(*) FROM child"),
+	}},
 	{"errors inside a client transaction", script{
 		q("BEGIN"), q("INSERT INTO items VALUES (10, 'ten')"), q("SELECT 1/0"), q(countItems),
 		q("ROLLBACK"), q(countItems),

@@ -28,6 +28,13 @@ type txClient struct {
 	unitBlock bool // the unit began in the client's block
 	unitCtl   bool // the unit holds BEGIN, COMMIT or ROLLBACK
 	unitSQL   bool // a message of the unit that runs SQL was sent
+	// unitRuns: a message of the unit that can change the clone or the session was
+	// sent (Bind, Execute, Query, FunctionCall). A unit of Parse, Describe and Close
+	// alone changes nothing a rollback would undo (prepared statements outlive one),
+	// so it leaves the proxy's savepoint as clean as it found it: the next unit needs no
+	// RELEASE + SAVEPOINT of its own. This is pgx's prepare, once per new statement
+	// text on each connection.
+	unitRuns bool
 	// pathMention: a statement of the session's since its block began, or in this
 	// unit, may have set search_path (ownpath.go).
 	pathMention bool
@@ -143,6 +150,7 @@ func (c *txClient) dispatch(typ byte, n int) error {
 		if err := c.beginSQL(); err != nil {
 			return err
 		}
+		c.unitRuns = true
 		c.noteRan(txStmt{})
 		return c.sendRaw(pending{msg: 'F'}, typ, body, true)
 	}
@@ -158,7 +166,7 @@ func (c *txClient) beginUnit() error {
 	if err := c.cn.acquire(c.s); err != nil {
 		return err
 	}
-	c.inUnit, c.unitCtl, c.unitSQL, c.skipMode = true, false, false, false
+	c.inUnit, c.unitCtl, c.unitSQL, c.unitRuns, c.skipMode = true, false, false, false, false
 	if wait, sent, st := c.cn.unitStart(); !wait {
 		// The units before stream in this session's transaction block.
 		c.st, c.failedKnown = st, !st.block
@@ -287,7 +295,9 @@ func (c *txClient) sync(n int) error {
 	if err := c.beginUnit(); err != nil {
 		return err
 	}
-	if c.unitSQL && c.checkAtEnd() {
+	// What the unit's implicit commit does on a plain server matters only after a
+	// message that ran something (unitRuns).
+	if c.unitRuns && c.checkAtEnd() {
 		// The unit's implicit transaction commits at its Sync.
 		if err := c.inject(checkPart(effNone), false); err != nil {
 			return err
@@ -298,7 +308,7 @@ func (c *txClient) sync(n int) error {
 			}
 		}
 	}
-	if c.unitSQL && !c.skipMode && !c.st.block {
+	if c.unitRuns && !c.skipMode && !c.st.block {
 		if ps, ok := c.restoreAtEnd(); ok {
 			if err := c.inject(ps, false); err != nil {
 				return err
@@ -316,7 +326,7 @@ func (c *txClient) sync(n int) error {
 			return err
 		}
 	}
-	if c.unitSQL && c.commitsTemps() {
+	if c.unitRuns && c.commitsTemps() {
 		if err := c.commitTemps(); err != nil {
 			return err
 		}
@@ -324,7 +334,7 @@ func (c *txClient) sync(n int) error {
 	if err := c.guardIdle(); err != nil {
 		return err
 	}
-	if err := c.send(pending{msg: 'S', work: c.unitSQL}, syncMsg); err != nil {
+	if err := c.send(pending{msg: 'S', work: c.unitRuns}, syncMsg); err != nil {
 		return err
 	}
 	c.endUnit()

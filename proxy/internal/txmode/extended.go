@@ -119,6 +119,7 @@ func (c *txClient) bind(n int) error {
 		}
 		return err
 	}
+	c.unitRuns = true // binding may evaluate a domain's CHECK, which may call anything
 	var params []byte // read whole: a pg_notify call's arguments
 	if t, ok := c.stmts[stmtName]; ok {
 		if t.notifyAt != nil {
@@ -176,6 +177,7 @@ func (c *txClient) execute(body []byte) error {
 	if err := c.beginSQL(); err != nil {
 		return err
 	}
+	c.unitRuns = true
 	t, tracked := c.portals[portal]
 	c.noteDDL(t)
 	if !c.skipMode {

@@ -132,14 +132,23 @@ func (b *Backend) finish(ctx context.Context) error {
 		}
 		queries = append(queries, b.asProxy()+b.restore) // DISCARD ALL then resets the role
 	}
-	queries = append(queries, "DISCARD ALL")
-	status, err := b.run(ctx, queries, nil)
+	// The settings the next lease's transaction needs (its timeouts off, the client's
+	// idle timeout learned), which DISCARD ALL reset, are set here, so that a kept
+	// backend's next start is BEGIN and SAVEPOINT alone (startLater).
+	queries = append(queries, "DISCARD ALL", b.txTimeoutOff()+sqlIdleStart)
+	idle := ""
+	status, err := b.run(ctx, queries, func(q int, row []string) {
+		if q == len(queries)-1 && len(row) > 0 && idle == "" {
+			idle = row[0]
+		}
+	})
 	if err == nil && status != 'I' {
 		err = fmt.Errorf("status %q", status)
 	}
 	if err != nil {
 		return fmt.Errorf("reset the clone at lease end: %w", err)
 	}
+	b.idleStart = idle != "0"
 	return nil
 }
 

@@ -21,6 +21,7 @@ func (c *txClient) query(body []byte) error {
 	if err := c.beginSQL(); err != nil {
 		return err
 	}
+	c.unitRuns = true
 	delete(c.stmts, "")
 	delete(c.portals, "")
 	c.unnamedLive = false // the server drops it at a Query

@@ -10,8 +10,9 @@ import (
 )
 
 // The lease's start, pipelined. A kept backend's lease starts with one query string
-// (BEGIN READ WRITE, the idle timeout's setup, SAVEPOINT pgtestproxy) whose answer
-// nothing at the lease's start needs: the proxy writes it into the backend's buffer
+// (BEGIN READ WRITE, SAVEPOINT pgtestproxy: the previous lease's end, finish, set the
+// timeouts and learned the client's idle timeout) whose answer nothing at the lease's
+// start needs: the proxy writes it into the backend's buffer
 // and does not wait for it. It reaches the server with the first unit of the lease
 // (or with the proxy's next own statements: a reset for the next connection, the
 // lease's end), in the same write, so a lease of a kept backend starts with no round
@@ -21,17 +22,17 @@ import (
 // fails loses the lease (the first unit's statements then fail inside the aborted
 // transaction, never outside it).
 //
-// What the start learns, the idle timeout's value (idle.go), is known only when its
-// answer arrives: until then Backend.idleOwn is what the backend's last start learned
-// (a kept backend is only reused with the same startup parameters, so only a reload
-// of the server's configuration can change it); a value other than 0 learned late
-// turns the guard on from the next unit. A CancelRequest that arrives before the
-// start's answer is held, as one that arrives while the proxy's savepoint statements
-// run is (cancel.go), and delivered once it is in.
+// The idle timeout's value (idle.go) is what the previous lease's end learned (a kept
+// backend is only reused with the same startup parameters, so only a reload of the
+// server's configuration in between can change it). A CancelRequest that arrives
+// before the start's answer is held, as one that arrives while the proxy's savepoint
+// statements run is (cancel.go), and delivered once it is in.
+
+// sqlStartKept is the start of a kept backend's lease.
+const sqlStartKept = "BEGIN READ WRITE;" + sqlSavepoint
 
 // startAhead is the pending start: written, its answer not yet read.
 type startAhead struct {
-	idle   string // the first row's value: the client's idle_in_transaction_session_timeout
 	status byte
 	err    error // the first error the server reported
 }
@@ -41,8 +42,7 @@ type startAhead struct {
 // does. The answer is read by awaitStart.
 func (b *Backend) startLater() error {
 	var scratch []byte
-	q := b.txTimeoutOff() + "BEGIN READ WRITE;" + sqlIdleStart + ";" + sqlSavepoint
-	if err := writeMsg(b.wr, &scratch, &pgproto3.Query{String: q}); err != nil {
+	if err := writeMsg(b.wr, &scratch, &pgproto3.Query{String: sqlStartKept}); err != nil {
 		return fmt.Errorf("begin the lease's transaction: %w", err)
 	}
 	b.ahead = &startAhead{}
@@ -106,10 +106,6 @@ func (b *Backend) awaitStart() error {
 			}
 		case 'S':
 			b.noteParam(body)
-		case 'D':
-			if row := dataRow(body); len(row) > 0 && a.idle == "" {
-				a.idle = row[0]
-			}
 		case 'Z':
 			if len(body) != 1 {
 				return fmt.Errorf("invalid ReadyForQuery of %d bytes", len(body))
@@ -126,10 +122,6 @@ func (b *Backend) awaitStart() error {
 	}
 	if a.err != nil {
 		return &startError{fmt.Errorf("begin the lease's transaction: %w", a.err)}
-	}
-	b.idleStart = a.idle != "0"
-	if b.idleStart {
-		b.idleOwn.Store(true)
 	}
 	return nil
 }
