@@ -5,14 +5,18 @@ import (
 	"errors"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"go.uber.org/zap"
+
+	"github.com/pgtestproxy/pgtestproxy/internal/pgerr"
 )
 
 const (
 	// refillTick is how often the refill loop looks without being kicked (to notice
 	// clones other processes took).
 	refillTick = 500 * time.Millisecond
-	// failureBackoff pauses a template's refill after a failed clone.
+	// failureBackoff pauses a template's refill after a failed clone (not after an
+	// upstream that went away: upstreamGone).
 	failureBackoff = time.Second
 	// capBackoff pauses a template's refill while the clone cap is reached.
 	capBackoff = 100 * time.Millisecond
@@ -160,10 +164,26 @@ func (p *Pool) refillOne(g *generation) {
 			p.kickRefill()
 		}
 	case p.ctx.Err() != nil:
+	case upstreamGone(err):
+		// Not the template's failure: the refill starts again as soon as its count of
+		// the clones works again (refill), which says so once, not per creation.
+		p.log.Debug("refill clone: upstream unreachable", zap.String("template", g.template), zap.Error(err))
 	default:
 		p.pause(g, failureBackoff)
 		p.log.Warn("refill clone", zap.String("template", g.template), zap.String("database", g.datname), zap.Error(err))
 	}
+}
+
+// upstreamGone reports whether err says the upstream is down or restarting (it
+// refused or dropped the connection, or ended the session while shutting down) rather
+// than that the work itself failed.
+func upstreamGone(err error) bool {
+	switch pgerr.SQLState(err) {
+	case pgerrcode.ConnectionFailure, pgerrcode.ConnectionException, pgerrcode.SQLClientUnableToEstablishSQLConnection,
+		pgerrcode.AdminShutdown, pgerrcode.CrashShutdown, pgerrcode.CannotConnectNow:
+		return true
+	}
+	return false
 }
 
 // waiterMemory is how long after its last waiter left a template still counts as

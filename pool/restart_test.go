@@ -1,10 +1,14 @@
 package pool
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgtestproxy/pgtestproxy/internal/leasemode"
 	"github.com/pgtestproxy/pgtestproxy/internal/pgserver"
@@ -69,5 +73,70 @@ func TestUpstreamRestart(t *testing.T) {
 	}
 	if len(r.Reclaimed) != 1 || r.Reclaimed[0] != "pgtp_v2_ghost" {
 		t.Fatalf("GC after the ghost's grace reclaimed %v, want only pgtp_v2_ghost", r.Reclaimed)
+	}
+}
+
+// A clone that could not be made because the upstream went away (stopped, restarting)
+// does not pause the template's refill for failureBackoff: the refill goes on as soon
+// as the upstream answers again (seen in make stress: after an upstream restart under
+// load, the refill stood still for a second after the server was back, and so did every
+// client waiting for a clone). A failure of the work itself still pauses it
+// (upstreamGone tells them apart).
+func TestRefillNotPausedByUpstreamGone(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	srv, scfg := privateServerConfig(t, pgserver.Config{Port: port})
+	f := &fixture{t: t, admin: srv.ConnString("postgres"), catalog: "pgtestproxy", prefix: "pgtp_"}
+	p := f.pool(f.config(map[string]Migrator{"": newMigDir(t, simpleSchema)}))
+	lease := acquire(t, p, "", leasemode.DB) // the template is built
+	lease.Release(t.Context(), false)
+	gens := p.active()
+	if len(gens) != 1 {
+		t.Fatalf("%d active generations, want 1", len(gens))
+	}
+	g := gens[0]
+	paused := func() bool {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return time.Now().Before(g.backoff)
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	g.inflight.Add(1)
+	p.refillOne(g) // fails: nothing listens
+	if paused() {
+		t.Error("the refill was paused after the upstream went away")
+	}
+	// Back, so that the pool's close finishes its drops.
+	srv, err = pgserver.Start(t.Context(), scfg)
+	if err != nil {
+		t.Fatalf("restart: %v", err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	defer p.Close() // before the server's cleanup
+	// What tells the two apart: an upstream that went away, against the work's own
+	// failure, which still pauses the refill.
+	gone := p.upstreamErr("reserve clone", errors.New("dial tcp: connect: connection refused"))
+	for _, tc := range []struct {
+		err  error
+		gone bool
+	}{
+		{gone, true},
+		{fmt.Errorf("clone: %w", gone), true},
+		{&pgconn.PgError{Code: pgerrcode.AdminShutdown}, true},
+		{&pgconn.PgError{Code: pgerrcode.CannotConnectNow}, true},
+		{&pgconn.PgError{Code: pgerrcode.ObjectInUse, Message: `source database "t" is being accessed by other users`}, false},
+		{&pgconn.PgError{Code: pgerrcode.InsufficientPrivilege}, false},
+		{errors.New("no SQLSTATE"), false},
+	} {
+		if got := upstreamGone(tc.err); got != tc.gone {
+			t.Errorf("upstreamGone(%v) = %v, want %v", tc.err, got, tc.gone)
+		}
 	}
 }
