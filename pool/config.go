@@ -147,7 +147,17 @@ type Config struct {
 	// catalogVersion overrides CatalogVersion, for tests of several versions sharing
 	// one upstream. Zero means CatalogVersion.
 	catalogVersion int
+
+	// trimIdle overrides TrimIdle, for tests. Zero means TrimIdle.
+	trimIdle time.Duration
 }
+
+// TrimIdle is how long a ready clone beyond PoolSize must have gone unused before the
+// refill trims it. Ready clones are shared by every pool on the upstream, and each
+// counts only its own waiters: without it, one pool dropped the clones another had just
+// made for its waiting clients (seen with three proxies on one server: one made 13
+// clones and dropped 24), and a pool its own, made for waiters who then got another.
+const TrimIdle = 5 * time.Second
 
 // DefaultRefillParallelism is RefillParallelism's default.
 const DefaultRefillParallelism = 2
@@ -189,6 +199,7 @@ func (c Config) withDefaults() Config {
 	if c.catalogVersion == 0 {
 		c.catalogVersion = CatalogVersion
 	}
+	set(&c.trimIdle, TrimIdle)
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}

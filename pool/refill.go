@@ -249,8 +249,9 @@ func (p *Pool) evictFor(g *generation) bool {
 	return true
 }
 
-// trim drops up to n ready clones of g, least recently used first: up to free of
-// those without a backend this process kept, and the rest among those with one.
+// trim drops up to n ready clones of g unused for TrimIdle, least recently used first:
+// up to free of those without a backend this process kept, and the rest among those
+// with one.
 func (p *Pool) trim(g *generation, n, free int) {
 	defer g.trimming.Store(false)
 	ctx, cancel := p.dropContext()
@@ -265,9 +266,9 @@ func (p *Pool) trim(g *generation, n, free int) {
 		}
 		got, err := p.claimNames(ctx, `UPDATE migrated_dbs SET state = 'dropping', owner = $3, kept_by = NULL
 			WHERE datname IN (SELECT datname FROM migrated_dbs WHERE template_db = $1 AND state = 'ready'
-				AND (kept_by IS NOT DISTINCT FROM $3) = $4
+				AND (kept_by IS NOT DISTINCT FROM $3) = $4 AND last_used < now() - make_interval(secs => $5)
 				ORDER BY last_used LIMIT $2 FOR UPDATE SKIP LOCKED)
-			RETURNING datname`, g.datname, pick.n, p.owner, pick.kept)
+			RETURNING datname`, g.datname, pick.n, p.owner, pick.kept, p.cfg.trimIdle.Seconds())
 		if err != nil {
 			if ctx.Err() == nil {
 				p.log.Warn("trim ready clones", zap.String("template", g.template), zap.Error(err))
