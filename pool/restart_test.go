@@ -14,6 +14,20 @@ import (
 	"github.com/pgtestproxy/pgtestproxy/internal/pgserver"
 )
 
+// restartableServer starts a server of the test's own on a fixed free port (so that
+// it can be started again at the same address) and a fixture on it.
+func restartableServer(t *testing.T) (*pgserver.Server, pgserver.Config, *fixture) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	srv, scfg := privateServerConfig(t, pgserver.Config{Port: port})
+	return srv, scfg, &fixture{t: t, admin: srv.ConnString("postgres"), catalog: "pgtestproxy", prefix: "pgtp_"}
+}
+
 // TestUpstreamRestart restarts the upstream under a live pool holding a lease. Another
 // pool's GC, run as soon as the server answers again, reclaims nothing: not the live
 // pool's lease, and not even the lease of an owner whose heartbeat is an hour old,
@@ -22,14 +36,7 @@ import (
 // again without waiting for its next GC tick.
 func TestUpstreamRestart(t *testing.T) {
 	t.Parallel()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	srv, scfg := privateServerConfig(t, pgserver.Config{Port: port})
-	f := &fixture{t: t, admin: srv.ConnString("postgres"), catalog: "pgtestproxy", prefix: "pgtp_"}
+	srv, scfg, f := restartableServer(t)
 	d := newMigDir(t, simpleSchema)
 	live := f.pool(f.config(map[string]Migrator{"": d}))
 	lease := acquire(t, live, "", leasemode.DB)
@@ -43,7 +50,7 @@ func TestUpstreamRestart(t *testing.T) {
 	if err := srv.Close(); err != nil {
 		t.Fatal(err)
 	}
-	srv, err = pgserver.Start(t.Context(), scfg)
+	srv, err := pgserver.Start(t.Context(), scfg)
 	if err != nil {
 		t.Fatalf("restart: %v", err)
 	}
@@ -84,14 +91,7 @@ func TestUpstreamRestart(t *testing.T) {
 // (upstreamGone tells them apart).
 func TestRefillNotPausedByUpstreamGone(t *testing.T) {
 	t.Parallel()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	srv, scfg := privateServerConfig(t, pgserver.Config{Port: port})
-	f := &fixture{t: t, admin: srv.ConnString("postgres"), catalog: "pgtestproxy", prefix: "pgtp_"}
+	srv, scfg, f := restartableServer(t)
 	p := f.pool(f.config(map[string]Migrator{"": newMigDir(t, simpleSchema)}))
 	lease := acquire(t, p, "", leasemode.DB) // the template is built
 	lease.Release(t.Context(), false)
@@ -114,7 +114,7 @@ func TestRefillNotPausedByUpstreamGone(t *testing.T) {
 		t.Error("the refill was paused after the upstream went away")
 	}
 	// Back, so that the pool's close finishes its drops.
-	srv, err = pgserver.Start(t.Context(), scfg)
+	srv, err := pgserver.Start(t.Context(), scfg)
 	if err != nil {
 		t.Fatalf("restart: %v", err)
 	}
