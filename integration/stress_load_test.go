@@ -126,14 +126,26 @@ func (l *load) lease(ctx context.Context, url, mode, name string) error {
 	}
 	defer c.Close(context.Background())
 	took := time.Since(t0)
-	var n, note int
-	if err := c.QueryRow(ctx, `SELECT count(*), (SELECT count(*) FROM information_schema.columns
-		WHERE table_name = 'users' AND column_name = 'note') FROM users`).Scan(&n, &note); err != nil {
-		if sqlState(err) == "42P01" {
-			l.record(func() { l.bad = append(l.bad, mode+" lease without the users table: "+err.Error()) })
-		}
+	err = leaseWork(ctx, c, name, func(n, note int) {
+		l.check(mode, t0, n, note)
+	})
+	if sqlState(err) == "42P01" {
+		l.record(func() { l.bad = append(l.bad, mode+" lease without the users table: "+err.Error()) })
+	}
+	if err != nil {
 		return err
 	}
+	l.record(func() {
+		l.leases[mode]++
+		l.acquire[mode] = append(l.acquire[mode], took)
+		l.done = append(l.done, leaseDone{mode, time.Now()})
+	})
+	return nil
+}
+
+// check records what is wrong with a lease asked for at t0 whose clone held n users,
+// and the column the migration edit adds when note is 1.
+func (l *load) check(mode string, t0 time.Time, n, note int) {
 	if n != 1 {
 		l.record(func() { l.bad = append(l.bad, fmt.Sprintf("%s lease found %d users, want the template's 1", mode, n)) })
 	}
@@ -147,15 +159,20 @@ func (l *load) lease(ctx context.Context, url, mode, name string) error {
 			l.record(func() { l.moved++ })
 		}
 	}
-	if _, err := c.Exec(ctx, "INSERT INTO users (name) VALUES ($1)", name); err != nil {
+}
+
+// leaseWork is what each lease of the load does in its clone: it reads the users (n,
+// and note: whether the column the migration edit adds is there), passes them to
+// check, and adds one named name.
+func leaseWork(ctx context.Context, c *pgx.Conn, name string, check func(n, note int)) error {
+	var n, note int
+	if err := c.QueryRow(ctx, `SELECT count(*), (SELECT count(*) FROM information_schema.columns
+		WHERE table_name = 'users' AND column_name = 'note') FROM users`).Scan(&n, &note); err != nil {
 		return err
 	}
-	l.record(func() {
-		l.leases[mode]++
-		l.acquire[mode] = append(l.acquire[mode], took)
-		l.done = append(l.done, leaseDone{mode, time.Now()})
-	})
-	return nil
+	check(n, note)
+	_, err := c.Exec(ctx, "INSERT INTO users (name) VALUES ($1)", name)
+	return err
 }
 
 func (l *load) record(f func()) {
@@ -278,7 +295,8 @@ func TestStressLoad(t *testing.T) {
 	sessions := stressKnob(envStressSessions, 16)
 	secs := stressKnob(envStressSeconds, 3)
 	u := newStressUpstream(t, sessions+100)
-	raw, rawLine := rawCloneRate(t, u, rawCloneSeconds*time.Second)
+	strategy, raw, rawLine := rawCloneRate(t, u, rawCloneSeconds*time.Second)
+	rawLease, rawLeaseLine := rawLeaseRate(t, u, strategy, rawCloneSeconds*time.Second)
 	mig := migrationsDir(t)
 	args := []string{fmt.Sprintf("--max-clones=%d", sessions+16),
 		// A session counts against --max-sessions until the proxy has seen its client
@@ -314,7 +332,7 @@ func TestStressLoad(t *testing.T) {
 	work1 := readServerWork(t, u)
 	// The raw loop again, while the tx sessions run on: what the server can clone and
 	// drop under the load db mode shares it with below.
-	rawBusy, rawBusyLine := rawCloneRate(t, u, rawCloneSeconds*time.Second)
+	_, rawBusy, rawBusyLine := rawCloneRate(t, u, rawCloneSeconds*time.Second)
 	alone.halt()
 	xacts0, at0 := catalogXacts(t, u), time.Now()
 	l := startLoad(t, p, sessions)
@@ -343,8 +361,9 @@ func TestStressLoad(t *testing.T) {
 	t.Logf("load %d sessions × %ds: %s", sessions, secs, l.figures())
 	t.Logf("load %d sessions: alone first, %d tx sessions, warmed, then %ds measured, then the raw loop below: %s",
 		sessions, sessions/2, aloneSecs, alone.figures())
-	t.Logf("load %d sessions: db mode alone (%d db sessions, %ds measured): %.1f leases/s = %.2f × the raw clone+drop rate before the proxy started: %s",
-		sessions, sessions/2, aloneSecs, dbAloneRate, dbAloneRate/raw, dbAlone.figures())
+	t.Logf("load %d sessions: db mode alone (%d db sessions, %ds measured): %.1f leases/s = %.2f × the raw clone+drop rate "+
+		"= %.2f × the %s, both before the proxy started: %s",
+		sessions, sessions/2, aloneSecs, dbAloneRate, dbAloneRate/raw, dbAloneRate/rawLease, rawLeaseLine, dbAlone.figures())
 	t.Logf("load %d sessions: db mode %.1f leases/s = %.2f × the %s, while those tx sessions ran",
 		sessions, l.rate("db"), l.rate("db")/rawBusy, rawBusyLine)
 	dbRate, txRate := l.rate("db"), l.rate("tx")
@@ -352,12 +371,12 @@ func TestStressLoad(t *testing.T) {
 		"(the goals are ≥ 0.8× both; printed, not asserted); clones being made, each second: %v",
 		sessions, dbRate, dbRate/raw, rawLine, txRate, txRate/txAlone, txAlone, creating)
 	stats, tpls := p.console("SHOW STATS"), p.console("SHOW TEMPLATES")
-	strategy := ""
+	strategies := ""
 	for _, row := range tpls {
-		strategy += row["strategy"]
+		strategies += row["strategy"]
 	}
 	t.Logf("load %d sessions: catalog %.0f transactions/s under the mixed load; CREATE DATABASE (%s) p50 %s ms, p99 %s ms",
-		sessions, float64(xacts1-xacts0)/at1.Sub(at0).Seconds(), strategy, stats[0]["clone_p50_ms"], stats[0]["clone_p99_ms"])
+		sessions, float64(xacts1-xacts0)/at1.Sub(at0).Seconds(), strategies, stats[0]["clone_p50_ms"], stats[0]["clone_p99_ms"])
 	t.Logf("load %d sessions: the server's work, tx alone: %s; mixed: %s", sessions, work1.since(work0), work2.since(work1))
 	after := p.goroutines()
 	drained := waitFor(t, "the leases to end after the load", 2*time.Minute, func() bool {
