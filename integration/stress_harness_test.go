@@ -248,6 +248,15 @@ func (p *proxyProc) console(sql string) []map[string]string {
 // goroutines is SHOW STATS' goroutines column.
 func (p *proxyProc) goroutines() string { return p.console("SHOW STATS")[0]["goroutines"] }
 
+// clonesMade is SHOW STATS' clones_made: the clones the proxy has created.
+func (p *proxyProc) clonesMade() int {
+	n, err := strconv.Atoi(p.console("SHOW STATS")[0]["clones_made"])
+	if err != nil {
+		p.t.Fatalf("SHOW STATS clones_made: %v", err)
+	}
+	return n
+}
+
 // gc runs `pgtestproxy gc` against upstream and returns its summary line.
 func gcRun(t *testing.T, upstream, migrations string, extra ...string) string {
 	t.Helper()

@@ -325,11 +325,21 @@ func TestStressLoad(t *testing.T) {
 		return clonesInFlight(t, u) == 0
 	})
 	alone := startLoadModes(t, p, sessions/2, []string{"tx"})
-	waitLeases(t, alone, 2*(sessions/2)) // warmed: every session's clone made
-	work0, from := readServerWork(t, u), time.Now()
+	waitLeases(t, alone, 2*(sessions/2))
+	// Warmed: every session's clone made, which at hundreds of sessions takes longer
+	// than their first leases (the proxy made 146 clones in the 10 s measured after
+	// them at 500 sessions): no clone made for a second.
+	made, madeAt := p.clonesMade(), time.Now()
+	waitFor(t, "the tx sessions' clones to be made", 2*time.Minute, func() bool {
+		if m := p.clonesMade(); m != made {
+			made, madeAt = m, time.Now()
+		}
+		return time.Since(madeAt) >= time.Second
+	})
+	work0, made0, from := readServerWork(t, u), p.clonesMade(), time.Now()
 	<-time.After(time.Duration(aloneSecs) * time.Second) // the phase's length, as the load's below
 	txAlone := alone.rateBetween("tx", from, time.Now())
-	work1 := readServerWork(t, u)
+	work1, made1 := readServerWork(t, u), p.clonesMade()
 	// The raw loop again, while the tx sessions run on: what the server can clone and
 	// drop under the load db mode shares it with below.
 	_, rawBusy, rawBusyLine := rawCloneRate(t, u, rawCloneSeconds*time.Second)
@@ -359,8 +369,8 @@ func TestStressLoad(t *testing.T) {
 	work2 := readServerWork(t, u)
 	l.halt()
 	t.Logf("load %d sessions × %ds: %s", sessions, secs, l.figures())
-	t.Logf("load %d sessions: alone first, %d tx sessions, warmed, then %ds measured, then the raw loop below: %s",
-		sessions, sessions/2, aloneSecs, alone.figures())
+	t.Logf("load %d sessions: alone first, %d tx sessions, warmed, then %ds measured (%d clones made in it), then the raw loop below: %s",
+		sessions, sessions/2, aloneSecs, made1-made0, alone.figures())
 	t.Logf("load %d sessions: db mode alone (%d db sessions, %ds measured): %.1f leases/s = %.2f × the raw clone+drop rate "+
 		"= %.2f × the %s, both before the proxy started: %s",
 		sessions, sessions/2, aloneSecs, dbAloneRate, dbAloneRate/raw, dbAloneRate/rawLease, rawLeaseLine, dbAlone.figures())
