@@ -295,8 +295,9 @@ func TestStressLoad(t *testing.T) {
 	sessions := stressKnob(envStressSessions, 16)
 	secs := stressKnob(envStressSeconds, 3)
 	u := newStressUpstream(t, sessions+100)
-	strategy, raw, rawLine := rawCloneRate(t, u, rawCloneSeconds*time.Second)
-	rawLease, rawLeaseLine := rawLeaseRate(t, u, strategy, rawCloneSeconds*time.Second)
+	rawTpl := rawTemplate(t, u)
+	strategy, raw, rawLine := rawCloneRate(t, u, rawTpl, rawCloneSeconds*time.Second)
+	rawLease, rawLeaseLine := rawLeaseRate(t, u, rawTpl, strategy, rawCloneSeconds*time.Second)
 	mig := migrationsDir(t)
 	args := []string{fmt.Sprintf("--max-clones=%d", sessions+16),
 		// A session counts against --max-sessions until the proxy has seen its client
@@ -342,7 +343,7 @@ func TestStressLoad(t *testing.T) {
 	work1, made1 := readServerWork(t, u), p.clonesMade()
 	// The raw loop again, while the tx sessions run on: what the server can clone and
 	// drop under the load db mode shares it with below.
-	_, rawBusy, rawBusyLine := rawCloneRate(t, u, rawCloneSeconds*time.Second)
+	_, rawBusy, rawBusyLine := rawCloneRate(t, u, rawTpl, rawCloneSeconds*time.Second)
 	alone.halt()
 	xacts0, at0 := catalogXacts(t, u), time.Now()
 	l := startLoad(t, p, sessions)

@@ -19,18 +19,18 @@ const rawLeaseWorkers = 8
 
 // rawTemplate creates the load's template (a users table with one row) as a plain
 // database stress_raw_tpl, dropped at the end of the test, for the raw loops.
-func rawTemplate(t *testing.T, ctx context.Context, u *stressUpstream) string {
+func rawTemplate(t *testing.T, u *stressUpstream) string {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
 	c, err := pgx.Connect(ctx, u.url("postgres"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close(context.Background())
 	tpl := pgx.Identifier{"stress_raw_tpl"}.Sanitize()
-	for _, sql := range []string{"DROP DATABASE IF EXISTS " + tpl, "CREATE DATABASE " + tpl} {
-		if _, err := c.Exec(ctx, sql); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
+	if _, err := c.Exec(ctx, "CREATE DATABASE "+tpl); err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		if c, err := pgx.Connect(context.Background(), u.url("postgres")); err == nil {
@@ -51,16 +51,15 @@ func rawTemplate(t *testing.T, ctx context.Context, u *stressUpstream) string {
 	return tpl
 }
 
-// rawCloneRate is the rate at which the upstream alone clones and drops the load's
-// template in a loop on one connection, with each strategy for d: CREATE DATABASE …
+// rawCloneRate is the rate at which the upstream alone clones and drops tpl
+// (rawTemplate) in a loop on one connection, with each strategy for d: CREATE DATABASE …
 // TEMPLATE … STRATEGY s, then DROP DATABASE. It returns the faster strategy, its
 // databases/s and a line with both: the bound the issue compares db mode's lease rate
 // with (a db-mode lease that is not reused costs one of each, and more: rawLeaseRate).
-func rawCloneRate(t *testing.T, u *stressUpstream, d time.Duration) (string, float64, string) {
+func rawCloneRate(t *testing.T, u *stressUpstream, tpl string, d time.Duration) (string, float64, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute+4*d)
 	defer cancel()
-	tpl := rawTemplate(t, ctx, u)
 	c, err := pgx.Connect(ctx, u.url("postgres"))
 	if err != nil {
 		t.Fatal(err)
@@ -103,11 +102,10 @@ func rawCloneRate(t *testing.T, u *stressUpstream, d time.Duration) (string, flo
 // its close, and DROP DATABASE … WITH (FORCE), for d. A backend's first start in a new
 // database costs more than the clone itself here, which the raw clone+drop loop leaves
 // out; this is the rate the proxy's clone pipeline could reach at best.
-func rawLeaseRate(t *testing.T, u *stressUpstream, strategy string, d time.Duration) (float64, string) {
+func rawLeaseRate(t *testing.T, u *stressUpstream, tpl, strategy string, d time.Duration) (float64, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute+4*d)
 	defer cancel()
-	tpl := rawTemplate(t, ctx, u)
 	var n atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, rawLeaseWorkers)
